@@ -1,0 +1,293 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
+)
+
+func (j *jobRun) lookupVar(k string) (string, bool) {
+	v, ok := j.vars[k]
+	return v, ok
+}
+
+// patterns expands and normalises artifact or cache paths, logging (not
+// failing on) those that leave the project directory.
+func (j *jobRun) patterns(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		n, err := normalizePattern(j.projectDir, expandVars(p, j.lookupVar))
+		if err != nil {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: %v: path refused\x1b[0;m\n", err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// collect resolves paths/exclude/untracked to the files to archive.
+func (j *jobRun) collect(paths, exclude []string, untracked bool) ([]string, error) {
+	var extra []string
+	if untracked {
+		extra = untrackedFiles(j.projectDir)
+	}
+	return collectFiles(j.projectDir, j.patterns(paths), j.patterns(exclude), extra)
+}
+
+func (j *jobRun) hasDependencies() bool {
+	for _, d := range j.job.Dependencies {
+		if d.ArtifactsFile.Filename != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// retry runs fn up to attempts times while it fails with a retryable error.
+func retry(ctx context.Context, attempts int, fn func() error) error {
+	bo := backoff{min: time.Second, max: 10 * time.Second}
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = fn(); err == nil || !client.Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sleepCtx(ctx, bo.next()) {
+			return err
+		}
+	}
+	return err
+}
+
+func (j *jobRun) downloadArtifacts(ctx context.Context) error {
+	for _, d := range j.job.Dependencies {
+		if d.ArtifactsFile.Filename == "" {
+			continue
+		}
+		fmt.Fprintf(j.trace, "Downloading artifacts for %s (%d)...\n", d.Name, d.ID)
+		f, err := os.CreateTemp(j.tmpDir, "dependency-*.zip")
+		if err != nil {
+			return err
+		}
+		name := f.Name()
+		err = retry(ctx, 3, func() error {
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+			if _, err := f.Seek(0, 0); err != nil {
+				return err
+			}
+			return j.c.DownloadArtifacts(ctx, d.ID, d.Token, f)
+		})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = extractZip(name, j.projectDir)
+		}
+		os.Remove(name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			fmt.Fprintf(j.trace, "\x1b[31;1mERROR: Downloading artifacts for %s (%d) failed: %v\x1b[0;m\n", d.Name, d.ID, err)
+			return &scriptExit{code: 1}
+		}
+		fmt.Fprintf(j.trace, "Downloading artifacts from coordinator... ok\n")
+	}
+	return nil
+}
+
+func (j *jobRun) hasArtifacts(success bool) bool {
+	for _, a := range j.job.Artifacts {
+		if (len(a.Paths) > 0 || a.Untracked) && whenMatches(a.When, success) {
+			return true
+		}
+	}
+	return false
+}
+
+// uploadArtifacts archives and uploads every artifacts entry whose "when"
+// matches the job result. Missing files only warn, as in GitLab.
+func (j *jobRun) uploadArtifacts(ctx context.Context, success bool) error {
+	var errs []error
+	for i, a := range j.job.Artifacts {
+		if !(len(a.Paths) > 0 || a.Untracked) || !whenMatches(a.When, success) {
+			continue
+		}
+		files, err := j.collect(a.Paths, a.Exclude, a.Untracked)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		typ := a.ArtifactType
+		if typ == "" {
+			typ = "archive"
+		}
+		if len(files) == 0 {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: %s: no matching files\x1b[0;m\n", strings.Join(a.Paths, ", "))
+			fmt.Fprintf(j.trace, "\x1b[31;1mERROR: No files to upload\x1b[0;m\n")
+			continue
+		}
+		fmt.Fprintf(j.trace, "Uploading artifacts...\n%s: found %d matching artifact files and directories\n", strings.Join(a.Paths, ", "), len(files))
+		f, err := os.CreateTemp(j.tmpDir, fmt.Sprintf("artifacts-%d-*", i))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		name := expandVars(a.Name, j.lookupVar)
+		format := a.ArtifactFormat
+		var filename string
+		switch format {
+		case "gzip":
+			err = writeGzip(f, j.projectDir, files)
+			filename = name
+			if filename == "" {
+				filename = filepath.Base(files[0])
+			}
+			filename += ".gz"
+		case "raw":
+			filename = filepath.Base(files[0])
+			var b []byte
+			if b, err = os.ReadFile(filepath.Join(j.projectDir, files[0])); err == nil {
+				_, err = f.Write(b)
+			}
+		default:
+			err = writeZip(f, j.projectDir, files)
+			if name == "" {
+				name = "artifacts"
+			}
+			filename = name + ".zip"
+		}
+		if err == nil {
+			err = retry(ctx, 3, func() error {
+				return j.c.UploadArtifacts(ctx, j.job.ID, j.job.Token, f, client.UploadOptions{
+					Filename: filename, ExpireIn: a.ExpireIn, ArtifactFormat: format, ArtifactType: a.ArtifactType,
+				})
+			})
+		}
+		f.Close()
+		os.Remove(f.Name())
+		if err != nil {
+			fmt.Fprintf(j.trace, "\x1b[31;1mERROR: Uploading artifacts as %q to coordinator... failed: %v\x1b[0;m\n", typ, err)
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(j.trace, "Uploading artifacts as %q to coordinator... 201 Created\n", typ)
+	}
+	return errors.Join(errs...)
+}
+
+func (j *jobRun) hasCache(restore bool) bool {
+	for _, c := range j.job.Cache {
+		if len(c.Paths) == 0 && !c.Untracked {
+			continue
+		}
+		switch c.Policy {
+		case client.CachePolicyPull:
+			if restore {
+				return true
+			}
+		case client.CachePolicyPush:
+			if !restore {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// cacheFile maps a cache key to its archive. Keys may contain "/", so each
+// key is escaped into a single directory name.
+func (j *jobRun) cacheFile(key string) (string, bool) {
+	key = expandVars(key, j.lookupVar)
+	if key == "" {
+		key = "default"
+	}
+	esc := url.PathEscape(key)
+	if esc == "." || esc == ".." {
+		return "", false
+	}
+	return filepath.Join(j.r.cfg.CacheDir, filepath.FromSlash(projectPath(j.job)), esc, "cache.zip"), true
+}
+
+func (j *jobRun) restoreCache() {
+	for _, c := range j.job.Cache {
+		if c.Policy == client.CachePolicyPush || (len(c.Paths) == 0 && !c.Untracked) {
+			continue
+		}
+		keys := append([]string{c.Key}, c.FallbackKeys...)
+		restored := false
+		for _, k := range keys {
+			file, ok := j.cacheFile(k)
+			if !ok {
+				continue
+			}
+			if _, err := os.Stat(file); err != nil {
+				continue
+			}
+			fmt.Fprintf(j.trace, "Checking cache for %s...\n", k)
+			if err := extractZip(file, j.projectDir); err != nil {
+				fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Failed to extract cache: %v\x1b[0;m\n", err)
+				continue
+			}
+			fmt.Fprintf(j.trace, "Successfully extracted cache\n")
+			restored = true
+			break
+		}
+		if !restored {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Cache %s not found locally\x1b[0;m\n", c.Key)
+		}
+	}
+}
+
+func (j *jobRun) saveCache(success bool) {
+	for _, c := range j.job.Cache {
+		if c.Policy == client.CachePolicyPull || (len(c.Paths) == 0 && !c.Untracked) || !whenMatches(c.When, success) {
+			continue
+		}
+		file, ok := j.cacheFile(c.Key)
+		if !ok {
+			continue
+		}
+		files, err := j.collect(c.Paths, nil, c.Untracked)
+		if err == nil && len(files) == 0 {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: %s: no matching files\x1b[0;m\n", strings.Join(c.Paths, ", "))
+			continue
+		}
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(file), 0o755)
+		}
+		if err == nil {
+			// Written aside and renamed, so concurrent jobs never read a
+			// half-written cache.
+			var f *os.File
+			if f, err = os.CreateTemp(filepath.Dir(file), "cache-*.tmp"); err == nil {
+				err = writeZip(f, j.projectDir, files)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err == nil {
+					err = os.Rename(f.Name(), file)
+				}
+				if err != nil {
+					os.Remove(f.Name())
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Failed to create cache: %v\x1b[0;m\n", err)
+			continue
+		}
+		fmt.Fprintf(j.trace, "Creating cache %s...\n%d files and directories\nCreated cache\n", c.Key, len(files))
+	}
+}

@@ -1,0 +1,307 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
+)
+
+// FileConfig is the runner configuration file written by
+// "kiln runner register" and read by "kiln runner run". It is JSON, e.g.
+//
+//	{
+//	  "url": "https://kiln.example.com/",
+//	  "token": "glrt-…",
+//	  "name": "build-host-1",
+//	  "system_id": "s_0123456789ab",
+//	  "runner_id": 7,
+//	  "concurrent": 2,
+//	  "builds_dir": "/var/lib/kiln-runner/builds",
+//	  "cache_dir": "/var/lib/kiln-runner/cache",
+//	  "shell": "bash"
+//	}
+//
+// Only url and token are required. The file holds the runner token, so it
+// is written with mode 0600. The default location is $KILN_RUNNER_CONFIG,
+// else <user config dir>/kiln/runner.json.
+type FileConfig struct {
+	URL        string `json:"url"`
+	Token      string `json:"token"`
+	Name       string `json:"name,omitempty"`
+	SystemID   string `json:"system_id,omitempty"`
+	RunnerID   int64  `json:"runner_id,omitempty"`
+	Concurrent int    `json:"concurrent,omitempty"`
+	BuildsDir  string `json:"builds_dir,omitempty"`
+	CacheDir   string `json:"cache_dir,omitempty"`
+	Shell      string `json:"shell,omitempty"`
+}
+
+// LoadFileConfig reads a runner configuration file; unknown keys are an
+// error so typos do not go unnoticed.
+func LoadFileConfig(path string) (FileConfig, error) {
+	var fc FileConfig
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fc, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fc); err != nil {
+		return fc, fmt.Errorf("%s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// SaveFileConfig writes fc atomically with mode 0600.
+func SaveFileConfig(path string, fc FileConfig) error {
+	b, err := json.MarshalIndent(fc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Config converts the file configuration into a runner Config.
+func (fc FileConfig) Config() Config {
+	return Config{
+		URL: fc.URL, Token: fc.Token, Name: fc.Name, SystemID: fc.SystemID,
+		Concurrent: fc.Concurrent, BuildsDir: fc.BuildsDir, CacheDir: fc.CacheDir, Shell: fc.Shell,
+	}
+}
+
+func defaultConfigPath() string {
+	if p := os.Getenv("KILN_RUNNER_CONFIG"); p != "" {
+		return p
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "kiln", "runner.json")
+	}
+	return "kiln-runner.json"
+}
+
+const usage = `usage:
+  kiln runner register --url URL --token glrt-... [--name NAME] [--config FILE]
+  kiln runner register --url URL --registration-token TOKEN [--name NAME] [--config FILE]
+  kiln runner run [--config FILE] [--url URL --token TOKEN] [--concurrent N]
+                  [--builds-dir DIR] [--cache-dir DIR] [--name NAME] [--shell SHELL]
+
+The URL and token may also come from KILN_RUNNER_URL and KILN_RUNNER_TOKEN;
+flags win over the environment, which wins over the config file.
+In "run", SIGINT/SIGTERM stops taking jobs and waits for running ones; a
+second signal kills running jobs and reports them failed.
+`
+
+// Command implements "kiln runner register|run". args are the words after
+// "runner" (a leading "runner" is tolerated). It returns the exit status.
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "runner" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "register":
+		return cmdRegister(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "kiln runner: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// runFlags are the settings shared by register and run.
+type runFlags struct {
+	fs                                   *flag.FlagSet
+	config, url, token, name, shell      string
+	buildsDir, cacheDir, registrationTok string
+	concurrent                           int
+}
+
+func newFlags(name string, stderr io.Writer) *runFlags {
+	f := &runFlags{fs: flag.NewFlagSet("kiln runner "+name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.fs.StringVar(&f.config, "config", "", "config file (default $KILN_RUNNER_CONFIG or <user config dir>/kiln/runner.json)")
+	f.fs.StringVar(&f.url, "url", "", "server URL (env KILN_RUNNER_URL)")
+	f.fs.StringVar(&f.token, "token", "", "runner authentication token (env KILN_RUNNER_TOKEN)")
+	f.fs.StringVar(&f.name, "name", "", "runner name shown in job logs")
+	f.fs.StringVar(&f.buildsDir, "builds-dir", "", "directory for job checkouts")
+	f.fs.StringVar(&f.cacheDir, "cache-dir", "", "directory for job caches")
+	f.fs.StringVar(&f.shell, "shell", "", "bash-compatible shell (default bash)")
+	f.fs.IntVar(&f.concurrent, "concurrent", 0, "number of jobs run at once (default 1)")
+	return f
+}
+
+// resolve merges flags, environment and the config file (in that order of
+// precedence). A missing file is fine for register (it creates it) and when
+// it was not named explicitly.
+func (f *runFlags) resolve(creating bool) (FileConfig, string, error) {
+	path := f.config
+	explicit := path != ""
+	if !explicit {
+		path = defaultConfigPath()
+	}
+	fc, err := LoadFileConfig(path)
+	if err != nil && ((explicit && !creating) || !errors.Is(err, os.ErrNotExist)) {
+		return fc, path, err
+	}
+	if v := os.Getenv("KILN_RUNNER_URL"); v != "" {
+		fc.URL = v
+	}
+	if v := os.Getenv("KILN_RUNNER_TOKEN"); v != "" {
+		fc.Token = v
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["url"] {
+		fc.URL = f.url
+	}
+	if set["token"] {
+		fc.Token = f.token
+	}
+	if set["name"] {
+		fc.Name = f.name
+	}
+	if set["builds-dir"] {
+		fc.BuildsDir = f.buildsDir
+	}
+	if set["cache-dir"] {
+		fc.CacheDir = f.cacheDir
+	}
+	if set["shell"] {
+		fc.Shell = f.shell
+	}
+	if set["concurrent"] {
+		fc.Concurrent = f.concurrent
+	}
+	return fc, path, nil
+}
+
+func cmdRegister(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newFlags("register", stderr)
+	f.fs.StringVar(&f.registrationTok, "registration-token", "", "legacy registration token (creates a new runner)")
+	if err := f.fs.Parse(args); err != nil {
+		return 2
+	}
+	fc, path, err := f.resolve(true)
+	if err != nil {
+		fmt.Fprintf(stderr, "kiln runner register: %v\n", err)
+		return 1
+	}
+	if fc.URL == "" || (fc.Token == "" && f.registrationTok == "") {
+		fmt.Fprintf(stderr, "kiln runner register: --url and --token (or --registration-token) are required\n%s", usage)
+		return 2
+	}
+	if fc.SystemID == "" {
+		fc.SystemID = NewSystemID()
+	}
+	if fc.Name == "" {
+		fc.Name, _ = os.Hostname()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if f.registrationTok != "" {
+		c, err := client.New(client.Options{URL: fc.URL, SystemID: fc.SystemID})
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner register: %v\n", err)
+			return 1
+		}
+		resp, err := c.Register(ctx, client.RegisterRunnerRequest{Token: f.registrationTok, Description: fc.Name, RunUntagged: true})
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner register: %v\n", err)
+			return 1
+		}
+		fc.Token, fc.RunnerID = resp.Token, resp.ID
+	} else {
+		c, err := client.New(client.Options{URL: fc.URL, Token: fc.Token, SystemID: fc.SystemID})
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner register: %v\n", err)
+			return 1
+		}
+		resp, err := c.Verify(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner register: failed to verify the runner: %v\n", err)
+			return 1
+		}
+		fc.RunnerID = resp.ID
+	}
+	if err := SaveFileConfig(path, fc); err != nil {
+		fmt.Fprintf(stderr, "kiln runner register: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Runner %d registered; configuration saved to %s\n", fc.RunnerID, path)
+	return 0
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newFlags("run", stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return 2
+	}
+	fc, _, err := f.resolve(false)
+	if err != nil {
+		fmt.Fprintf(stderr, "kiln runner run: %v\n", err)
+		return 1
+	}
+	if fc.URL == "" || fc.Token == "" {
+		fmt.Fprintf(stderr, "kiln runner run: a server URL and token are required (flags, KILN_RUNNER_URL/KILN_RUNNER_TOKEN or a config file)\n%s", usage)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	r := New(fc.Config(), log)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				n++
+				if n == 1 {
+					log.Info("signal received: finishing running jobs; send again to abort them", "signal", s)
+					stop()
+				} else {
+					log.Warn("second signal: aborting running jobs", "signal", s)
+					r.Abort()
+				}
+			}
+		}
+	}()
+	if err := r.Run(runCtx); err != nil {
+		fmt.Fprintf(stderr, "kiln runner run: %v\n", err)
+		return 1
+	}
+	return 0
+}

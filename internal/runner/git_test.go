@@ -1,0 +1,123 @@
+package runner
+
+import (
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
+)
+
+const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
+
+func gitCmd(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestAgentFetchesFromGitHTTPBackend serves a bare repository through git's
+// own smart-HTTP CGI, requiring the job token as GitLab does.
+func TestAgentFetchesFromGitHTTPBackend(t *testing.T) {
+	if _, err := os.Stat(gitHTTPBackend); err != nil {
+		t.Skip("git-http-backend not installed")
+	}
+	root := t.TempDir()
+	bare := filepath.Join(root, "group", "proj.git")
+	os.MkdirAll(bare, 0o755)
+	gitCmd(t, bare, "init", "-q", "--bare")
+	work := t.TempDir()
+	gitCmd(t, work, "init", "-q")
+	os.WriteFile(filepath.Join(work, "README"), []byte("hello from git\n"), 0o644)
+	gitCmd(t, work, "add", "README")
+	gitCmd(t, work, "commit", "-q", "-m", "first")
+	gitCmd(t, work, "push", "-q", bare, "HEAD:refs/heads/main")
+	sha := gitCmd(t, work, "rev-parse", "HEAD")
+	gitCmd(t, bare, "update-ref", "refs/pipelines/5", sha)
+
+	fs := newFakeServer(t)
+	const job2Token = "jobtok-202-secret"
+	job := fs.newJob(201, "test -f README", "cat README", "git rev-parse HEAD", "echo untracked > build.out")
+	backend := &cgi.Handler{Path: gitHTTPBackend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
+	var sawAuth, sawUnauth int
+	fs.mu.Lock()
+	fs.git = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		fs.mu.Lock()
+		if !ok || user != "gitlab-ci-token" || (pass != job.Token && pass != job2Token) {
+			sawUnauth++
+			fs.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Basic realm="kiln"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		sawAuth++
+		fs.mu.Unlock()
+		backend.ServeHTTP(w, r)
+	})
+	fs.mu.Unlock()
+	job.Variables = job.Variables[:len(job.Variables)-1] // default strategy: clone
+	job.GitInfo = client.GitInfo{
+		RepoURL:  strings.Replace(fs.srv.URL, "http://", "http://gitlab-ci-token:"+job.Token+"@", 1) + "/group/proj.git",
+		Ref:      "main",
+		Sha:      sha,
+		RefType:  "branch",
+		Refspecs: []string{"+refs/pipelines/5:refs/pipelines/5", "+refs/heads/main:refs/remotes/origin/main"},
+		Depth:    20,
+	}
+	job.Artifacts = []client.Artifact{{Untracked: true}}
+	fs.addJob(job)
+
+	job2 := fs.newJob(202, "cat README", "test ! -e build.out")
+	job2.Variables = job2.Variables[:len(job2.Variables)-1]
+	job2.AllowGitFetch = true
+	job2.GitInfo = job.GitInfo
+	// The second job authenticates with its own token.
+	job2.GitInfo.RepoURL = strings.Replace(job.GitInfo.RepoURL, job.Token, job2.Token, 1)
+	startRunner(t, fs, nil)
+
+	final, trace := fs.waitFinal(t, 201, 30*time.Second)
+	if final.State != client.StateSuccess {
+		t.Fatalf("final = %+v\n%s", final, trace)
+	}
+	for _, want := range []string{"Created fresh repository.", "Checking out " + sha[:8], "hello from git\n", sha + "\n"} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("trace lacks %q:\n%s", want, trace)
+		}
+	}
+	if strings.Contains(trace, job.Token) {
+		t.Errorf("job token in trace:\n%s", trace)
+	}
+	fs.mu.Lock()
+	if sawAuth == 0 {
+		t.Error("git never authenticated")
+	}
+	ups := fs.uploads[201]
+	fs.mu.Unlock()
+	if len(ups) != 1 {
+		t.Fatalf("%d uploads", len(ups))
+	}
+	if e := zipEntries(t, ups[0].body); e["build.out"] != "untracked\n" || len(e) != 1 {
+		t.Errorf("untracked artifacts: %v", e)
+	}
+
+	// Same worker, same project: the checkout is reused and cleaned.
+	fs.mu.Lock()
+	fs.jobs[202] = job2
+	fs.mu.Unlock()
+	fs.addJob(job2)
+	final, trace = fs.waitFinal(t, 202, 30*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "Reusing existing Git repository") {
+		t.Fatalf("fetch job: %+v\n%s", final, trace)
+	}
+}

@@ -1,0 +1,402 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
+)
+
+// Reasons a job's context is cancelled, read back with context.Cause.
+var (
+	errTimeout   = errors.New("execution took longer than the job timeout")
+	errCanceled  = errors.New("canceled")
+	errCanceling = errors.New("canceled gracefully")
+	errAborted   = errors.New("aborted: runner shutting down")
+)
+
+// jobRun is the state of one job being executed.
+type jobRun struct {
+	r     *Runner
+	c     *client.Client
+	job   *client.JobResponse
+	log   *slog.Logger
+	trace *traceBuffer
+
+	vars       map[string]string // expanded values, file variables as paths
+	env        []string
+	buildsDir  string
+	projectDir string
+	tmpDir     string
+}
+
+// outcome is how a job ended.
+type outcome struct {
+	state    string
+	reason   string
+	exitCode int
+	message  string
+}
+
+func (r *Runner) runJob(c *client.Client, slot int, job *client.JobResponse, log *slog.Logger) {
+	log = log.With("job", job.ID)
+	log.Info("received job", "name", job.JobInfo.Name, "project", job.JobInfo.ProjectName)
+	// Two-phase commit: the server moves the job to running only now.
+	ctx, cancel := context.WithTimeout(r.abortCtx, time.Minute)
+	res, err := c.UpdateJob(ctx, job.ID, job.Token, client.UpdateJobRequest{State: client.StateRunning})
+	cancel()
+	if res.State == client.UpdateAbort {
+		log.Info("server withdrew the job before it started", "status", res.StatusCode)
+		return
+	}
+	if err != nil {
+		// Older servers answer 400 here; the job can run anyway.
+		log.Warn("initial running update failed", "err", err)
+	}
+	j := &jobRun{r: r, c: c, job: job, log: log}
+	j.buildsDir = filepath.Join(r.cfg.BuildsDir, r.tokenHash, strconv.Itoa(slot))
+	j.projectDir = filepath.Join(j.buildsDir, filepath.FromSlash(projectPath(job)))
+	j.tmpDir = j.projectDir + ".tmp"
+	j.run()
+}
+
+// projectPath derives the checkout directory from the repository URL
+// (group/project), with fallbacks, never leaving the builds dir.
+func projectPath(job *client.JobResponse) string {
+	var p string
+	if u, err := url.Parse(job.GitInfo.RepoURL); err == nil && u.Path != "" {
+		p = strings.TrimSuffix(u.Path, ".git")
+	}
+	if p == "" {
+		for _, v := range job.Variables {
+			if v.Key == "CI_PROJECT_PATH" {
+				p = v.Value
+			}
+		}
+	}
+	var segs []string
+	for s := range strings.SplitSeq(p, "/") {
+		if s != "" && s != "." && s != ".." {
+			segs = append(segs, s)
+		}
+	}
+	if len(segs) == 0 {
+		return fmt.Sprintf("project-%d", job.JobInfo.ProjectID)
+	}
+	return path.Join(segs...)
+}
+
+// expandVars resolves $NAME and ${NAME} references to known variables only;
+// anything else (e.g. "$$" in a password) is kept verbatim.
+func expandVars(s string, lookup func(string) (string, bool)) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	isName := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		name, end := "", i+1
+		if s[i+1] == '{' {
+			if k := strings.IndexByte(s[i+2:], '}'); k >= 0 {
+				name, end = s[i+2:i+2+k], i+3+k
+			}
+		} else {
+			for end < len(s) && isName(s[end]) {
+				end++
+			}
+			name = s[i+1 : end]
+		}
+		if v, ok := lookup(name); ok && name != "" {
+			b.WriteString(v)
+			i = end
+			continue
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+// secrets lists what must never appear in the trace.
+func (j *jobRun) secrets() []string {
+	s := []string{j.job.Token, j.r.cfg.Token}
+	for _, v := range j.job.Variables {
+		if v.Masked && v.Value != "" {
+			s = append(s, v.Value)
+		}
+	}
+	if u, err := url.Parse(j.job.GitInfo.RepoURL); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			s = append(s, p)
+		}
+	}
+	return s
+}
+
+// prepareEnv builds the job environment; file variables are written below
+// tmpDir and replaced by their paths.
+func (j *jobRun) prepareEnv() error {
+	if err := os.MkdirAll(j.tmpDir, 0o700); err != nil {
+		return err
+	}
+	raw := map[string]string{}
+	for _, v := range j.job.Variables {
+		raw[v.Key] = v.Value
+	}
+	raw["CI_PROJECT_DIR"] = j.projectDir
+	raw["CI_BUILDS_DIR"] = j.buildsDir
+	lookup := func(k string) (string, bool) { v, ok := raw[k]; return v, ok }
+	j.vars = map[string]string{}
+	var env []string
+	for _, kv := range os.Environ() {
+		// The agent's own credentials are not the job's business.
+		if strings.HasPrefix(kv, "KILN_RUNNER_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "CI=true", "CI_SERVER=yes", "GITLAB_CI=true")
+	for _, v := range j.job.Variables {
+		if v.Key == "" || strings.ContainsAny(v.Key, "=\x00") {
+			continue
+		}
+		val := v.Value
+		if !v.Raw {
+			val = expandVars(val, lookup)
+		}
+		if v.File {
+			p := filepath.Join(j.tmpDir, v.Key)
+			if err := os.WriteFile(p, []byte(val), 0o600); err != nil {
+				return err
+			}
+			val = p
+		}
+		j.vars[v.Key] = val
+		env = append(env, v.Key+"="+strings.ReplaceAll(val, "\x00", ""))
+	}
+	j.vars["CI_PROJECT_DIR"] = j.projectDir
+	j.vars["CI_BUILDS_DIR"] = j.buildsDir
+	env = append(env, "CI_PROJECT_DIR="+j.projectDir, "CI_BUILDS_DIR="+j.buildsDir)
+	j.env = env
+	return nil
+}
+
+func (j *jobRun) section(name, header string, fn func() error) error {
+	fmt.Fprintf(j.trace, "section_start:%d:%s\r\x1b[0K\x1b[36;1m%s\x1b[0;m\n", time.Now().Unix(), name, header)
+	err := fn()
+	fmt.Fprintf(j.trace, "section_end:%d:%s\r\x1b[0K", time.Now().Unix(), name)
+	return err
+}
+
+func (j *jobRun) scriptLines(after bool) []string {
+	var lines []string
+	for _, s := range j.job.Steps {
+		if (s.Name == client.StepNameAfterScript) != after {
+			continue
+		}
+		if !after && s.When == client.WhenOnFailure {
+			continue
+		}
+		lines = append(lines, s.Script...)
+	}
+	return lines
+}
+
+func whenMatches(when string, success bool) bool {
+	switch when {
+	case client.WhenAlways:
+		return true
+	case client.WhenOnFailure:
+		return !success
+	default:
+		return success
+	}
+}
+
+func (j *jobRun) timeout() time.Duration {
+	if t := j.job.RunnerInfo.Timeout; t > 0 {
+		return time.Duration(t) * time.Second
+	}
+	return DefaultJobTimeout
+}
+
+// run executes the job and reports its result.
+func (j *jobRun) run() {
+	r := j.r
+	j.trace = newTraceBuffer(r.cfg.TraceLimit, j.secrets())
+
+	// hardCtx ends everything (abort, Job-Status canceled); jobCtx also
+	// ends on timeout or graceful cancel, after which after_script and
+	// artifact upload still run under hardCtx.
+	hardCtx, hardCancel := context.WithCancelCause(context.Background())
+	defer hardCancel(nil)
+	stopAbort := context.AfterFunc(r.abortCtx, func() { hardCancel(errAborted) })
+	defer stopAbort()
+	jobCtx, jobCancel := context.WithCancelCause(hardCtx)
+	defer jobCancel(nil)
+	timer := time.AfterFunc(j.timeout(), func() { jobCancel(errTimeout) })
+	defer timer.Stop()
+
+	st := &traceStreamer{
+		c: j.c, id: j.job.ID, token: j.job.Token, buf: j.trace, log: j.log,
+		onStatus: func(s string) {
+			if s == "canceling" {
+				jobCancel(errCanceling)
+			} else {
+				hardCancel(errCanceled)
+			}
+		},
+	}
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { st.run(streamCtx, r.cfg.TraceInterval, r.cfg.KeepAliveInterval) })
+
+	out := j.execute(jobCtx, hardCtx)
+	timer.Stop()
+	_ = os.RemoveAll(j.tmpDir) // file variables hold secrets
+	if out.state == client.StateSuccess {
+		j.trace.Final("\n\x1b[32;1m" + out.message + "\x1b[0;m\n")
+	} else {
+		j.trace.Final("\n\x1b[31;1m" + out.message + "\x1b[0;m\n")
+	}
+	stopStream()
+	wg.Wait()
+
+	// Retry until the server takes the result; after Abort only briefly,
+	// so a forced shutdown does terminate.
+	fctx, fcancel := context.WithCancel(context.Background())
+	defer fcancel()
+	stopFinal := context.AfterFunc(r.abortCtx, func() { time.AfterFunc(r.cfg.AbortReportTimeout, fcancel) })
+	defer stopFinal()
+	st.finish(fctx, client.UpdateJobRequest{
+		State:         out.state,
+		FailureReason: j.failureReason(out.reason),
+		ExitCode:      out.exitCode,
+	})
+}
+
+// failureReason maps reasons the server did not announce to
+// unknown_failure, as gitlab-runner does; three are always understood.
+func (j *jobRun) failureReason(reason string) string {
+	switch reason {
+	case "", client.FailureScript, client.FailureRunnerSystem, client.FailureTimeout:
+		return reason
+	}
+	if slices.Contains(j.job.Features.FailureReasons, reason) {
+		return reason
+	}
+	return client.FailureUnknown
+}
+
+// classify turns the script phase's error into an outcome.
+func (j *jobRun) classify(err error, jobCtx, hardCtx context.Context) outcome {
+	if err == nil {
+		return outcome{state: client.StateSuccess, message: "Job succeeded"}
+	}
+	cause := context.Cause(hardCtx)
+	if cause == nil {
+		cause = context.Cause(jobCtx)
+	}
+	switch cause {
+	case errAborted:
+		return outcome{state: client.StateFailed, reason: client.FailureRunnerSystem, message: "ERROR: Job failed: " + errAborted.Error()}
+	case errCanceled, errCanceling:
+		return outcome{state: client.StateFailed, reason: client.FailureJobCanceled, message: "ERROR: Job failed: canceled"}
+	case errTimeout:
+		return outcome{state: client.StateFailed, reason: client.FailureTimeout,
+			message: fmt.Sprintf("ERROR: Job failed: execution took longer than %v seconds", j.timeout().Seconds())}
+	}
+	var se *scriptExit
+	if errors.As(err, &se) {
+		return outcome{state: client.StateFailed, reason: client.FailureScript, exitCode: se.code,
+			message: fmt.Sprintf("ERROR: Job failed: exit code %d", se.code)}
+	}
+	return outcome{state: client.StateFailed, reason: client.FailureRunnerSystem, message: "ERROR: Job failed (system failure): " + err.Error()}
+}
+
+func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
+	r := j.r
+	host, _ := os.Hostname()
+	fmt.Fprintf(j.trace, "\x1b[0KRunning with kiln-runner %s\x1b[0;m\n\x1b[0K  on %s, system ID: %s\x1b[0;m\n", client.Version, r.cfg.Name, r.cfg.SystemID)
+	_ = j.section("prepare_executor", "Preparing the \"shell\" executor", func() error {
+		fmt.Fprintf(j.trace, "Using Shell (%s) executor...\n", filepath.Base(r.cfg.Shell))
+		return nil
+	})
+	err := j.section("prepare_script", "Preparing environment", func() error {
+		fmt.Fprintf(j.trace, "Running on %s...\n", host)
+		return j.prepareEnv()
+	})
+	if err == nil {
+		err = j.section("get_sources", "Getting source from Git repository", func() error { return j.getSources(jobCtx) })
+	}
+	if err == nil && j.hasCache(true) {
+		err = j.section("restore_cache", "Restoring cache", func() error { j.restoreCache(); return nil })
+	}
+	if err == nil && j.hasDependencies() {
+		err = j.section("download_artifacts", "Downloading artifacts", func() error { return j.downloadArtifacts(jobCtx) })
+	}
+	if err == nil {
+		err = j.section("step_script", "Executing \"step_script\" stage of the job script", func() error {
+			return j.runScript(jobCtx, "step_script", j.scriptLines(false))
+		})
+	}
+	out := j.classify(err, jobCtx, hardCtx)
+	success := out.state == client.StateSuccess
+	if hardCtx.Err() != nil {
+		return out
+	}
+	if lines := j.scriptLines(true); len(lines) > 0 {
+		actx, cancel := context.WithTimeout(hardCtx, r.cfg.AfterScriptTimeout)
+		aerr := j.section("after_script", "Running after_script", func() error {
+			fmt.Fprintf(j.trace, "Running after script...\n")
+			return j.runScript(actx, "after_script", lines)
+		})
+		cancel()
+		if aerr != nil {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: after_script failed, but job will continue unaffected: %v\x1b[0;m\n", aerr)
+		}
+	}
+	if hardCtx.Err() != nil {
+		return j.classify(context.Cause(hardCtx), jobCtx, hardCtx)
+	}
+	if j.hasCache(false) {
+		name := "archive_cache"
+		if !success {
+			name = "archive_cache_on_failure"
+		}
+		_ = j.section(name, "Saving cache", func() error { j.saveCache(success); return nil })
+	}
+	if j.hasArtifacts(success) {
+		name := "upload_artifacts_on_success"
+		if !success {
+			name = "upload_artifacts_on_failure"
+		}
+		uerr := j.section(name, "Uploading artifacts for "+map[bool]string{true: "successful", false: "failed"}[success]+" job",
+			func() error { return j.uploadArtifacts(hardCtx, success) })
+		if hardCtx.Err() != nil {
+			return j.classify(context.Cause(hardCtx), jobCtx, hardCtx)
+		}
+		if uerr != nil && success {
+			return outcome{state: client.StateFailed, reason: client.FailureRunnerSystem, message: "ERROR: Job failed: uploading artifacts: " + uerr.Error()}
+		}
+	}
+	return out
+}

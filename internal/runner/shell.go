@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// scriptExit is a non-zero exit of a job process.
+type scriptExit struct{ code int }
+
+func (e *scriptExit) Error() string { return fmt.Sprintf("exit code %d", e.code) }
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// buildScript turns script lines into one bash program that echoes each
+// command in green before running it and stops at the first failure. The
+// commands are user shell code; variables never appear in the text, they
+// come from the environment.
+func buildScript(cmds []string) string {
+	var b strings.Builder
+	b.WriteString("set -eo pipefail\nset +o noclobber\n")
+	for _, c := range cmds {
+		c = strings.ReplaceAll(c, "\x00", "")
+		if strings.TrimSpace(c) == "" {
+			continue
+		}
+		display := c
+		if i := strings.IndexByte(c, '\n'); i >= 0 {
+			display = c[:i] + " # collapsed multi-line command"
+		}
+		fmt.Fprintf(&b, "printf '\\033[32;1m$ %%s\\033[0;m\\n' %s\n", shellQuote(display))
+		b.WriteString(c)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// runProcess runs a command in its own process group, streaming output to
+// out. When ctx ends the whole group gets SIGTERM, then SIGKILL after
+// grace, so background children of the script die too. It returns nil, a
+// *scriptExit, ctx's cause, or a start error.
+func runProcess(ctx context.Context, grace time.Duration, dir string, env []string, out io.Writer, name string, args ...string) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A daemon that escaped the process group may hold the output pipe
+	// open forever; don't wait for it once the script itself has exited.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pgid := cmd.Process.Pid
+	done := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	<-killed
+	// Leftover background processes of a finished script would otherwise
+	// outlive the job and keep its build directory busy.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &scriptExit{code: 128 + int(ws.Signal())}
+		}
+		return &scriptExit{code: ee.ExitCode()}
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		return nil
+	}
+	return err
+}
+
+// runScript runs script lines in one shell process.
+func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string) error {
+	path := filepath.Join(j.tmpDir, "script-"+stage+".sh")
+	if err := os.WriteFile(path, []byte(buildScript(cmds)), 0o700); err != nil {
+		return err
+	}
+	args := []string{path}
+	if strings.Contains(filepath.Base(j.r.cfg.Shell), "bash") {
+		args = []string{"--noprofile", "--norc", path}
+	}
+	return runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, j.env, j.trace, j.r.cfg.Shell, args...)
+}
+
+// gitAuth returns the repository URL without credentials and the
+// Authorization header git should send. Credentials go through the
+// environment (GIT_CONFIG_*), never the command line or the trace.
+func (j *jobRun) gitAuth() (string, string, error) {
+	u, err := url.Parse(j.job.GitInfo.RepoURL)
+	if err != nil {
+		return "", "", fmt.Errorf("invalid repo_url: %w", err)
+	}
+	var user, pass string
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	} else if su, err := url.Parse(j.r.cfg.URL); err == nil && su.Host == u.Host {
+		user, pass = "gitlab-ci-token", j.job.Token
+	}
+	u.User = nil
+	if user == "" && pass == "" {
+		return u.String(), "", nil
+	}
+	return u.String(), "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)), nil
+}
+
+func (j *jobRun) getSources(ctx context.Context) error {
+	strategy := j.vars["GIT_STRATEGY"]
+	if strategy == "" {
+		strategy = "clone"
+		if j.job.AllowGitFetch {
+			strategy = "fetch"
+		}
+	}
+	switch strategy {
+	case "none":
+		fmt.Fprintf(j.trace, "Skipping Git repository setup\n")
+		return os.MkdirAll(j.projectDir, 0o755)
+	case "empty":
+		fmt.Fprintf(j.trace, "Skipping Git repository setup and creating an empty build directory\n")
+		if err := os.RemoveAll(j.projectDir); err != nil {
+			return err
+		}
+		return os.MkdirAll(j.projectDir, 0o755)
+	case "clone":
+		if err := os.RemoveAll(j.projectDir); err != nil {
+			return err
+		}
+	case "fetch":
+	default:
+		return fmt.Errorf("unknown GIT_STRATEGY %q", strategy)
+	}
+	gi := j.job.GitInfo
+	remote, auth, err := j.gitAuth()
+	if err != nil {
+		return err
+	}
+	env := append([]string{}, j.env...)
+	env = append(env, "GIT_TERMINAL_PROMPT=0")
+	if auth != "" {
+		base, _ := url.Parse(remote)
+		base.Path, base.RawQuery, base.Fragment = "/", "", ""
+		env = append(env,
+			"GIT_CONFIG_COUNT=1",
+			"GIT_CONFIG_KEY_0=http."+base.String()+".extraHeader",
+			"GIT_CONFIG_VALUE_0="+auth)
+	}
+	git := func(dir string, args ...string) error {
+		return runProcess(ctx, j.r.cfg.KillGrace, dir, env, j.trace, "git", args...)
+	}
+	depth := gi.Depth
+	if v := j.vars["GIT_DEPTH"]; v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			depth = n
+		}
+	}
+	if depth > 0 {
+		fmt.Fprintf(j.trace, "Fetching changes with git depth set to %d...\n", depth)
+	} else {
+		fmt.Fprintf(j.trace, "Fetching changes...\n")
+	}
+	fresh := false
+	if _, err := os.Stat(filepath.Join(j.projectDir, ".git")); err != nil {
+		fresh = true
+		tmpl := filepath.Join(j.tmpDir, "git-template")
+		if err := os.MkdirAll(tmpl, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(j.projectDir, 0o755); err != nil {
+			return err
+		}
+		args := []string{"-c", "init.defaultBranch=main", "init", "-q", "--template", tmpl}
+		if gi.RepoObjectFormat == "sha256" {
+			args = append(args, "--object-format=sha256")
+		}
+		if err := git(j.projectDir, append(args, j.projectDir)...); err != nil {
+			return err
+		}
+		fmt.Fprintf(j.trace, "Created fresh repository.\n")
+	} else {
+		for _, lock := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock"} {
+			_ = os.Remove(filepath.Join(j.projectDir, ".git", lock))
+		}
+		fmt.Fprintf(j.trace, "Reusing existing Git repository\n")
+	}
+	if fresh {
+		err = git(j.projectDir, "remote", "add", "origin", remote)
+	} else {
+		err = git(j.projectDir, "remote", "set-url", "origin", remote)
+		if err != nil {
+			err = git(j.projectDir, "remote", "add", "origin", remote)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	refspecs := gi.Refspecs
+	if len(refspecs) == 0 {
+		switch {
+		case gi.Ref != "" && gi.RefType == "tag":
+			refspecs = []string{"+refs/tags/" + gi.Ref + ":refs/tags/" + gi.Ref}
+		case gi.Ref != "":
+			refspecs = []string{"+refs/heads/" + gi.Ref + ":refs/remotes/origin/" + gi.Ref}
+		default:
+			refspecs = []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"}
+		}
+	}
+	args := []string{"-c", "http.userAgent=kiln-runner", "fetch", "origin", "--no-recurse-submodules"}
+	args = append(args, refspecs...)
+	if depth > 0 {
+		args = append(args, "--depth", strconv.Itoa(depth))
+	}
+	args = append(args, "--prune", "--quiet")
+	if err := git(j.projectDir, args...); err != nil {
+		return err
+	}
+	if j.vars["GIT_CHECKOUT"] == "false" {
+		fmt.Fprintf(j.trace, "Skipping Git checkout\n")
+		return nil
+	}
+	rev := gi.Sha
+	if rev == "" {
+		rev = "FETCH_HEAD"
+	}
+	short := rev
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	fmt.Fprintf(j.trace, "Checking out %s as detached HEAD (ref is %s)...\n", short, gi.Ref)
+	if err := git(j.projectDir, "-c", "advice.detachedHead=false", "checkout", "-f", "-q", rev); err != nil {
+		return err
+	}
+	if flags := j.vars["GIT_CLEAN_FLAGS"]; flags != "none" {
+		cleanArgs := []string{"clean", "-ffdx"}
+		if flags != "" {
+			cleanArgs = append([]string{"clean"}, strings.Fields(flags)...)
+		}
+		if err := git(j.projectDir, cleanArgs...); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(j.trace, "Skipping Git submodules setup\n")
+	return nil
+}

@@ -1,0 +1,169 @@
+package runner
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
+)
+
+// traceStreamer sends a job's trace to the server incrementally and
+// performs the final state update.
+type traceStreamer struct {
+	c     *client.Client
+	id    int64
+	token string
+	buf   *traceBuffer
+	log   *slog.Logger
+	// onStatus receives Job-Status values asking to stop the job:
+	// "canceling" (graceful) or "canceled" (abort).
+	onStatus func(status string)
+
+	mu          sync.Mutex
+	sent        int64
+	gone        bool // server said 404 or 403: sending more is pointless
+	lastContact time.Time
+}
+
+func (s *traceStreamer) status(st string) {
+	switch st {
+	case "canceling":
+		s.onStatus("canceling")
+	case "canceled", "failed":
+		s.onStatus("canceled")
+	}
+}
+
+// flush sends everything not yet sent, in chunks of at most MaxPatchSize.
+func (s *traceStreamer) flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tries := 0; !s.gone && tries < 64; tries++ {
+		chunk := s.buf.From(s.sent)
+		if len(chunk) == 0 {
+			return nil
+		}
+		res, err := s.c.PatchTrace(ctx, s.id, s.token, chunk, s.sent)
+		s.status(res.JobStatus)
+		switch res.State {
+		case client.PatchSucceeded:
+			s.sent = min(res.NewOffset, s.buf.Len())
+			s.lastContact = time.Now()
+		case client.PatchRangeMismatch:
+			s.log.Debug("trace range mismatch, resuming", "at", res.NewOffset, "was", s.sent)
+			s.sent = min(res.NewOffset, s.buf.Len())
+		case client.PatchAbort:
+			s.gone = true
+			s.onStatus("canceled")
+			return nil
+		case client.PatchNotFound:
+			s.gone = true
+			return nil
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// touch tells a silent job's server that it is alive, and learns about
+// cancellation, which otherwise only arrives in PATCH responses.
+func (s *traceStreamer) touch(ctx context.Context) {
+	s.mu.Lock()
+	if s.sent != s.buf.Len() {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	ck, size := s.buf.Checksum()
+	res, err := s.c.UpdateJob(ctx, s.id, s.token, client.UpdateJobRequest{
+		State: client.StateRunning, Output: client.JobTraceOutput{Checksum: ck, Bytesize: size},
+	})
+	if err != nil {
+		s.log.Debug("keep-alive update failed", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.lastContact = time.Now()
+	s.mu.Unlock()
+	s.status(res.JobStatus)
+	if res.State == client.UpdateAbort {
+		s.onStatus("canceled")
+	}
+}
+
+func (s *traceStreamer) run(ctx context.Context, interval, keepAlive time.Duration) {
+	s.mu.Lock()
+	s.lastContact = time.Now()
+	s.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.flush(ctx); err != nil && ctx.Err() == nil {
+			s.log.Debug("trace patch failed", "err", err)
+		}
+		s.mu.Lock()
+		idle := time.Since(s.lastContact)
+		s.mu.Unlock()
+		if idle >= keepAlive {
+			s.touch(ctx)
+		}
+	}
+}
+
+// finish flushes the whole trace and sends the final state, retrying until
+// the server accepts it or ctx ends: a finished job's result must not be
+// lost because the server is restarting.
+func (s *traceStreamer) finish(ctx context.Context, upd client.UpdateJobRequest) {
+	bo := backoff{min: 500 * time.Millisecond, max: backoffMax}
+	resets := 0
+	for ctx.Err() == nil {
+		s.buf.Flush()
+		if err := s.flush(ctx); err != nil {
+			d := bo.next()
+			s.log.Warn("sending trace failed", "err", err, "retry_in", d)
+			sleepCtx(ctx, d)
+			continue
+		}
+		ck, size := s.buf.Checksum()
+		upd.Checksum = ck
+		upd.Output = client.JobTraceOutput{Checksum: ck, Bytesize: size}
+		res, err := s.c.UpdateJob(ctx, s.id, s.token, upd)
+		switch res.State {
+		case client.UpdateSucceeded:
+			s.log.Info("job finished", "state", upd.State, "failure_reason", upd.FailureReason)
+			return
+		case client.UpdateAbort:
+			s.log.Info("server no longer accepts updates for the job", "status", res.StatusCode, "job_status", res.JobStatus)
+			return
+		case client.UpdateAcceptedNotCompleted:
+			d := res.Interval
+			if d <= 0 {
+				d = time.Second
+			}
+			sleepCtx(ctx, min(d, backoffMax))
+		case client.UpdateTraceValidationFailed:
+			resets++
+			s.log.Warn("server trace checksum differs, re-sending the whole trace", "attempt", resets)
+			s.mu.Lock()
+			s.sent = 0
+			s.gone = false
+			s.mu.Unlock()
+			if resets > 3 {
+				sleepCtx(ctx, bo.next())
+			}
+		default:
+			d := bo.next()
+			s.log.Warn("final job update failed", "err", err, "retry_in", d)
+			sleepCtx(ctx, d)
+		}
+	}
+	s.log.Error("giving up reporting the job result", "state", upd.State)
+}

@@ -1,0 +1,171 @@
+package runner
+
+import (
+	"bytes"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"sync"
+)
+
+// maskedText replaces secret values in the trace, as GitLab shows them.
+const maskedText = "[MASKED]"
+
+// masker replaces secret values in a byte stream. A write may end in the
+// middle of a secret (output arrives in arbitrary pipe-sized chunks), so a
+// trailing partial match is held back until more input or flush decides it.
+type masker struct {
+	secrets [][]byte // longest first, so overlapping secrets mask fully
+	first   [256]bool
+	pending []byte
+	emit    func([]byte)
+}
+
+func newMasker(secrets []string, emit func([]byte)) *masker {
+	m := &masker{emit: emit}
+	seen := map[string]bool{}
+	for _, s := range secrets {
+		if s == "" || seen[s] {
+			continue
+		}
+		seen[s] = true
+		m.secrets = append(m.secrets, []byte(s))
+		m.first[s[0]] = true
+	}
+	sort.Slice(m.secrets, func(i, j int) bool { return len(m.secrets[i]) > len(m.secrets[j]) })
+	return m
+}
+
+func (m *masker) write(p []byte) {
+	if len(m.secrets) == 0 {
+		m.emit(p)
+		return
+	}
+	m.pending = append(m.pending, p...)
+	m.process(false)
+}
+
+func (m *masker) flush() {
+	m.process(true)
+}
+
+func (m *masker) process(final bool) {
+	buf := m.pending
+	var out []byte
+	start, i := 0, 0
+scan:
+	for i < len(buf) {
+		if !m.first[buf[i]] {
+			i++
+			continue
+		}
+		rest := buf[i:]
+		for _, s := range m.secrets {
+			if len(rest) < len(s) {
+				if !final && bytes.HasPrefix(s, rest) {
+					// Might become this secret with the next write.
+					break scan
+				}
+				continue
+			}
+			if bytes.HasPrefix(rest, s) {
+				out = append(out, buf[start:i]...)
+				out = append(out, maskedText...)
+				i += len(s)
+				start = i
+				continue scan
+			}
+		}
+		i++
+	}
+	out = append(out, buf[start:i]...)
+	m.pending = append(m.pending[:0], buf[i:]...)
+	if len(out) > 0 {
+		m.emit(out)
+	}
+}
+
+// traceBuffer holds a job's (masked) log in memory for streaming to the
+// server; it is bounded by limit, so memory stays bounded too.
+type traceBuffer struct {
+	mu        sync.Mutex
+	data      []byte
+	limit     int64
+	truncated bool
+	masker    *masker
+}
+
+func newTraceBuffer(limit int64, secrets []string) *traceBuffer {
+	t := &traceBuffer{limit: limit}
+	t.masker = newMasker(secrets, t.appendMasked)
+	return t
+}
+
+// appendMasked is called with t.mu held.
+func (t *traceBuffer) appendMasked(p []byte) {
+	if t.truncated {
+		return
+	}
+	if t.limit > 0 && int64(len(t.data)+len(p)) > t.limit {
+		t.data = append(t.data, p[:t.limit-int64(len(t.data))]...)
+		t.truncated = true
+		t.data = append(t.data, fmt.Sprintf("\n\x1b[33;1mJob's log exceeded limit of %d bytes.\nJob execution will continue but no more output will be collected.\x1b[0;m\n", t.limit)...)
+		return
+	}
+	t.data = append(t.data, p...)
+}
+
+// Write masks and appends p; it never fails so that a chatty job is not
+// killed by SIGPIPE when its log is cut.
+func (t *traceBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.masker.write(p)
+	return len(p), nil
+}
+
+// Flush releases a held-back partial secret match.
+func (t *traceBuffer) Flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.masker.flush()
+}
+
+// Final appends the closing status line even past the size limit, so the
+// job's log always says how it ended.
+func (t *traceBuffer) Final(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.masker.flush()
+	t.truncated = false
+	t.limit = 0
+	t.masker.write([]byte(line))
+	t.masker.flush()
+}
+
+// From returns a copy of the trace from offset off.
+func (t *traceBuffer) From(off int64) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if off >= int64(len(t.data)) {
+		return nil
+	}
+	return bytes.Clone(t.data[off:])
+}
+
+// Len returns the trace size in bytes.
+func (t *traceBuffer) Len() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int64(len(t.data))
+}
+
+// Checksum returns the crc32 of the whole trace in GitLab's format.
+func (t *traceBuffer) Checksum() (string, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE(t.data)), int64(len(t.data))
+}
+
+// Bytes returns a copy of the whole trace.
+func (t *traceBuffer) Bytes() []byte { return t.From(0) }
