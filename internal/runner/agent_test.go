@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,4 +317,54 @@ func waitTrace(t *testing.T, fs *fakeServer, id int64, s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("trace of job %d never contained %q", id, s)
+}
+
+func TestAgentCacheAndAfterScriptStatus(t *testing.T) {
+	fs := newFakeServer(t)
+	cache := []client.Cache{{Key: "deps-$CI_PROJECT_PATH", Paths: []string{"vendor/"}, Policy: "pull-push"}}
+	j1 := fs.newJob(110, "test ! -e vendor", "mkdir -p vendor && echo cached > vendor/lib.txt")
+	j1.Cache = cache
+	j1.Steps = append(j1.Steps, client.Step{Name: "after_script", Script: []string{`echo "status=$CI_JOB_STATUS"`}})
+	fs.addJob(j1)
+	startRunner(t, fs, nil)
+	final, trace := fs.waitFinal(t, 110, 30*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "Created cache") || !strings.Contains(trace, "status=success\n") {
+		t.Fatalf("first job %+v\n%s", final, trace)
+	}
+	j2 := fs.newJob(111, "cat vendor/lib.txt", "exit 1")
+	j2.Variables[len(j2.Variables)-1].Value = "empty" // start from a clean directory
+	j2.Cache = []client.Cache{{Key: "other", FallbackKeys: []string{"deps-group/proj"}, Paths: []string{"vendor/"}, Policy: "pull"}}
+	j2.Steps = append(j2.Steps, client.Step{Name: "after_script", Script: []string{`echo "status=$CI_JOB_STATUS"`}})
+	fs.addJob(j2)
+	final, trace = fs.waitFinal(t, 111, 30*time.Second)
+	if final.State != client.StateFailed || !strings.Contains(trace, "cached\n") || !strings.Contains(trace, "status=failed\n") {
+		t.Fatalf("second job %+v\n%s", final, trace)
+	}
+	if strings.Contains(trace, "Creating cache") {
+		t.Errorf("pull-only cache was saved:\n%s", trace)
+	}
+}
+
+func TestAgentDoesNotBusyLoopOnImmediate204(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	r := New(Config{URL: srv.URL, Token: "t", BuildsDir: dir, CacheDir: dir, CheckInterval: 200 * time.Millisecond}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n < 3 || n > 7 {
+		t.Fatalf("%d job requests in 1 s with a 200 ms check interval", n)
+	}
 }

@@ -367,7 +367,14 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 		actx, cancel := context.WithTimeout(hardCtx, r.cfg.AfterScriptTimeout)
 		aerr := j.section("after_script", "Running after_script", func() error {
 			fmt.Fprintf(j.trace, "Running after script...\n")
-			return j.runScript(actx, "after_script", lines)
+			status := "success"
+			switch {
+			case errors.Is(context.Cause(jobCtx), errCanceling):
+				status = "canceled"
+			case !success:
+				status = "failed"
+			}
+			return j.runScript(actx, "after_script", lines, "CI_JOB_STATUS="+status)
 		})
 		cancel()
 		if aerr != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,7 +115,7 @@ func runProcess(ctx context.Context, grace time.Duration, dir string, env []stri
 }
 
 // runScript runs script lines in one shell process.
-func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string) error {
+func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string, extraEnv ...string) error {
 	path := filepath.Join(j.tmpDir, "script-"+stage+".sh")
 	if err := os.WriteFile(path, []byte(buildScript(cmds)), 0o700); err != nil {
 		return err
@@ -123,7 +124,8 @@ func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string) err
 	if strings.Contains(filepath.Base(j.r.cfg.Shell), "bash") {
 		args = []string{"--noprofile", "--norc", path}
 	}
-	return runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, j.env, j.trace, j.r.cfg.Shell, args...)
+	env := append(slices.Clip(j.env), extraEnv...)
+	return runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, env, j.trace, j.r.cfg.Shell, args...)
 }
 
 // gitAuth returns the repository URL without credentials and the
