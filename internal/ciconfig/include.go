@@ -156,10 +156,7 @@ func (in *includer) load(s includeSpec, depth int) (*mapping, error) {
 	case "component":
 		return nil, newErrors(fmt.Sprintf("Component `%s` cannot be included: include:component is not supported", s.location))
 	}
-	loc := s.location
-	if in.opts.Context != nil {
-		loc = expandVars(loc, in.opts.Context.lookup())
-	}
+	loc := expandVars(s.location, in.opts.Context.lookup())
 	loc = strings.TrimPrefix(loc, "/")
 	if in.opts.Files == nil {
 		return nil, newErrors(fmt.Sprintf("Local file `%s` does not have project!", loc))

@@ -696,8 +696,8 @@ func parseNeedSpecs(v any, loc string) ([]needSpec, []string) {
 			boolField("optional", &n.Optional)
 			strField := func(key string, dst *string) {
 				if x, ok := t.get(key); ok {
-					s, isStr := scalarString(x)
-					if !isStr || x == nil {
+					s, isStr := x.(string)
+					if !isStr {
 						msgs = append(msgs, nloc+" "+key+" should be a string")
 						return
 					}
@@ -764,6 +764,9 @@ func parseTrigger(v any, loc string) (*Trigger, []string) {
 			return s
 		}
 		tr.Project = str("project")
+		if t.has("project") && tr.Project == "" {
+			msgs = append(msgs, loc+" project can't be blank")
+		}
 		tr.Branch = str("branch")
 		tr.Strategy = str("strategy")
 		if tr.Strategy != "" && tr.Strategy != "depend" && tr.Strategy != "mirror" {
@@ -840,6 +843,10 @@ func parseTriggerInclude(v any, loc string, tr *Trigger) []string {
 				r, _ := t.vals["ref"].(string)
 				if f == "" {
 					msgs = append(msgs, loc+" config must specify the file where to fetch the config from")
+					continue
+				}
+				if p == "" {
+					msgs = append(msgs, loc+" config must specify the project where to fetch the config from")
 					continue
 				}
 				tr.IncludeProjects = append(tr.IncludeProjects, TriggerProjectFile{Project: p, File: f, Ref: r})

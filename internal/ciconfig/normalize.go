@@ -306,7 +306,7 @@ func (n *normalizer) normalizeJob(name string, m *mapping) *jobDraft {
 	if v, ok := m.get("script"); ok {
 		s, e := parseScript(v, loc+":script")
 		add(e...)
-		if len(e) == 0 && len(s) == 0 {
+		if len(e) == 0 && (len(s) == 0 || v == "") {
 			add(loc + " script can't be blank")
 		}
 		j.Script = s

@@ -175,6 +175,13 @@ func parseRule(v any, loc string, kind ruleKind) (Rule, []string) {
 	if x, ok := m.get("needs"); ok {
 		needs, nm := parseNeeds(x, loc+":needs")
 		msgs = append(msgs, nm...)
+		for _, nd := range needs {
+			// rules:needs only takes needs on jobs of this pipeline.
+			if nd.CrossPipeline() {
+				msgs = append(msgs, loc+":needs config uses invalid types: cross_dependency")
+				break
+			}
+		}
 		r.Needs = needs
 		r.NeedsSet = true
 	}
