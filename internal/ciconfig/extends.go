@@ -12,12 +12,13 @@ const maxExtendsNesting = 10
 // Config::Extendable does before !reference tags are resolved. The first
 // problem aborts, as GitLab raises on it.
 type extender struct {
-	root *mapping
-	done map[string]bool
+	root   *mapping
+	done   map[string]bool
+	budget *budget
 }
 
-func applyExtends(root *mapping) error {
-	e := &extender{root: root, done: map[string]bool{}}
+func applyExtends(root *mapping, b *budget) error {
+	e := &extender{root: root, done: map[string]bool{}, budget: b}
 	for _, k := range append([]string(nil), root.keys...) {
 		if err := e.extend(k, nil); err != nil {
 			return newErrors(err.Error())
@@ -72,7 +73,11 @@ func (e *extender) extend(key string, ancestors []string) error {
 		}
 		merged = deepMerge(merged, e.root.vals[b].(*mapping))
 	}
-	e.root.set(key, deepMerge(merged, m))
+	result := deepMerge(merged, m)
+	if !e.budget.charge(result) {
+		return fmt.Errorf("%s", msgTooBig)
+	}
+	e.root.set(key, result)
 	e.done[key] = true
 	return nil
 }

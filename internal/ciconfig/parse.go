@@ -26,10 +26,13 @@ func Parse(src []byte, opts Options) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := applyExtends(root); err != nil {
+	// Extends and !reference copy subtrees; they share one node budget on
+	// top of what loading used, so they cannot amplify a small file.
+	b := &budget{left: opts.Limits.MaxNodes}
+	if err := applyExtends(root, b); err != nil {
 		return nil, err
 	}
-	root, err = resolveReferences(root, opts.Limits)
+	root, err = resolveReferences(root, b)
 	if err != nil {
 		return nil, err
 	}

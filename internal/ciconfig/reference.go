@@ -8,15 +8,15 @@ type referenceResolver struct {
 	root     *mapping
 	active   map[*refTag]bool
 	resolved map[*refTag]any
-	budget   int
+	budget   *budget
 }
 
-func resolveReferences(root *mapping, limits Limits) (*mapping, error) {
+func resolveReferences(root *mapping, b *budget) (*mapping, error) {
 	r := &referenceResolver{
 		root:     root,
 		active:   map[*refTag]bool{},
 		resolved: map[*refTag]any{},
-		budget:   limits.MaxNodes,
+		budget:   b,
 	}
 	out, err := r.walk(root)
 	if err != nil {
@@ -26,8 +26,8 @@ func resolveReferences(root *mapping, limits Limits) (*mapping, error) {
 }
 
 func (r *referenceResolver) walk(v any) (any, error) {
-	r.budget--
-	if r.budget < 0 {
+	r.budget.left--
+	if r.budget.left < 0 {
 		return nil, fmt.Errorf("%s", msgTooBig)
 	}
 	switch t := v.(type) {
@@ -59,6 +59,9 @@ func (r *referenceResolver) walk(v any) (any, error) {
 
 func (r *referenceResolver) resolve(t *refTag) (any, error) {
 	if v, ok := r.resolved[t]; ok {
+		if !r.budget.charge(v) {
+			return nil, fmt.Errorf("%s", msgTooBig)
+		}
 		return deepCopy(v), nil
 	}
 	if r.active[t] {

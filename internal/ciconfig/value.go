@@ -114,6 +114,41 @@ func deepCopy(v any) any {
 	}
 }
 
+// sizeWithin counts the nodes of v, stopping once the count exceeds
+// limit, so callers can charge copies against a budget cheaply.
+func sizeWithin(v any, limit int) int {
+	n := 0
+	var walk func(x any)
+	walk = func(x any) {
+		if n > limit {
+			return
+		}
+		n++
+		switch t := x.(type) {
+		case *mapping:
+			for _, k := range t.keys {
+				walk(t.vals[k])
+			}
+		case []any:
+			for _, y := range t {
+				walk(y)
+			}
+		}
+	}
+	walk(v)
+	return n
+}
+
+// budget is a shared allowance of value nodes for the steps that copy
+// subtrees (extends, !reference), which could otherwise amplify a small
+// file the way aliases do.
+type budget struct{ left int }
+
+func (b *budget) charge(v any) bool {
+	b.left -= sizeWithin(v, b.left)
+	return b.left >= 0
+}
+
 // deepMerge merges over into base the way ActiveSupport's Hash#deep_merge
 // does: hashes merge recursively, any other value from over replaces the
 // one in base. The result is a fresh tree.
@@ -321,17 +356,13 @@ func scalarValue(n *yaml.Node) any {
 			return math.NaN()
 		}
 		return n.Value
-	case "!!str", "!!timestamp", "!!binary", "":
-		if n.Tag == "!!str" || n.Tag == "" || n.Tag == "!" {
+	case "!!str":
+		if n.Style&yaml.TaggedStyle == 0 {
 			switch strings.ToLower(n.Value) {
 			case "yes", "on":
-				if n.Tag != "!!str" {
-					return true
-				}
+				return true
 			case "no", "off":
-				if n.Tag != "!!str" {
-					return false
-				}
+				return false
 			}
 		}
 		return n.Value
