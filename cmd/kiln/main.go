@@ -1,0 +1,132 @@
+// Command kiln is a self-hosted CI server that speaks GitLab CI's language.
+//
+//	kiln server                 run the server (SQLite, built-in runners, UI)
+//	kiln runner register|run    run an external runner
+//	kiln trigger ...            trigger a pipeline and follow it
+//	kiln lint [FILE]            check a .gitlab-ci.yml offline
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"github.com/kilnci/kiln/internal/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `Usage: kiln <command> [flags]
+
+Commands:
+  server     run the Kiln server
+  runner     register or run a runner (kiln runner register|run --help)
+  trigger    trigger a pipeline and optionally wait for it
+  lint       validate a .gitlab-ci.yml file offline
+  version    print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	if c, ok := commands[cmd]; ok {
+		return c(rest, stdout, stderr)
+	}
+	switch cmd {
+	case "version", "--version":
+		fmt.Fprintln(stdout, "kiln", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "kiln: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+const version = "0.1.0"
+
+// commands are the subcommands other files register (runner, trigger, lint).
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"server": serverCmd,
+}
+
+// envOr returns the environment variable or def.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	if v, ok := os.LookupEnv(key); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func serverCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kiln server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg server.Config
+	fs.StringVar(&cfg.Listen, "listen", envOr("KILN_LISTEN", "127.0.0.1:8080"), "address to listen on (KILN_LISTEN)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("KILN_DATA_DIR", "./kiln-data"), "directory for repositories, the SQLite file, traces and artifacts (KILN_DATA_DIR)")
+	fs.StringVar(&cfg.Database, "database", envOr("KILN_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// URL (KILN_DATABASE)")
+	fs.StringVar(&cfg.ExternalURL, "external-url", envOr("KILN_EXTERNAL_URL", ""), "URL users and runners reach this server at (KILN_EXTERNAL_URL; default from --listen)")
+	fs.IntVar(&cfg.BuiltinRunners, "builtin-runners", envInt("KILN_BUILTIN_RUNNERS", runtime.NumCPU()), "runners started in-process, 0 to disable (KILN_BUILTIN_RUNNERS)")
+	logLevel := fs.String("log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
+	logFormat := fs.String("log-format", envOr("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.InitialRootToken = os.Getenv("KILN_INITIAL_ROOT_TOKEN")
+	cfg.InitialRootPassword = os.Getenv("KILN_INITIAL_ROOT_PASSWORD")
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "kiln server:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	defer srv.Close()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad log level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad log format %q (text or json)", format)
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/store"
+)
+
+// gitPrincipal is who a git request acts as.
+type gitPrincipal struct {
+	user  *store.User
+	token *store.Token // nil for password or job-token access
+	// jobProjectID is set when a CI job token authenticated the request: the
+	// job may read its own project (and others its user can read).
+	jobProjectID int64
+}
+
+// splitGitPath splits "/group/app.git/info/refs" into ("group/app", "/info/refs").
+func splitGitPath(p string) (repo, rest string, ok bool) {
+	i := strings.Index(p, ".git/")
+	if i < 0 {
+		if strings.HasSuffix(p, ".git") {
+			return strings.Trim(strings.TrimSuffix(p, ".git"), "/"), "", true
+		}
+		return "", "", false
+	}
+	return strings.Trim(p[:i], "/"), p[i+4:], true
+}
+
+func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
+	repo, rest, _ := splitGitPath(r.URL.Path)
+	ctx := r.Context()
+	write := rest == "/git-receive-pack" || (rest == "/info/refs" && r.URL.Query().Get("service") == "git-receive-pack")
+	switch rest {
+	case "/info/refs", "/git-upload-pack", "/git-receive-pack", "/HEAD":
+	default:
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	challenge := func() {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Kiln"`)
+		http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
+	}
+	var who *gitPrincipal
+	if _, pass, ok := r.BasicAuth(); ok {
+		var err error
+		who, err = s.gitAuthenticate(ctx, r)
+		if err != nil || who == nil {
+			_ = pass
+			challenge()
+			return
+		}
+	}
+	p, err := s.store.ProjectByPath(ctx, repo)
+	if err != nil {
+		if who == nil {
+			challenge()
+			return
+		}
+		http.Error(w, "The project you were looking for could not be found or you don't have permission to view it.", http.StatusNotFound)
+		return
+	}
+	var u *store.User
+	if who != nil {
+		u = who.user
+	}
+	level, err := s.store.AccessLevel(ctx, p, u)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	canRead := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil)
+	canWrite := level >= store.Developer
+	if who != nil && who.token != nil {
+		tokRead := who.token.HasScope("read_repository") || who.token.HasScope("write_repository") || who.token.HasScope("api")
+		tokWrite := who.token.HasScope("write_repository") || who.token.HasScope("api")
+		canRead, canWrite = canRead && tokRead, canWrite && tokWrite
+	}
+	if who != nil && who.jobProjectID != 0 {
+		// A job token never pushes.
+		canWrite = false
+	}
+	if !canRead {
+		if who == nil {
+			challenge()
+			return
+		}
+		http.Error(w, "The project you were looking for could not be found or you don't have permission to view it.", http.StatusNotFound)
+		return
+	}
+	if write && !canWrite {
+		if who == nil {
+			challenge()
+			return
+		}
+		http.Error(w, "You are not allowed to push code to this project.", http.StatusForbidden)
+		return
+	}
+	s.repos.ServeGit(w, r, p.FullPath, rest, write, func(updates []gitrepo.RefUpdate) {
+		s.onPush(context.WithoutCancel(ctx), p, u, updates)
+	})
+}
+
+// gitAuthenticate accepts, as the password, a personal access token, a CI
+// job token (user gitlab-ci-token), or the user's password.
+func (s *Server) gitAuthenticate(ctx context.Context, r *http.Request) (*gitPrincipal, error) {
+	user, pass, _ := r.BasicAuth()
+	if len(pass) > 1024 {
+		return nil, nil
+	}
+	if user == "gitlab-ci-token" && s.jobTokens != nil {
+		if u, projectID, ok := s.jobTokens(ctx, pass); ok {
+			return &gitPrincipal{user: u, jobProjectID: projectID}, nil
+		}
+		return nil, nil
+	}
+	if u, k, err := s.api.CheckToken(ctx, pass); err == nil {
+		return &gitPrincipal{user: u, token: k}, nil
+	}
+	u, err := s.store.UserByUsername(ctx, user)
+	if err == nil && u.State == "active" && u.PasswordHash != "" && auth.CheckPassword(u.PasswordHash, pass) {
+		return &gitPrincipal{user: u}, nil
+	}
+	return nil, nil
+}
+
+// onPush records a first default branch and hands the updates to whoever
+// subscribed (pipelines on push). gitrepo calls it while it still holds the
+// repository's push lock, so the work runs on its own goroutine.
+func (s *Server) onPush(ctx context.Context, p *store.Project, u *store.User, updates []gitrepo.RefUpdate) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		if p.DefaultBranch == "" {
+			// gitrepo points HEAD at the first pushed branch; adopt its choice.
+			if name, err := s.repos.DefaultBranch(ctx, p.FullPath); err == nil && name != "" {
+				var set bool
+				s.store.Write(ctx, func(tx *store.Tx) error {
+					var err error
+					set, err = tx.SetDefaultBranchIfEmpty(ctx, p.ID, name)
+					return err
+				})
+				if set {
+					p.DefaultBranch = name
+				}
+			}
+		}
+		for _, fn := range s.pushHooks {
+			fn(ctx, p, u, updates)
+		}
+	}()
+}
+
+const zeroSHA = "0000000000000000000000000000000000000000"

@@ -1,0 +1,235 @@
+// Package server assembles Kiln: storage, repositories, the REST API, the
+// runner protocol, the web UI and the built-in runners, behind one HTTP
+// listener.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kilnci/kiln/internal/api"
+	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/store"
+)
+
+// Config holds `kiln server` settings.
+type Config struct {
+	Listen      string
+	DataDir     string
+	Database    string // "" = SQLite file in DataDir
+	ExternalURL string // "" = derived from Listen
+	// BuiltinRunners is how many runners run in-process (-1: number of CPUs).
+	BuiltinRunners int
+	// InitialRootToken and InitialRootPassword apply on first start only.
+	InitialRootToken    string
+	InitialRootPassword string
+	// MaxBody bounds ordinary API request bodies.
+	MaxBody int64
+}
+
+// PushHook is called after a push changed refs.
+type PushHook func(ctx context.Context, p *store.Project, u *store.User, updates []gitrepo.RefUpdate)
+
+// Server is a running Kiln instance.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *store.Store
+	repos     *gitrepo.Store
+	api       *api.API
+	handler   http.Handler
+	pushHooks []PushHook
+	// jobTokens authenticates CI job tokens for git (set by the runner API).
+	jobTokens func(ctx context.Context, token string) (*store.User, int64, bool)
+	closers   []func()
+	// bg tracks background work (push handling) that Close waits for.
+	bg sync.WaitGroup
+	// onShutdown wakes long-polling requests so that shutdown is quick.
+	onShutdown []func()
+}
+
+// New opens storage and builds the handlers; it does not listen yet.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "kiln-data"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if cfg.ExternalURL == "" {
+		cfg.ExternalURL = externalFromListen(cfg.Listen)
+	}
+	cfg.ExternalURL = strings.TrimRight(cfg.ExternalURL, "/")
+	dsn := cfg.Database
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "kiln.db")
+	}
+	st, err := store.Open(ctx, dsn, log, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	repos, err := gitrepo.New(filepath.Join(cfg.DataDir, "repositories"), log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: st, repos: repos}
+	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
+	if err := s.bootstrap(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.api = api.New(api.Deps{Store: st, Repos: repos, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
+	s.handler = s.routes()
+	return s, nil
+}
+
+func externalFromListen(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// bootstrap creates root on first start and prints its credentials once.
+func (s *Server) bootstrap(ctx context.Context) error {
+	n, err := s.store.CountUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	token := s.cfg.InitialRootToken
+	generatedToken := token == ""
+	if generatedToken {
+		token = auth.NewToken(auth.PATPrefix)
+	}
+	password := s.cfg.InitialRootPassword
+	generatedPassword := password == ""
+	if generatedPassword {
+		password = strings.TrimPrefix(auth.NewToken(""), "")[:20]
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	root := &store.User{Username: "root", Name: "Administrator", Email: "admin@example.com", IsAdmin: true, PasswordHash: hash}
+	err = s.store.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateUser(ctx, root); err != nil {
+			return err
+		}
+		return tx.CreateToken(ctx, &store.Token{UserID: root.ID, Name: "initial root token", Scopes: []string{"api", "read_api", "read_repository", "write_repository"}}, auth.Hash(token))
+	})
+	if err != nil {
+		return fmt.Errorf("create root user: %w", err)
+	}
+	// Printed once, on purpose: this is the only time these secrets exist in
+	// the clear. They go to stderr directly rather than into structured logs
+	// that might be shipped elsewhere.
+	if generatedToken {
+		fmt.Fprintf(os.Stderr, "\n  Kiln first start: root's personal access token is\n\n      %s\n\n  Keep it; it is not shown again.\n", token)
+	}
+	if generatedPassword {
+		fmt.Fprintf(os.Stderr, "  root's one-time web password is %s\n\n", password)
+	}
+	s.log.Info("created root administrator", "token_from_env", !generatedToken, "password_from_env", !generatedPassword)
+	return nil
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store exposes the store (for tests and subcommands).
+func (s *Server) Store() *store.Store { return s.store }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /-/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "Kiln OK") })
+	mux.HandleFunc("GET /-/liveness", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /-/readiness", s.readiness)
+	mux.Handle("/api/", s.api)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if _, _, ok := splitGitPath(r.URL.Path); ok {
+			s.serveGit(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
+	return mux
+}
+
+func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	dbStatus := "ok"
+	code := http.StatusOK
+	if err := s.store.DB().PingContext(ctx); err != nil {
+		dbStatus, code = "failed", http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, `{"status":%q,"master_check":[{"status":%q}],"db_check":[{"status":%q}]}`+"\n", dbStatus, dbStatus, dbStatus)
+}
+
+// Close releases resources.
+func (s *Server) Close() {
+	s.bg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// Run listens and serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	for _, fn := range s.onShutdown {
+		srv.RegisterOnShutdown(fn)
+	}
+	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+	}
+	return nil
+}
