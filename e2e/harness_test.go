@@ -238,7 +238,7 @@ func git(t testing.TB, dir string, args ...string) string {
 func gitErr(dir string, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0",  "GIT_AUTHOR_NAME=Kiln Test", "GIT_AUTHOR_EMAIL=test@example.com",
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_AUTHOR_NAME=Kiln Test", "GIT_AUTHOR_EMAIL=test@example.com",
 		"GIT_COMMITTER_NAME=Kiln Test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+os.TempDir())
 	out, err := cmd.CombinedOutput()
 	return string(out), err

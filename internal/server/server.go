@@ -19,6 +19,8 @@ import (
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/pipeline"
+	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -42,12 +44,18 @@ type PushHook func(ctx context.Context, p *store.Project, u *store.User, updates
 
 // Server is a running Kiln instance.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	store     *store.Store
-	repos     *gitrepo.Store
-	api       *api.API
-	handler   http.Handler
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	repos   *gitrepo.Store
+	api     *api.API
+	handler http.Handler
+	// mux holds top-level routes; the API's own mux serves /api/.
+	mux *http.ServeMux
+	// web serves the UI for every path no other handler claims.
+	web       http.Handler
+	engine    *pipeline.Engine
+	secrets   *secrets.Box
 	pushHooks []PushHook
 	// jobTokens authenticates CI job tokens for git (set by the runner API).
 	jobTokens func(ctx context.Context, token string) (*store.User, int64, bool)
@@ -90,6 +98,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.api = api.New(api.Deps{Store: st, Repos: repos, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
+	s.mux = http.NewServeMux()
+	// Each area wires its routes and background work in its own file.
+	for _, wire := range []func(context.Context) error{s.wirePipelines, s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
+		if err := wire(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -158,7 +174,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Store() *store.Store { return s.store }
 
 func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
+	mux := s.mux
 	mux.HandleFunc("GET /-/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "Kiln OK") })
 	mux.HandleFunc("GET /-/liveness", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -169,6 +185,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := splitGitPath(r.URL.Path); ok {
 			s.serveGit(w, r)
+			return
+		}
+		if s.web != nil {
+			s.web.ServeHTTP(w, r)
 			return
 		}
 		http.NotFound(w, r)

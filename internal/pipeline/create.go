@@ -1,0 +1,354 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kilnci/kiln/internal/ciconfig"
+	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/secrets"
+	"github.com/kilnci/kiln/internal/store"
+)
+
+// Repos is what the engine reads from repositories.
+type Repos interface {
+	ResolveRef(ctx context.Context, repo, name string) (gitrepo.Ref, error)
+	ReadFile(ctx context.Context, repo, sha, path string) ([]byte, string, error)
+	Commit(ctx context.Context, repo, sha string) (gitrepo.Commit, error)
+	ChangedFiles(ctx context.Context, repo, beforeSHA, afterSHA string) ([]string, error)
+	Exists(ctx context.Context, repo, sha string, globs []string) (bool, error)
+	UpdateRef(ctx context.Context, repo, fullRef, sha string) error
+}
+
+// Engine creates and advances pipelines.
+type Engine struct {
+	Store       *store.Store
+	Repos       Repos
+	Secrets     *secrets.Box
+	ExternalURL string
+	Log         *slog.Logger
+	// JobsPending is called after a commit that made build jobs pending, to
+	// wake waiting runners.
+	JobsPending func()
+	// BridgePending is called (after commit) for each bridge job that became
+	// pending; it creates the downstream pipeline.
+	BridgePending func(ctx context.Context, jobID int64)
+	// PipelineFinished is called (after commit) when a pipeline reaches a
+	// completed status, so that an upstream bridge can follow it.
+	PipelineFinished func(ctx context.Context, pipelineID int64)
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+
+	cache   configCache
+	timerMu sync.Mutex
+	timers  map[int64]*time.Timer
+}
+
+// Request asks for a pipeline. Every source builds one of these.
+type Request struct {
+	Project   *store.Project
+	Ref       string
+	Source    string // push, web, api, trigger, schedule, pipeline, parent_pipeline
+	User      *store.User
+	Variables []Var // pipeline-level variables (highest precedence)
+	// SHA and BeforeSHA are known for pushes; otherwise the ref is resolved.
+	SHA, BeforeSHA string
+	// PushOptions are git push options (ci.skip).
+	PushOptions []string
+	// IgnoreSkipCI ignores [ci skip] in the commit message (triggers do).
+	IgnoreSkipCI       bool
+	TriggerID          int64
+	TriggerShortToken  string
+	ScheduleID         int64
+	UpstreamJobID      int64
+	UpstreamPipelineID int64
+	// ChildIncludes replaces the project's CI file with these local files
+	// (child pipelines from `trigger: include:`).
+	ChildIncludes []string
+}
+
+// CreateError is a refusal with GitLab's message, for {"message":{"base":[...]}}.
+type CreateError struct{ Messages []string }
+
+func (e *CreateError) Error() string { return strings.Join(e.Messages, "; ") }
+
+func refusal(msg ...string) error { return &CreateError{Messages: msg} }
+
+// ErrSkipped reports that a push asked not to run CI ([ci skip]).
+var ErrSkipped = errors.New("pipeline skipped by [ci skip]")
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// fileReader reads other files of the commit for include: local.
+type fileReader struct {
+	ctx      context.Context
+	e        *Engine
+	repo     string
+	sha      string
+	included bool
+}
+
+func (f *fileReader) ReadFile(p string) ([]byte, error) {
+	f.included = true
+	data, _, err := f.e.Repos.ReadFile(f.ctx, f.repo, f.sha, strings.TrimPrefix(path.Clean("/"+p), "/"))
+	return data, err
+}
+
+func (f *fileReader) Exists(globs []string) (bool, error) {
+	f.included = true
+	return f.e.Repos.Exists(f.ctx, f.repo, f.sha, globs)
+}
+
+// configCache holds parsed configurations. A config that read no other file
+// is keyed by its blob id, so an unchanged file is parsed once across
+// commits; one with includes is keyed by commit too.
+type configCache struct {
+	mu      sync.Mutex
+	entries map[string]*ciconfig.Config
+}
+
+const maxCachedConfigs = 512
+
+func (c *configCache) get(k string) *ciconfig.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[k]
+}
+
+func (c *configCache) put(k string, cfg *ciconfig.Config) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxCachedConfigs {
+		c.entries = map[string]*ciconfig.Config{}
+	}
+	c.entries[k] = cfg
+}
+
+// loadConfig reads and parses the CI configuration at sha.
+func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*ciconfig.Config, error) {
+	p := req.Project
+	fr := &fileReader{ctx: ctx, e: e, repo: p.FullPath, sha: sha}
+	var src []byte
+	var key string
+	if len(req.ChildIncludes) > 0 {
+		var b strings.Builder
+		b.WriteString("include:\n")
+		for _, f := range req.ChildIncludes {
+			fmt.Fprintf(&b, "  - local: %q\n", f)
+		}
+		src = []byte(b.String())
+		key = "child:" + sha + ":" + strings.Join(req.ChildIncludes, "\x00")
+	} else {
+		data, blob, err := e.Repos.ReadFile(ctx, p.FullPath, sha, e.configPath(p))
+		if err != nil {
+			if errors.Is(err, gitrepo.ErrFileNotFound) {
+				return nil, refusal("Missing CI config file")
+			}
+			if errors.Is(err, gitrepo.ErrFileTooLarge) {
+				return nil, refusal("The CI configuration file is too large")
+			}
+			return nil, err
+		}
+		src = data
+		key = "blob:" + blob
+		if cfg := e.cache.get(key); cfg != nil {
+			return cfg, nil
+		}
+	}
+	if cfg := e.cache.get(key + "@" + sha); cfg != nil {
+		return cfg, nil
+	}
+	cfg, err := ciconfig.Parse(src, ciconfig.Options{Files: fr})
+	if err != nil {
+		var ce *ciconfig.Errors
+		if errors.As(err, &ce) {
+			return nil, &YAMLError{Messages: ce.Messages}
+		}
+		return nil, err
+	}
+	if fr.included {
+		key += "@" + sha
+	}
+	e.cache.put(key, cfg)
+	return cfg, nil
+}
+
+// YAMLError is an invalid configuration.
+type YAMLError struct{ Messages []string }
+
+func (e *YAMLError) Error() string { return strings.Join(e.Messages, ", ") }
+
+// IsProtected reports whether a ref is protected: the default branch always
+// is (GitLab protects it by default), plus branches and tags listed in
+// protected_refs (exact names or wildcards like release/*).
+func (e *Engine) IsProtected(ctx context.Context, p *store.Project, ref string, tag bool) bool {
+	kind := "branch"
+	if tag {
+		kind = "tag"
+	} else if ref == p.DefaultBranch {
+		return true
+	}
+	refs, err := e.Store.ProtectedRefs(ctx, p.ID, kind)
+	if err != nil {
+		return false
+	}
+	for _, r := range refs {
+		if r.Name == ref {
+			return true
+		}
+		if ok, _ := path.Match(r.Name, ref); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Create makes a pipeline for req, or returns a *CreateError with GitLab's
+// message and creates nothing.
+func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, error) {
+	p := req.Project
+	pl := &store.Pipeline{ProjectID: p.ID, Source: req.Source, Status: "created", BeforeSHA: gitrepo.ZeroSHA,
+		TriggerID: req.TriggerID, TriggerShortToken: req.TriggerShortToken, ScheduleID: req.ScheduleID,
+		UpstreamJobID: req.UpstreamJobID, UpstreamPipelineID: req.UpstreamPipelineID}
+	if req.User != nil {
+		pl.UserID = req.User.ID
+	}
+	ref, err := e.Repos.ResolveRef(ctx, p.FullPath, req.Ref)
+	if err != nil {
+		if errors.Is(err, gitrepo.ErrInvalidRef) || errors.Is(err, gitrepo.ErrRefNotFound) || errors.Is(err, gitrepo.ErrRepoNotFound) || errors.Is(err, gitrepo.ErrInvalidPath) {
+			return nil, refusal("Reference not found")
+		}
+		return nil, err
+	}
+	pl.Ref, pl.Tag, pl.SHA = ref.Name, ref.Tag, ref.SHA
+	if req.SHA != "" {
+		pl.SHA = req.SHA
+	}
+	if req.BeforeSHA != "" {
+		pl.BeforeSHA = req.BeforeSHA
+	}
+	commit, err := e.Repos.Commit(ctx, p.FullPath, pl.SHA)
+	if err != nil {
+		return nil, refusal("Commit not found")
+	}
+	pl.CommitTitle = commit.Title
+	pl.CommittedAt = &commit.CommittedAt
+	if req.Source == "push" && !req.IgnoreSkipCI {
+		msg := strings.ToLower(commit.Message)
+		if strings.Contains(msg, "[ci skip]") || strings.Contains(msg, "[skip ci]") {
+			return nil, ErrSkipped
+		}
+		for _, o := range req.PushOptions {
+			if o == "ci.skip" {
+				return nil, ErrSkipped
+			}
+		}
+	}
+	pl.Protected = e.IsProtected(ctx, p, pl.Ref, pl.Tag)
+
+	cfg, err := e.loadConfig(ctx, &req, pl.SHA)
+	if err != nil {
+		var ye *YAMLError
+		if errors.As(err, &ye) && req.Source == "push" {
+			// A push cannot be answered with an error, so the mistake is
+			// recorded as a failed pipeline the user will see.
+			pl.Status = "failed"
+			pl.YAMLErrors = ye.Error()
+			return pl, e.Store.Write(ctx, func(tx *store.Tx) error { return tx.InsertPipeline(ctx, pl) })
+		}
+		if errors.As(err, &ye) {
+			return nil, refusal(ye.Messages...)
+		}
+		return nil, err
+	}
+
+	// Variables visible to rules: predefined, YAML globals, project, pipeline.
+	vars := newVarList()
+	e.pipelinePredefined(vars, p, pl, &commit, req.User)
+	for _, v := range cfg.Variables {
+		vars.set(RunnerVar{Key: v.Key, Value: v.Value})
+	}
+	pvs, err := e.projectVariables(ctx, p.ID, pl.Protected)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range pvs {
+		vars.set(v)
+	}
+	for _, v := range req.Variables {
+		vars.set(RunnerVar{Key: v.Key, Value: v.Value})
+	}
+	evalCtx := ciconfig.EvalContext{
+		Source: req.Source, Ref: pl.Ref, Tag: pl.Tag, ProjectPath: p.FullPath,
+		Variables: vars.lookup,
+		Exists: func(globs []string) (bool, error) {
+			return e.Repos.Exists(ctx, p.FullPath, pl.SHA, globs)
+		},
+	}
+	if req.Source == "push" && pl.BeforeSHA != gitrepo.ZeroSHA {
+		evalCtx.ChangedFiles = func() ([]string, error) {
+			return e.Repos.ChangedFiles(ctx, p.FullPath, pl.BeforeSHA, pl.SHA)
+		}
+	}
+	plan, err := cfg.Evaluate(evalCtx)
+	if err != nil {
+		var pe *ciconfig.PipelineError
+		if errors.As(err, &pe) {
+			return nil, refusal(pe.Message)
+		}
+		return nil, err
+	}
+	pl.Name = plan.Name
+	stageIdx := map[string]int{}
+	for i, s := range cfg.Stages {
+		stageIdx[s] = i
+	}
+	jobs := make([]*store.Job, 0, len(plan.Jobs))
+	for _, pj := range plan.Jobs {
+		sp := specFor(pj, plan.WorkflowVariables)
+		kind := "build"
+		if pj.Job.IsBridge() {
+			kind = "bridge"
+		}
+		jobs = append(jobs, &store.Job{ProjectID: p.ID, Name: pj.Name, Stage: pj.Stage, StageIdx: stageIdx[pj.Stage],
+			Status: "created", When: pj.When, AllowFailure: pj.AllowFailure, Kind: kind, Spec: sp.encode(), Tags: pj.Tags, UserID: pl.UserID})
+	}
+	var pvars []store.PipelineVariable
+	for _, v := range req.Variables {
+		vt := "env_var"
+		if v.File {
+			vt = "file"
+		}
+		pvars = append(pvars, store.PipelineVariable{Key: v.Key, ValueEnc: e.Secrets.Seal(v.Value), VariableType: vt})
+	}
+	err = e.Store.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.InsertPipeline(ctx, pl); err != nil {
+			return err
+		}
+		if err := tx.InsertPipelineVariables(ctx, pl.ID, pvars); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			j.PipelineID = pl.ID
+			if err := tx.InsertJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		return e.process(ctx, tx, pl.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.Store.PipelineByID(ctx, pl.ID)
+}

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+)
+
+// Job is one job (kind "build") or bridge (kind "bridge") of a pipeline. Its
+// Spec is the JSON the pipeline engine writes; the store does not read it.
+type Job struct {
+	ID                   int64
+	PipelineID           int64
+	ProjectID            int64
+	Name                 string
+	Stage                string
+	StageIdx             int
+	Status               string
+	When                 string
+	AllowFailure         bool
+	Kind                 string
+	Spec                 string
+	Tags                 []string
+	UserID               int64
+	RunnerID             int64
+	FailureReason        string
+	ExitCode             *int
+	Retried              bool
+	RetryCount           int
+	Coverage             string
+	TraceSize            int64
+	ArtifactsFile        string
+	ArtifactsSize        int64
+	ArtifactsExpireAt    *time.Time
+	CreatedAt            time.Time
+	QueuedAt             *time.Time
+	StartedAt            *time.Time
+	FinishedAt           *time.Time
+	ScheduledAt          *time.Time
+	LastSeenAt           *time.Time
+	ErasedAt             *time.Time
+	DownstreamPipelineID int64
+}
+
+const jobCols = `id, pipeline_id, project_id, name, stage, stage_idx, status, when_, allow_failure, kind, spec, tags, COALESCE(user_id, 0), COALESCE(runner_id, 0),
+	failure_reason, exit_code, retried, retry_count, coverage, trace_size, artifacts_file, artifacts_size, artifacts_expire_at,
+	created_at, queued_at, started_at, finished_at, scheduled_at, last_seen_at, erased_at, COALESCE(downstream_pipeline_id, 0)`
+
+func scanJob(row interface{ Scan(...any) error }) (*Job, error) {
+	var j Job
+	var tags string
+	var exit sql.NullInt64
+	var created int64
+	var artExp, queued, started, finished, scheduled, seen, erased sql.NullInt64
+	if err := row.Scan(&j.ID, &j.PipelineID, &j.ProjectID, &j.Name, &j.Stage, &j.StageIdx, &j.Status, &j.When, &j.AllowFailure, &j.Kind, &j.Spec, &tags, &j.UserID, &j.RunnerID,
+		&j.FailureReason, &exit, &j.Retried, &j.RetryCount, &j.Coverage, &j.TraceSize, &j.ArtifactsFile, &j.ArtifactsSize, &artExp,
+		&created, &queued, &started, &finished, &scheduled, &seen, &erased, &j.DownstreamPipelineID); err != nil {
+		return nil, mapErr(err)
+	}
+	if tags != "" {
+		j.Tags = strings.Split(tags, ",")
+	}
+	if exit.Valid {
+		e := int(exit.Int64)
+		j.ExitCode = &e
+	}
+	j.CreatedAt = Time(created)
+	j.ArtifactsExpireAt, j.QueuedAt, j.StartedAt, j.FinishedAt = TimePtr(artExp), TimePtr(queued), TimePtr(started), TimePtr(finished)
+	j.ScheduledAt, j.LastSeenAt, j.ErasedAt = TimePtr(scheduled), TimePtr(seen), TimePtr(erased)
+	return &j, nil
+}
+
+// InsertJob inserts a job row.
+func (t *Tx) InsertJob(ctx context.Context, j *Job) error {
+	now := Now()
+	if j.Kind == "" {
+		j.Kind = "build"
+	}
+	id, err := t.InsertID(ctx, `INSERT INTO jobs (pipeline_id, project_id, name, stage, stage_idx, status, when_, allow_failure, kind, spec, tags, user_id, retry_count, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.PipelineID, j.ProjectID, j.Name, j.Stage, j.StageIdx, j.Status, j.When, j.AllowFailure, j.Kind, j.Spec, strings.Join(j.Tags, ","), nullID(j.UserID), j.RetryCount, now)
+	if err != nil {
+		return err
+	}
+	j.ID, j.CreatedAt = id, Time(now)
+	return nil
+}
+
+// JobsOfPipeline lists a pipeline's jobs (including retried ones) by id.
+func (s *Store) JobsOfPipeline(ctx context.Context, pipelineID int64) ([]*Job, error) {
+	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE pipeline_id = ? ORDER BY stage_idx, id`, pipelineID)
+}
+
+// JobsOfPipeline lists a pipeline's jobs inside the transaction.
+func (t *Tx) JobsOfPipeline(ctx context.Context, pipelineID int64) ([]*Job, error) {
+	return t.s.jobs(ctx, t.tx, t.s.rebind(`SELECT `+jobCols+` FROM jobs WHERE pipeline_id = ? ORDER BY stage_idx, id`), pipelineID)
+}
+
+func (s *Store) jobs(ctx context.Context, q Querier, query string, args ...any) ([]*Job, error) {
+	if q == s.read {
+		query = s.rebind(query)
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// JobByID loads a job.
+func (s *Store) JobByID(ctx context.Context, id int64) (*Job, error) {
+	return scanJob(s.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
+}
+
+// JobByID loads a job inside the transaction.
+func (t *Tx) JobByID(ctx context.Context, id int64) (*Job, error) {
+	return scanJob(t.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
+}
+
+// JobByTokenHash finds the job holding a job token.
+func (s *Store) JobByTokenHash(ctx context.Context, hash string) (*Job, error) {
+	return scanJob(s.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE token_hash = ?`, hash))
+}
+
+// JobFilter selects jobs for ListJobs.
+type JobFilter struct {
+	ProjectID  int64
+	PipelineID int64
+	Status     []string
+	// IncludeRetried lists superseded jobs too.
+	IncludeRetried bool
+	Kind           string
+}
+
+// ListJobs lists jobs newest first.
+func (s *Store) ListJobs(ctx context.Context, f JobFilter, page Page) ([]*Job, int, error) {
+	var conds []string
+	var args []any
+	if f.ProjectID != 0 {
+		conds, args = append(conds, "project_id = ?"), append(args, f.ProjectID)
+	}
+	if f.PipelineID != 0 {
+		conds, args = append(conds, "pipeline_id = ?"), append(args, f.PipelineID)
+	}
+	if len(f.Status) > 0 {
+		conds = append(conds, "status IN ("+placeholders(len(f.Status))+")")
+		for _, st := range f.Status {
+			args = append(args, st)
+		}
+	}
+	if !f.IncludeRetried {
+		conds = append(conds, "retried = FALSE")
+	}
+	if f.Kind != "" {
+		conds, args = append(conds, "kind = ?"), append(args, f.Kind)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	var total int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM jobs`+where, args...).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	order := "id DESC"
+	if f.PipelineID != 0 {
+		order = "stage_idx, id"
+	}
+	out, err := s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, page.Limit(), page.Offset())...)
+	return out, total, err
+}
+
+// JobUpdate is a status change of a job with the fields that change with it.
+type JobUpdate struct {
+	Status        string
+	FailureReason *string
+	ExitCode      *int
+	AllowFailure  *bool
+	ScheduledAt   *time.Time
+}
+
+// SetJobStatus changes a job's status and the timestamps that follow from it:
+// queued_at on pending, started_at on running, finished_at on completion.
+func (t *Tx) SetJobStatus(ctx context.Context, id int64, u JobUpdate) error {
+	now := Now()
+	sets := []string{"status = ?"}
+	args := []any{u.Status}
+	switch u.Status {
+	case "pending":
+		sets = append(sets, "queued_at = ?")
+		args = append(args, now)
+	case "running":
+		sets = append(sets, "started_at = COALESCE(started_at, ?)", "last_seen_at = ?")
+		args = append(args, now, now)
+	case "success", "failed", "canceled", "skipped":
+		sets = append(sets, "finished_at = ?", "token_hash = NULL")
+		args = append(args, now)
+	case "scheduled":
+		sets = append(sets, "scheduled_at = ?")
+		args = append(args, nullTime(u.ScheduledAt))
+	}
+	if u.FailureReason != nil {
+		sets, args = append(sets, "failure_reason = ?"), append(args, *u.FailureReason)
+	}
+	if u.ExitCode != nil {
+		sets, args = append(sets, "exit_code = ?"), append(args, *u.ExitCode)
+	}
+	if u.AllowFailure != nil {
+		sets, args = append(sets, "allow_failure = ?"), append(args, *u.AllowFailure)
+	}
+	args = append(args, id)
+	_, err := t.Exec(ctx, `UPDATE jobs SET `+strings.Join(sets, ", ")+` WHERE id = ?`, args...)
+	return err
+}
+
+// MarkJobRetried flags a job as superseded by a retry.
+func (t *Tx) MarkJobRetried(ctx context.Context, id int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET retried = TRUE WHERE id = ?`, id)
+	return err
+}
+
+// AssignJob atomically hands a pending job to a runner with a job token
+// hash; it reports false when another runner took it first.
+func (t *Tx) AssignJob(ctx context.Context, jobID, runnerID int64, tokenHash string) (bool, error) {
+	now := Now()
+	res, err := t.Exec(ctx, `UPDATE jobs SET status = 'running', runner_id = ?, token_hash = ?, started_at = ?, last_seen_at = ? WHERE id = ? AND status = 'pending'`,
+		runnerID, tokenHash, now, now, jobID)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// TouchJob records that a job's runner reported in (liveness).
+func (t *Tx) TouchJob(ctx context.Context, id int64, traceSize int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET last_seen_at = ?, trace_size = ? WHERE id = ?`, Now(), traceSize, id)
+	return err
+}
+
+// SetJobArtifacts records an uploaded artifacts archive.
+func (t *Tx) SetJobArtifacts(ctx context.Context, id int64, file string, size int64, expire *time.Time) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET artifacts_file = ?, artifacts_size = ?, artifacts_expire_at = ? WHERE id = ?`, file, size, nullTime(expire), id)
+	return err
+}
+
+// SetJobDownstream links a bridge job to the pipeline it created.
+func (t *Tx) SetJobDownstream(ctx context.Context, jobID, pipelineID int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET downstream_pipeline_id = ? WHERE id = ?`, pipelineID, jobID)
+	return err
+}
+
+// EraseJob removes a job's trace and artifacts references.
+func (t *Tx) EraseJob(ctx context.Context, id int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET erased_at = ?, artifacts_file = '', artifacts_size = 0, trace_size = 0 WHERE id = ?`, Now(), id)
+	return err
+}
+
+// PendingJobs lists pending build jobs oldest first, for runners to pick from.
+func (s *Store) PendingJobs(ctx context.Context, limit int) ([]*Job, error) {
+	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status = 'pending' AND kind = 'build' ORDER BY id LIMIT ?`, limit)
+}
+
+// StaleRunningJobs lists running jobs whose runner has not reported since before.
+func (s *Store) StaleRunningJobs(ctx context.Context, before time.Time) ([]*Job, error) {
+	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status IN ('running', 'canceling') AND kind = 'build' AND last_seen_at < ? ORDER BY id`, before.UnixMicro())
+}
+
+// DueScheduledJobs lists delayed jobs whose time has come.
+func (s *Store) DueScheduledJobs(ctx context.Context, now time.Time) ([]*Job, error) {
+	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status = 'scheduled' AND scheduled_at <= ? ORDER BY id`, now.UnixMicro())
+}
