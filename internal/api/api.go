@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/pipeline"
+	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -17,6 +19,8 @@ import (
 type Deps struct {
 	Store       *store.Store
 	Repos       Repos
+	Engine      *pipeline.Engine
+	Secrets     *secrets.Box
 	Log         *slog.Logger
 	ExternalURL string // without trailing slash
 	// MaxBody bounds request bodies of ordinary endpoints.
@@ -238,3 +242,6 @@ func (a *API) version(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	writeJSON(w, http.StatusOK, map[string]any{"version": "17.0.0-kiln", "revision": "kiln"})
 	return nil
 }
+
+// ReqCtx accessors for endpoint files in other areas of this package are
+// not needed: every REST resource lives in package api, one file each.

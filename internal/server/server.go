@@ -97,10 +97,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Deps{Store: st, Repos: repos, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
+	if err := s.wirePipelines(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.api = api.New(api.Deps{Store: st, Repos: repos, Engine: s.engine, Secrets: s.secrets, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
 	s.mux = http.NewServeMux()
 	// Each area wires its routes and background work in its own file.
-	for _, wire := range []func(context.Context) error{s.wirePipelines, s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
+	for _, wire := range []func(context.Context) error{s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
 		if err := wire(ctx); err != nil {
 			s.Close()
 			return nil, err
