@@ -60,7 +60,10 @@ const version = "0.1.0"
 
 // commands are the subcommands other files register (runner, trigger, lint).
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"server": serverCmd,
+	"server":  serverCmd,
+	"runner":  runnerCmd,
+	"trigger": triggerCmd,
+	"lint":    lintCmd,
 }
 
 // envOr returns the environment variable or def.

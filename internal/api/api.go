@@ -94,6 +94,15 @@ func (a *API) routes() {
 	a.handle("GET /api/v4/projects/{id}/repository/files/{path}/raw", a.getRawFile)
 	a.handle("GET /api/v4/projects/{id}/repository/commits/{sha}", a.getCommit)
 
+	// Each resource file registers its own routes.
+	a.pipelineRoutes()
+	a.jobRoutes()
+	a.variableRoutes()
+	a.lintRoutes()
+	a.triggerRoutes()
+	a.scheduleRoutes()
+	a.runnerRoutes()
+
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errMessage(http.StatusNotFound, "404 Not Found"))
 	})
@@ -242,6 +251,3 @@ func (a *API) version(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	writeJSON(w, http.StatusOK, map[string]any{"version": "17.0.0-kiln", "revision": "kiln"})
 	return nil
 }
-
-// ReqCtx accessors for endpoint files in other areas of this package are
-// not needed: every REST resource lives in package api, one file each.
