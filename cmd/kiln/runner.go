@@ -1,11 +1,14 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"io"
+
+	"github.com/kilnci/kiln/internal/runner"
 )
 
+// runnerCmd runs `kiln runner register|run`; the runner package handles its
+// own signals (first: finish jobs, second: abort).
 func runnerCmd(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kiln runner: not implemented yet")
-	return 2
+	return runner.Command(context.Background(), args, stdout, stderr)
 }
