@@ -266,3 +266,21 @@ func (s *server) authURL(path string) string {
 	u.User = url.UserPassword("root", rootToken)
 	return u.String() + "/" + path + ".git"
 }
+
+// callQuiet posts a form as root and returns the status, or 0 when the
+// request could not be made (server down); it never fails the test.
+func (s *server) callQuiet(method, path string, form url.Values) (int, error) {
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("PRIVATE-TOKEN", rootToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
