@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -67,6 +68,20 @@ func TestFoundation(t *testing.T) {
 			bad := strings.Replace(s.authURL("group/app"), rootToken, "glpat-wrong", 1)
 			if _, err := gitErr("", "ls-remote", bad); err == nil {
 				t.Fatal("ls-remote with a wrong token succeeded")
+			}
+
+			// URLs that try to leave the repositories directory find nothing.
+			for _, evil := range []string{"/..%2f..%2fetc.git/info/refs?service=git-upload-pack", "/group/..%2f..%2f..%2fetc.git/info/refs?service=git-upload-pack", "/group/app.git/../../x.git/info/refs"} {
+				req, _ := http.NewRequest("GET", s.URL+evil, nil)
+				req.SetBasicAuth("root", rootToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					t.Errorf("%s answered 200", evil)
+				}
 			}
 
 			// Restart (a crash, then a normal start): everything is still there.
