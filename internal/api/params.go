@@ -116,12 +116,55 @@ func (p *Params) addValues(vals map[string][]string) error {
 		return errBadRequest(fmt.Sprintf("too many parameters (at most %d)", maxFormKeys))
 	}
 	for k, vs := range vals {
+		if base, sub, ok := listOfMapsKey(k); ok {
+			if err := p.setListOfMaps(base, sub, vs); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, s := range vs {
 			if err := p.set(k, s); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
+
+// listOfMapsKey recognises Rack's list-of-hashes form keys, base[][sub], as
+// in variables[][key]=A&variables[][value]=B.
+func listOfMapsKey(k string) (base, sub string, ok bool) {
+	base, rest, found := strings.Cut(k, "[][")
+	if !found || base == "" || strings.Contains(base, "[") || !strings.HasSuffix(rest, "]") {
+		return "", "", false
+	}
+	sub = strings.TrimSuffix(rest, "]")
+	if sub == "" || strings.ContainsAny(sub, "[]") {
+		return "", "", false
+	}
+	return base, sub, true
+}
+
+// setListOfMaps pairs the n-th value of every base[][sub] key into the n-th
+// map of the list under base. Pairing by position (rather than Rack's
+// "start a new hash when the key repeats") gives the same result for the
+// forms clients send, and does not depend on map iteration order.
+func (p *Params) setListOfMaps(base, sub string, vs []string) error {
+	list, ok := p.v[base].([]any)
+	if !ok && p.v[base] != nil {
+		return errParam(base + " is invalid")
+	}
+	for i, s := range vs {
+		for len(list) <= i {
+			list = append(list, map[string]any{})
+		}
+		m, ok := list[i].(map[string]any)
+		if !ok {
+			return errParam(base + " is invalid")
+		}
+		m[sub] = s
+	}
+	p.v[base] = list
 	return nil
 }
 
