@@ -80,7 +80,7 @@ func (rc *render) jobBasic(p *store.Project, j *store.Job) map[string]any {
 		"created_at": isoTime(j.CreatedAt), "started_at": isoTimePtr(j.StartedAt), "finished_at": isoTimePtr(j.FinishedAt),
 		"erased_at": isoTimePtr(j.ErasedAt), "duration": dur, "queued_duration": qdur,
 		"user": rc.user(j.UserID), "web_url": a.ExternalURL + a.jobPath(p, j.ID),
-		"project": map[string]any{"ci_job_token_scope_enabled": p.JobTokenAllowlist},
+		"project":        map[string]any{"ci_job_token_scope_enabled": p.JobTokenAllowlist},
 		"failure_reason": nil, "archived": false,
 	}
 	if j.Status == "failed" && j.FailureReason != "" {

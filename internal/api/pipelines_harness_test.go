@@ -191,7 +191,7 @@ func (e *ciEnv) expect(want int, role, method, path string, body any) any {
 }
 
 func obj(v any) map[string]any { m, _ := v.(map[string]any); return m }
-func list(v any) []any          { l, _ := v.([]any); return l }
+func list(v any) []any         { l, _ := v.([]any); return l }
 
 // num reads a JSON number as int64.
 func num(v any) int64 { f, _ := v.(float64); return int64(f) }

@@ -214,11 +214,11 @@ func TestPipelineCreateRefusals(t *testing.T) {
 		body any
 		want int
 	}{
-		{"maintainer", map[string]any{}, 400},                                                // ref missing
-		{"maintainer", map[string]any{"ref": ""}, 400},                                       // ref empty
-		{"maintainer", map[string]any{"ref": []any{"main"}}, 400},                            // wrong type
-		{"maintainer", map[string]any{"ref": "main", "variables": "x"}, 400},                 // variables not a list
-		{"maintainer", map[string]any{"ref": "main", "variables": []any{"x"}}, 400},          // entry not an object
+		{"maintainer", map[string]any{}, 400},                                       // ref missing
+		{"maintainer", map[string]any{"ref": ""}, 400},                              // ref empty
+		{"maintainer", map[string]any{"ref": []any{"main"}}, 400},                   // wrong type
+		{"maintainer", map[string]any{"ref": "main", "variables": "x"}, 400},        // variables not a list
+		{"maintainer", map[string]any{"ref": "main", "variables": []any{"x"}}, 400}, // entry not an object
 		{"maintainer", map[string]any{"ref": "main", "variables": []any{map[string]any{"value": "v"}}}, 400},
 		{"maintainer", map[string]any{"ref": "main", "variables": []any{map[string]any{"key": "A B", "value": "v"}}}, 400},
 		{"maintainer", map[string]any{"ref": "main", "variables": []any{map[string]any{"key": "A", "variable_type": "blob"}}}, 400},

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLintCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("ci/.gitlab-ci.yml", "include: parts/a.yml\nb:\n  script: echo b\n  rules:\n    - exists: [parts/*.yml]\n")
+	write("ci/parts/a.yml", "a:\n  script: echo a\n")
+	write("secret.yml", "s:\n  script: echo leaked\n")
+	escape := write("ci/escape.yml", "include: ../secret.yml\n")
+	os.Symlink(filepath.Join(dir, "secret.yml"), filepath.Join(dir, "ci", "link.yml"))
+	link := write("ci/link-ci.yml", "include: link.yml\n")
+	bad := write("bad.yml", "job:\n  stage: nope\n  script: x\n")
+
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		code  int
+		out   string
+	}{
+		{[]string{good}, "", 0, "valid (2 jobs)"},
+		{[]string{"-jobs", good}, "", 0, "stage=test"},
+		{[]string{"-json", good}, "", 0, `"valid": true`},
+		{[]string{bad}, "", 1, "error: job job: chosen stage nope does not exist"},
+		{[]string{escape}, "", 1, "Local file `../secret.yml` does not exist!"},
+		{[]string{link}, "", 1, "does not exist"},
+		{[]string{"-"}, "x:\n  script: y\n", 0, "<stdin>: valid"},
+		{[]string{"-"}, "", 1, "Please provide content"},
+		{[]string{"-"}, "a: [unclosed", 1, "error:"},
+		{[]string{good, bad}, "", 2, ""},
+		{[]string{filepath.Join(dir, "missing.yml")}, "", 2, ""},
+		{[]string{"-bogus"}, "", 2, ""},
+	} {
+		var out, errb bytes.Buffer
+		code := lintWithStdin(tc.args, strings.NewReader(tc.stdin), &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) {
+			t.Errorf("kiln lint %v: %d\n%s%s\nwant %d and %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out)
+		}
+	}
+	// The default file is .gitlab-ci.yml in the current directory.
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(filepath.Join(dir, "ci"))
+	var out bytes.Buffer
+	if code := lintWithStdin(nil, strings.NewReader(""), &out, &out); code != 0 {
+		t.Fatalf("default file: %d %s", code, out.String())
+	}
+}
