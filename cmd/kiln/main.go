@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/kilnci/kiln/internal/server"
 )
@@ -83,6 +84,15 @@ func envInt(key string, def int) int {
 	return def
 }
 
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(key); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
 func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kiln server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -92,6 +102,10 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Database, "database", envOr("KILN_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// URL (KILN_DATABASE)")
 	fs.StringVar(&cfg.ExternalURL, "external-url", envOr("KILN_EXTERNAL_URL", ""), "URL users and runners reach this server at (KILN_EXTERNAL_URL; default from --listen)")
 	fs.IntVar(&cfg.BuiltinRunners, "builtin-runners", envInt("KILN_BUILTIN_RUNNERS", runtime.NumCPU()), "runners started in-process, 0 to disable (KILN_BUILTIN_RUNNERS)")
+	fs.IntVar(&cfg.TriggerRateLimit, "trigger-rate-limit", envInt("KILN_TRIGGER_RATE_LIMIT", 0), "pipelines the trigger API may create per project and minute, 0 for no limit (KILN_TRIGGER_RATE_LIMIT)")
+	fs.DurationVar(&cfg.RunnerStaleTimeout, "runner-stale-timeout", envDuration("KILN_RUNNER_STALE_TIMEOUT", 5*time.Minute), "fail a running job whose runner has not reported for this long (KILN_RUNNER_STALE_TIMEOUT)")
+	fs.Int64Var(&cfg.MaxTraceSize, "max-trace-size", int64(envInt("KILN_MAX_TRACE_SIZE", 100<<20)), "bytes of job log kept; the rest is cut with a note (KILN_MAX_TRACE_SIZE)")
+	fs.Int64Var(&cfg.MaxArtifactsSize, "max-artifacts-size", int64(envInt("KILN_MAX_ARTIFACTS_SIZE", 100<<20)), "largest artifacts archive accepted, in bytes (KILN_MAX_ARTIFACTS_SIZE)")
 	logLevel := fs.String("log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	logFormat := fs.String("log-format", envOr("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {

@@ -27,6 +27,9 @@ type Deps struct {
 	MaxBody int64
 	// SessionUser resolves a browser session cookie to a user (nil: none).
 	SessionUser func(r *http.Request) *store.User
+	// Runners gives access to runner-side state (job tokens, stuck jobs,
+	// traces, artifacts); the runner wiring fills it in (see runners.go).
+	Runners RunnerHooks
 }
 
 // API is the REST handler set.

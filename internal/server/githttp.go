@@ -81,8 +81,11 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		canRead, canWrite = canRead && tokRead, canWrite && tokWrite
 	}
 	if who != nil && who.jobProjectID != 0 {
-		// A job token never pushes.
+		// A job token never pushes, and always reads its own project.
 		canWrite = false
+		if who.jobProjectID == p.ID {
+			canRead = true
+		}
 	}
 	if !canRead {
 		if who == nil {

@@ -37,6 +37,15 @@ type Config struct {
 	InitialRootPassword string
 	// MaxBody bounds ordinary API request bodies.
 	MaxBody int64
+	// TriggerRateLimit bounds pipelines created through the trigger API per
+	// project and minute (0: no limit).
+	TriggerRateLimit int
+	// RunnerStaleTimeout fails running jobs whose runner has not reported
+	// for this long (0: 5 minutes).
+	RunnerStaleTimeout time.Duration
+	// MaxTraceSize cuts job logs beyond this many bytes (0: 100 MiB);
+	// MaxArtifactsSize refuses larger artifact uploads (0: 100 MiB).
+	MaxTraceSize, MaxArtifactsSize int64
 }
 
 // PushHook is called after a push changed refs.
@@ -64,6 +73,10 @@ type Server struct {
 	bg sync.WaitGroup
 	// onShutdown wakes long-polling requests so that shutdown is quick.
 	onShutdown []func()
+	// onServe runs once the listener is open (built-in runners connect to it);
+	// beforeShutdown runs when shutdown starts, while requests are still served.
+	onServe        []func(addr net.Addr)
+	beforeShutdown []func()
 }
 
 // New opens storage and builds the handlers; it does not listen yet.
@@ -243,12 +256,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	for _, fn := range s.onServe {
+		fn(ln.Addr())
+	}
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down")
+	for _, fn := range s.beforeShutdown {
+		fn()
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)

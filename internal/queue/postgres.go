@@ -1,0 +1,113 @@
+package queue
+
+import (
+	"context"
+	crand "crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Channel is the PostgreSQL NOTIFY channel Kiln uses for pending jobs.
+const Channel = "kiln_jobs_pending"
+
+// Postgres is a Notifier shared by every replica on one PostgreSQL
+// database: Notify wakes local waiters at once and sends NOTIFY; a
+// dedicated LISTEN connection turns other replicas' notifications into
+// local wake-ups.
+type Postgres struct {
+	*Memory
+	db   *sql.DB
+	dsn  string
+	self string // payload marking our own notifications, which are ignored
+	log  *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// ready is closed once the first LISTEN succeeded (tests wait on it).
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// NewPostgres starts listening on dsn. db is used to send notifications
+// (any pooled connection will do; NOTIFY is only delivered on commit, and
+// callers notify after their own commit).
+func NewPostgres(dsn string, db *sql.DB, log *slog.Logger) *Postgres {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Postgres{Memory: NewMemory(), db: db, dsn: dsn, self: hex.EncodeToString(b[:]), log: log, cancel: cancel, ready: make(chan struct{})}
+	p.wg.Add(1)
+	go p.listen(ctx)
+	return p
+}
+
+// Ready is closed once the listener is connected.
+func (p *Postgres) Ready() <-chan struct{} { return p.ready }
+
+// Notify wakes local waiters and other replicas.
+func (p *Postgres) Notify() {
+	p.Memory.Notify()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, Channel, p.self); err != nil {
+		p.log.Warn("pg_notify failed; other replicas' runners will find the job on their next check", "err", err)
+	}
+}
+
+// Close stops listening.
+func (p *Postgres) Close() {
+	p.cancel()
+	p.wg.Wait()
+}
+
+func (p *Postgres) listen(ctx context.Context) {
+	defer p.wg.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := p.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("LISTEN connection lost; reconnecting", "err", err, "in", backoff)
+		// Notifications may have been missed while disconnected: wake every
+		// waiter so that each checks the database once.
+		p.Memory.Notify()
+		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (p *Postgres) listenOnce(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, p.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
+		return err
+	}
+	p.readyOnce.Do(func() { close(p.ready) })
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n.Payload != p.self {
+			p.Memory.Notify()
+		}
+	}
+}
