@@ -27,6 +27,9 @@ type Deps struct {
 	MaxBody int64
 	// SessionUser resolves a browser session cookie to a user (nil: none).
 	SessionUser func(r *http.Request) *store.User
+	// Schedules wakes the scheduler and runs schedules on demand; the
+	// schedule wiring fills it in (see schedules.go).
+	Schedules ScheduleHooks
 	// Runners gives access to runner-side state (job tokens, stuck jobs,
 	// traces, artifacts); the runner wiring fills it in (see runners.go).
 	Runners RunnerHooks
