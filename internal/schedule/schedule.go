@@ -132,6 +132,9 @@ func (s *Scheduler) RunDue(ctx context.Context) (int, error) {
 			return fired, err
 		}
 		for _, sc := range due {
+			if err := ctx.Err(); err != nil {
+				return fired, err
+			}
 			ok, err := s.fire(ctx, sc, now)
 			if err != nil {
 				return fired, err
@@ -170,6 +173,9 @@ func (s *Scheduler) fire(ctx context.Context, sc *store.Schedule, now time.Time)
 	if err != nil || runID == 0 {
 		return false, err
 	}
+	// The slot is ours: finish it even if shutdown begins meanwhile (one
+	// pipeline creation), rather than leave a claimed run half done.
+	ctx = context.WithoutCancel(ctx)
 	owner, p, reason, err := s.runnable(ctx, sc, sc.OwnerID)
 	if err != nil {
 		return true, err
