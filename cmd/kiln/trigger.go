@@ -1,11 +1,205 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
 )
 
+// Exit codes of kiln trigger.
+const (
+	exitSuccess  = 0 // pipeline created (and, with --wait, succeeded)
+	exitFailed   = 1 // the pipeline ended failed, canceled or skipped
+	exitUsage    = 2 // bad flags
+	exitRefused  = 3 // the server refused the trigger
+	exitTimedOut = 4 // --timeout elapsed or the server became unreachable
+)
+
+// varFlags collects repeated --var K=V flags.
+type varFlags []string
+
+func (v *varFlags) String() string { return strings.Join(*v, ",") }
+func (v *varFlags) Set(s string) error {
+	if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	*v = append(*v, s)
+	return nil
+}
+
+// triggerCmd triggers a pipeline with a trigger token, prints its URL and,
+// with --wait, follows it to the end through the server's event stream.
 func triggerCmd(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kiln trigger: not implemented yet")
-	return 2
+	fs := flag.NewFlagSet("kiln trigger", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	base := fs.String("url", envOr("KILN_URL", ""), "Kiln server URL (KILN_URL)")
+	project := fs.String("project", "", "project id or path (group/project)")
+	token := fs.String("token", envOr("KILN_TRIGGER_TOKEN", ""), "trigger token (KILN_TRIGGER_TOKEN)")
+	ref := fs.String("ref", "", "branch or tag to run")
+	var vars varFlags
+	fs.Var(&vars, "var", "pipeline variable KEY=VALUE (repeatable)")
+	wait := fs.Bool("wait", false, "follow the pipeline until it ends; exit 0 only on success")
+	timeout := fs.Duration("timeout", time.Hour, "give up waiting after this long (with --wait)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: kiln trigger --url URL --project ID|PATH --token TOKEN --ref REF [--var K=V]... [--wait] [--timeout D]")
+		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "\nExit codes: 0 success, 1 pipeline failed or canceled, 2 usage, 3 trigger refused, 4 timeout or server unreachable")
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *base == "" || *project == "" || *token == "" || *ref == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	root := strings.TrimRight(*base, "/") + "/api/v4/projects/" + url.PathEscape(*project)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	form := url.Values{"token": {*token}, "ref": {*ref}}
+	for _, v := range vars {
+		k, val, _ := strings.Cut(v, "=")
+		form.Set("variables["+k+"]", val)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", root+"/trigger/pipeline", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "kiln trigger:", err)
+		return exitTimedOut
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		fmt.Fprintf(stderr, "kiln trigger: refused (%d): %s\n", resp.StatusCode, strings.TrimSpace(string(body)))
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			fmt.Fprintf(stderr, "kiln trigger: retry after %s seconds\n", ra)
+		}
+		return exitRefused
+	}
+	var pl struct {
+		ID     int64  `json:"id"`
+		Status string `json:"status"`
+		WebURL string `json:"web_url"`
+	}
+	if err := json.Unmarshal(body, &pl); err != nil {
+		fmt.Fprintln(stderr, "kiln trigger: unreadable answer:", err)
+		return exitRefused
+	}
+	fmt.Fprintln(stdout, pl.WebURL)
+	if !*wait {
+		return exitSuccess
+	}
+	status, err := follow(ctx, root, *token, pl.ID, stdout)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			fmt.Fprintf(stderr, "kiln trigger: pipeline %d still %s after %s\n", pl.ID, status, *timeout)
+		} else {
+			fmt.Fprintln(stderr, "kiln trigger:", err)
+		}
+		return exitTimedOut
+	}
+	fmt.Fprintf(stdout, "pipeline %d %s\n", pl.ID, status)
+	if status == "success" {
+		return exitSuccess
+	}
+	return exitFailed
+}
+
+// streamEvent is one line of GET .../pipelines/:id/events.
+type streamEvent struct {
+	Event         string `json:"event"`
+	ID            int64  `json:"id"`
+	Name          string `json:"name"`
+	Stage         string `json:"stage"`
+	Status        string `json:"status"`
+	Finished      bool   `json:"finished"`
+	AllowFailure  bool   `json:"allow_failure"`
+	FailureReason string `json:"failure_reason"`
+}
+
+// follow reads the event stream until the pipeline ends, printing each job
+// as it finishes; it reconnects if the connection drops. It returns the
+// pipeline's final (or last seen) status.
+func follow(ctx context.Context, root, token string, id int64, stdout io.Writer) (string, error) {
+	printed := map[string]bool{}
+	last := "created"
+	for {
+		status, done, err := followOnce(ctx, root, token, id, stdout, printed, &last)
+		if done {
+			return status, nil
+		}
+		if ctx.Err() != nil {
+			return last, ctx.Err()
+		}
+		if err != nil {
+			var fatal *fatalErr
+			if errors.As(err, &fatal) {
+				return last, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+type fatalErr struct{ msg string }
+
+func (e *fatalErr) Error() string { return e.msg }
+
+func followOnce(ctx context.Context, root, token string, id int64, stdout io.Writer, printed map[string]bool, last *string) (string, bool, error) {
+	u := fmt.Sprintf("%s/pipelines/%d/events?token=%s", root, id, url.QueryEscape(token))
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		err := fmt.Errorf("event stream: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return "", false, &fatalErr{err.Error()}
+		}
+		return "", false, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev streamEvent
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		switch ev.Event {
+		case "pipeline":
+			*last = ev.Status
+		case "job":
+			key := fmt.Sprintf("%d/%s", ev.ID, ev.Status)
+			if ev.Finished && !printed[key] {
+				printed[key] = true
+				line := fmt.Sprintf("  %s: %s (%s)", ev.Name, ev.Status, ev.Stage)
+				if ev.Status == "failed" && ev.FailureReason != "" {
+					line += " - " + ev.FailureReason
+				}
+				if ev.Status == "failed" && ev.AllowFailure {
+					line += " [allowed to fail]"
+				}
+				fmt.Fprintln(stdout, line)
+			}
+		case "end":
+			return ev.Status, true, nil
+		}
+	}
+	return "", false, sc.Err()
 }

@@ -1,3 +1,403 @@
 package api
 
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/trigger"
+)
+
+// triggerRoutes registers nothing: the trigger endpoints need options the
+// server only knows later, so the server calls RegisterTriggers instead.
 func (a *API) triggerRoutes() {}
+
+// TriggerOptions configure the trigger endpoints.
+type TriggerOptions struct {
+	// PipelinesPerMinute bounds pipelines created through the trigger API
+	// per project (0: no limit).
+	PipelinesPerMinute int
+	// FailedAuthBurst failed token attempts are allowed from one client
+	// address at once, then FailedAuthPerMinute; 0 disables the limit.
+	FailedAuthBurst     int
+	FailedAuthPerMinute float64
+	// Limits bound request bodies, variables and JSON nesting.
+	Limits trigger.Limits
+}
+
+// triggers serves the trigger token, trigger and delivery endpoints.
+type triggers struct {
+	*API
+	opts     TriggerOptions
+	authFail *trigger.Limiter // failed token attempts per client address
+	creates  *trigger.Limiter // pipeline creations per project
+}
+
+// RegisterTriggers adds GitLab's trigger endpoints (v4 and v3 token CRUD,
+// the four trigger forms, the deliveries log and the pipeline event stream).
+func (a *API) RegisterTriggers(o TriggerOptions) {
+	if o.Limits.MaxBody == 0 {
+		o.Limits = trigger.DefaultLimits
+	}
+	t := &triggers{API: a, opts: o}
+	if o.FailedAuthBurst > 0 {
+		t.authFail = trigger.NewLimiter(o.FailedAuthBurst, o.FailedAuthPerMinute)
+	}
+	if o.PipelinesPerMinute > 0 {
+		t.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute))
+	}
+	a.handle("GET /api/v4/projects/{id}/triggers", t.list)
+	a.handle("POST /api/v4/projects/{id}/triggers", t.create)
+	a.handle("GET /api/v4/projects/{id}/triggers/deliveries", t.deliveries)
+	a.handle("GET /api/v4/projects/{id}/triggers/{trigger_id}", t.get)
+	a.handle("PUT /api/v4/projects/{id}/triggers/{trigger_id}", t.update)
+	a.handle("DELETE /api/v4/projects/{id}/triggers/{trigger_id}", t.remove)
+
+	a.handle("GET /api/v3/projects/{id}/triggers", t.listV3)
+	a.handle("POST /api/v3/projects/{id}/triggers", t.createV3)
+	a.handle("GET /api/v3/projects/{id}/triggers/{token}", t.getV3)
+	a.handle("DELETE /api/v3/projects/{id}/triggers/{token}", t.removeV3)
+
+	// The trigger endpoints authenticate by the trigger token alone and
+	// parse their own parameters (payloads, limits, deliveries for every
+	// refusal), so they bypass a.handle.
+	a.mux.HandleFunc("POST /api/v4/projects/{id}/trigger/pipeline", t.runHandler("v4", false))
+	a.mux.HandleFunc("POST /api/v4/projects/{id}/ref/{ref}/trigger/pipeline", t.runHandler("v4", true))
+	a.mux.HandleFunc("POST /api/v3/projects/{id}/trigger/builds", t.runHandler("v3", false))
+	a.mux.HandleFunc("POST /api/v3/projects/{id}/ref/{ref}/trigger/builds", t.runHandler("v3", true))
+
+	a.handle("GET /api/v4/projects/{id}/pipelines/{pipeline_id}/events", t.events)
+}
+
+// triggerJSON renders GitLab's Trigger entity. The token is never readable
+// after creation (Kiln keeps only its hash), so token is the short form
+// unless secret is the freshly created token.
+func (t *triggers) triggerJSON(c *reqCtx, p *store.Project, tr *store.Trigger, secret string) map[string]any {
+	tok := tr.ShortToken
+	if secret != "" {
+		tok = secret
+	}
+	var owner *store.User
+	valid := false
+	if u, err := t.Store.UserByID(c.ctx, tr.OwnerID); err == nil {
+		owner = u
+		valid = t.ownerMayRun(c, p, u)
+	}
+	return map[string]any{
+		"id": tr.ID, "token": tok, "description": tr.Description,
+		"created_at": isoTime(tr.CreatedAt), "updated_at": isoTime(tr.UpdatedAt),
+		"last_used": isoTimePtr(tr.LastUsed), "expires_at": isoTimePtr(tr.ExpiresAt),
+		"owner": t.userBasic(owner),
+		// Kiln extra: false when the owner can no longer run pipelines here
+		// (GitLab's "invalid" badge); such a trigger is refused.
+		"can_access_project": valid,
+	}
+}
+
+// ownerMayRun reports whether a trigger owner may still create pipelines
+// in p: an active user with developer access.
+func (t *triggers) ownerMayRun(c *reqCtx, p *store.Project, u *store.User) bool {
+	if u == nil || u.State != "active" {
+		return false
+	}
+	level, err := t.Store.AccessLevel(c.ctx, p, u)
+	return err == nil && level >= store.Developer
+}
+
+func (t *triggers) list(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	page, err := paging(r)
+	if err != nil {
+		return err
+	}
+	trs, total, err := t.Store.TriggersOfProject(c.ctx, p.ID, page)
+	if err != nil {
+		return err
+	}
+	out := []map[string]any{}
+	for _, tr := range trs {
+		out = append(out, t.triggerJSON(c, p, tr, ""))
+	}
+	setPagination(w, r, page, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// maxTriggerLifetime bounds expires_at, as GitLab bounds it by the personal
+// access token maximum lifetime.
+const maxTriggerLifetime = 365 * 24 * time.Hour
+
+// newTrigger creates a trigger owned by the caller and returns it with the
+// full token, which exists in the clear only in this response.
+func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, expires *time.Time) (*store.Trigger, string, error) {
+	secret := auth.NewToken(auth.TriggerPrefix)
+	tr := &store.Trigger{ProjectID: p.ID, OwnerID: c.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret),
+		Description: description, ExpiresAt: expires}
+	err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(c.ctx, tr) })
+	return tr, secret, err
+}
+
+func (t *triggers) create(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	desc, err := c.params.Required("description")
+	if err != nil {
+		return err
+	}
+	if !validText(desc, 255) {
+		return errValidation("description", "is too long (maximum is 255 characters)")
+	}
+	exp, err := c.params.Date("expires_at")
+	if err != nil {
+		return err
+	}
+	if exp != nil {
+		now := time.Now()
+		if !exp.After(now) {
+			return errValidation("expires_at", "must be in the future")
+		}
+		if max := now.Add(maxTriggerLifetime); exp.After(max) {
+			return errValidation("expires_at", "must be before "+max.UTC().Format("2006-01-02"))
+		}
+	}
+	tr, secret, err := t.newTrigger(c, p, desc, exp)
+	if err != nil {
+		return err
+	}
+	t.Log.Info("trigger created", "project", p.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", c.user.Username)
+	writeJSON(w, http.StatusCreated, t.triggerJSON(c, p, tr, secret))
+	return nil
+}
+
+// projectTrigger resolves {trigger_id} within p; other projects' triggers
+// are 404.
+func (t *triggers) projectTrigger(r *http.Request, c *reqCtx, p *store.Project) (*store.Trigger, error) {
+	id, err := strconv.ParseInt(r.PathValue("trigger_id"), 10, 64)
+	if err != nil {
+		return nil, errParam("trigger_id is invalid")
+	}
+	tr, err := t.Store.TriggerByID(c.ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && tr.ProjectID != p.ID) {
+		return nil, errNotFound("Trigger")
+	}
+	return tr, err
+}
+
+func (t *triggers) get(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, err := t.projectTrigger(r, c, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t.triggerJSON(c, p, tr, ""))
+	return nil
+}
+
+func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, err := t.projectTrigger(r, c, p)
+	if err != nil {
+		return err
+	}
+	if tr.OwnerID != c.user.ID {
+		return errMessage(http.StatusForbidden, "403 Forbidden - The current user is not authorized to update the pipeline trigger token")
+	}
+	if c.params.Has("description") {
+		desc := c.params.String("description")
+		if !validText(desc, 255) {
+			return errValidation("description", "is too long (maximum is 255 characters)")
+		}
+		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerDescription(c.ctx, tr.ID, desc) }); err != nil {
+			return err
+		}
+		if tr, err = t.Store.TriggerByID(c.ctx, tr.ID); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, t.triggerJSON(c, p, tr, ""))
+	return nil
+}
+
+func (t *triggers) remove(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, err := t.projectTrigger(r, c, p)
+	if err != nil {
+		return err
+	}
+	return t.revoke(w, c, p, tr)
+}
+
+// revoke deletes a trigger; the next request with its token is a 404
+// because every trigger request looks the token up afresh.
+func (t *triggers) revoke(w http.ResponseWriter, c *reqCtx, p *store.Project, tr *store.Trigger) error {
+	err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.DeleteTrigger(c.ctx, tr.ID) })
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("Trigger")
+	} else if err != nil {
+		return err
+	}
+	t.Log.Info("trigger revoked", "project", p.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", c.user.Username)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// triggerV3JSON is the v3 Trigger entity.
+func triggerV3JSON(tr *store.Trigger, secret string) map[string]any {
+	tok := tr.ShortToken
+	if secret != "" {
+		tok = secret
+	}
+	return map[string]any{"token": tok, "created_at": isoTime(tr.CreatedAt), "updated_at": isoTime(tr.UpdatedAt),
+		"deleted_at": nil, "last_used": isoTimePtr(tr.LastUsed)}
+}
+
+func (t *triggers) listV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	page, err := paging(r)
+	if err != nil {
+		return err
+	}
+	trs, total, err := t.Store.TriggersOfProject(c.ctx, p.ID, page)
+	if err != nil {
+		return err
+	}
+	out := []map[string]any{}
+	for _, tr := range trs {
+		out = append(out, triggerV3JSON(tr, ""))
+	}
+	setPagination(w, r, page, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (t *triggers) createV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, secret, err := t.newTrigger(c, p, c.params.String("description"), nil)
+	if err != nil {
+		return err
+	}
+	t.Log.Info("trigger created", "project", p.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", c.user.Username, "api", "v3")
+	writeJSON(w, http.StatusCreated, triggerV3JSON(tr, secret))
+	return nil
+}
+
+// triggerByToken resolves v3's {token}: the full token, since only its hash
+// is stored (GitLab's v3 accepted it because GitLab stores tokens readably).
+func (t *triggers) triggerByToken(r *http.Request, c *reqCtx, p *store.Project) (*store.Trigger, error) {
+	secret := r.PathValue("token")
+	if len(secret) > 256 {
+		return nil, errNotFound("Trigger")
+	}
+	h := auth.Hash(secret)
+	tr, err := t.Store.TriggerByHash(c.ctx, h)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (tr.ProjectID != p.ID || !auth.Equal(tr.TokenHash, h))) {
+		return nil, errNotFound("Trigger")
+	}
+	return tr, err
+}
+
+func (t *triggers) getV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, err := t.triggerByToken(r, c, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, triggerV3JSON(tr, ""))
+	return nil
+}
+
+func (t *triggers) removeV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	tr, err := t.triggerByToken(r, c, p)
+	if err != nil {
+		return err
+	}
+	// v3 answered 200 with the deleted trigger; v4 answers 204.
+	err = t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.DeleteTrigger(c.ctx, tr.ID) })
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("Trigger")
+	} else if err != nil {
+		return err
+	}
+	t.Log.Info("trigger revoked", "project", p.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", c.user.Username, "api", "v3")
+	j := triggerV3JSON(tr, "")
+	j["deleted_at"] = isoTime(time.Now())
+	writeJSON(w, http.StatusOK, j)
+	return nil
+}
+
+// deliveryJSON renders one deliveries-log entry. It holds variable names,
+// never values, and the short token, never the token.
+func (t *triggers) deliveryJSON(p *store.Project, d *store.Delivery) map[string]any {
+	names := d.VariableNames
+	if names == nil {
+		names = []string{}
+	}
+	m := map[string]any{
+		"id": d.ID, "created_at": isoTime(d.CreatedAt), "trigger_id": nilIfZero(d.TriggerID), "short_token": d.ShortToken,
+		"ref": d.Ref, "variables": names, "source_ip": d.SourceIP, "endpoint": d.Endpoint,
+		"status_code": d.StatusCode, "result": d.Result, "reason": d.Reason, "pipeline_id": nilIfZero(d.PipelineID), "pipeline_web_url": nil,
+	}
+	if d.PipelineID != 0 {
+		m["pipeline_web_url"] = t.ExternalURL + "/" + p.FullPath + "/-/pipelines/" + strconv.FormatInt(d.PipelineID, 10)
+	}
+	return m
+}
+
+func nilIfZero(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+func (t *triggers) deliveries(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, store.Maintainer)
+	if err != nil {
+		return err
+	}
+	page, err := paging(r)
+	if err != nil {
+		return err
+	}
+	ds, total, err := t.Store.DeliveriesOfProject(c.ctx, p.ID, page)
+	if err != nil {
+		return err
+	}
+	out := []map[string]any{}
+	for _, d := range ds {
+		out = append(out, t.deliveryJSON(p, d))
+	}
+	setPagination(w, r, page, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

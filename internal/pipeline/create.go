@@ -71,6 +71,10 @@ type Request struct {
 	// ChildIncludes replaces the project's CI file with these local files
 	// (child pipelines from `trigger: include:`).
 	ChildIncludes []string
+	// InTx, when set, runs inside the transaction that inserts the pipeline,
+	// after its jobs: the trigger API records its delivery and the trigger's
+	// last use there, so that they share the pipeline's commit.
+	InTx func(ctx context.Context, tx *store.Tx, pl *store.Pipeline) error
 }
 
 // CreateError is a refusal with GitLab's message, for {"message":{"base":[...]}}.
@@ -342,6 +346,11 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 		for _, j := range jobs {
 			j.PipelineID = pl.ID
 			if err := tx.InsertJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		if req.InTx != nil {
+			if err := req.InTx(ctx, tx, pl); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,66 @@
 package server
 
-import "context"
+import (
+	"context"
+	"time"
 
-// wireTriggers registers this area's routes and background work.
-func (s *Server) wireTriggers(ctx context.Context) error { return nil }
+	"github.com/kilnci/kiln/internal/api"
+	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/trigger"
+)
+
+// deliveryRetention is how long the trigger deliveries log keeps entries.
+const deliveryRetention = 30 * 24 * time.Hour
+
+// wireTriggers registers the trigger endpoints, runs `trigger:` bridge jobs
+// and prunes the deliveries log.
+func (s *Server) wireTriggers(ctx context.Context) error {
+	s.api.RegisterTriggers(api.TriggerOptions{
+		PipelinesPerMinute:  s.cfg.TriggerRateLimit,
+		FailedAuthBurst:     30,
+		FailedAuthPerMinute: 30,
+		Limits:              trigger.DefaultLimits,
+	})
+
+	b := &trigger.Bridges{Store: s.store, Engine: s.engine, Log: s.log}
+	// Engine hooks run after commit on the store's writer goroutine, which
+	// must not wait for another write: the work goes to its own goroutine.
+	// Hooks set by other areas keep running.
+	prevBridge, prevFinished := s.engine.BridgePending, s.engine.PipelineFinished
+	s.engine.BridgePending = func(ctx context.Context, jobID int64) {
+		if prevBridge != nil {
+			prevBridge(ctx, jobID)
+		}
+		s.bg.Go(func() { b.Pending(ctx, jobID) })
+	}
+	s.engine.PipelineFinished = func(ctx context.Context, pipelineID int64) {
+		if prevFinished != nil {
+			prevFinished(ctx, pipelineID)
+		}
+		s.bg.Go(func() { b.Finished(ctx, pipelineID) })
+	}
+
+	pruneCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			err := s.store.Write(pruneCtx, func(tx *store.Tx) error {
+				_, err := tx.PruneDeliveries(pruneCtx, time.Now().Add(-deliveryRetention))
+				return err
+			})
+			if err != nil && pruneCtx.Err() == nil {
+				s.log.Error("pruning trigger deliveries", "err", err)
+			}
+			select {
+			case <-pruneCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	s.closers = append(s.closers, func() { stop(); <-done })
+	return nil
+}

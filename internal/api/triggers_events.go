@@ -1,0 +1,152 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/store"
+)
+
+// eventPoll is how often the event stream looks at the pipeline. Polling
+// the read pool by primary key costs little and needs no coupling to the
+// engine's commit path.
+const eventPoll = 150 * time.Millisecond
+
+// eventHeartbeat keeps idle connections (and proxies) from timing out.
+const eventHeartbeat = 15 * time.Second
+
+// events streams a pipeline's progress as newline-delimited JSON: a
+// "pipeline" line on every pipeline status change, a "job" line on every
+// job status change, and a final "end" line once the pipeline is complete.
+// It authenticates with a personal access token (reporter access) or with
+// ?token= a trigger token of the project, which may follow the pipelines it
+// started (or a running job's CI_JOB_TOKEN, which may follow the pipelines
+// its job triggered). `kiln trigger --wait` reads it.
+func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	id, err := strconv.ParseInt(r.PathValue("pipeline_id"), 10, 64)
+	if err != nil {
+		return errParam("pipeline_id is invalid")
+	}
+	var p *store.Project
+	var pl *store.Pipeline
+	if tok := r.URL.Query().Get("token"); tok != "" && c.user == nil {
+		p, err = t.projectByID(c.ctx, r.PathValue("id"))
+		if err != nil {
+			return errNotFound("")
+		}
+		pl, err = t.Store.PipelineByID(c.ctx, id)
+		if err != nil || pl.ProjectID != p.ID || !t.tokenFollows(r, tok, p, pl) {
+			return errNotFound("")
+		}
+	} else {
+		if p, _, err = t.project(r, c, store.Reporter); err != nil {
+			return err
+		}
+		pl, err = t.Store.PipelineByID(c.ctx, id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && pl.ProjectID != p.ID) {
+			return errNotFound("")
+		} else if err != nil {
+			return err
+		}
+	}
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	send := func(v any) bool {
+		if err := enc.Encode(v); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	web := t.ExternalURL + "/" + p.FullPath
+	jobSeen := map[int64]string{}
+	lastStatus := ""
+	lastBeat := time.Now()
+	tick := time.NewTicker(eventPoll)
+	defer tick.Stop()
+	for {
+		if pl.Status != lastStatus {
+			lastStatus = pl.Status
+			if !send(map[string]any{"event": "pipeline", "id": pl.ID, "iid": pl.IID, "project_id": p.ID, "status": pl.Status,
+				"ref": pl.Ref, "sha": pl.SHA, "source": pl.Source, "web_url": web + "/-/pipelines/" + strconv.FormatInt(pl.ID, 10)}) {
+				return nil
+			}
+			lastBeat = time.Now()
+		}
+		jobs, err := t.Store.JobsOfPipeline(c.ctx, pl.ID)
+		if err != nil {
+			return nil
+		}
+		for _, j := range jobs {
+			if j.Retried && jobSeen[j.ID] == "" {
+				continue
+			}
+			if jobSeen[j.ID] == j.Status {
+				continue
+			}
+			jobSeen[j.ID] = j.Status
+			ev := map[string]any{"event": "job", "id": j.ID, "name": j.Name, "stage": j.Stage, "status": j.Status,
+				"kind": j.Kind, "allow_failure": j.AllowFailure, "failure_reason": j.FailureReason,
+				"finished": isFinished(j.Status), "web_url": web + "/-/jobs/" + strconv.FormatInt(j.ID, 10)}
+			if j.DownstreamPipelineID != 0 {
+				ev["downstream_pipeline_id"] = j.DownstreamPipelineID
+			}
+			if !send(ev) {
+				return nil
+			}
+			lastBeat = time.Now()
+		}
+		if isFinished(pl.Status) {
+			send(map[string]any{"event": "end", "id": pl.ID, "status": pl.Status})
+			return nil
+		}
+		if time.Since(lastBeat) > eventHeartbeat {
+			if !send(map[string]any{"event": "heartbeat"}) {
+				return nil
+			}
+			lastBeat = time.Now()
+		}
+		select {
+		case <-c.ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if pl, err = t.Store.PipelineByID(c.ctx, pl.ID); err != nil {
+			send(map[string]any{"event": "end", "id": id, "status": "deleted"})
+			return nil
+		}
+	}
+}
+
+func isFinished(status string) bool {
+	switch status {
+	case "success", "failed", "canceled", "skipped":
+		return true
+	}
+	return false
+}
+
+// tokenFollows reports whether a trigger token (or job token) may follow
+// pl: the trigger started it, or the job triggered it.
+func (t *triggers) tokenFollows(r *http.Request, tok string, p *store.Project, pl *store.Pipeline) bool {
+	if len(tok) > 256 {
+		return false
+	}
+	h := auth.Hash(tok)
+	if tr, err := t.Store.TriggerByHash(r.Context(), h); err == nil {
+		return auth.Equal(tr.TokenHash, h) && tr.ProjectID == p.ID && !tr.Expired(time.Now()) && pl.TriggerID == tr.ID
+	}
+	if j, err := t.Store.JobByTokenHash(r.Context(), h); err == nil {
+		return j.Status == "running" && pl.UpstreamJobID == j.ID
+	}
+	return false
+}

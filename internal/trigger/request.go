@@ -1,0 +1,351 @@
+// Package trigger holds the parts of GitLab's pipeline triggers that know no
+// routes: reading a trigger request in every form GitLab accepts, rate
+// limiting, and the bridge jobs of the `trigger:` keyword. The REST
+// endpoints live in internal/api (triggers*.go) and use this package.
+package trigger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Limits bound what a trigger request may carry.
+type Limits struct {
+	// MaxBody is the largest body read, in bytes (webhook payloads included).
+	MaxBody int64
+	// MaxVariables is the most variables one request may set.
+	MaxVariables int
+	// MaxDepth is the deepest JSON nesting accepted.
+	MaxDepth int
+	// MaxFields bounds form and query fields.
+	MaxFields int
+}
+
+// DefaultLimits are the limits the server uses unless configured otherwise.
+var DefaultLimits = Limits{MaxBody: 1 << 20, MaxVariables: 1000, MaxDepth: 64, MaxFields: 2000}
+
+// Request is a parsed trigger request.
+type Request struct {
+	Token string
+	Ref   string
+	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
+	Variables map[string]string
+	// Payload is TRIGGER_PAYLOAD: every parameter except the token, as JSON
+	// (for the webhook form, the JSON body merged with the URL's ref).
+	Payload []byte
+}
+
+// Keys returns the variable names in sorted order.
+func (r *Request) Keys() []string {
+	out := make([]string, 0, len(r.Variables))
+	for k := range r.Variables {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Error is a refusal with an HTTP status and GitLab's JSON body.
+type Error struct {
+	Status int
+	Body   map[string]any
+	// Reason is a one-line text for the deliveries log.
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+// grapeErr is Grape's {"error": ...} parameter-validation shape.
+func grapeErr(msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Body: map[string]any{"error": msg}, Reason: msg}
+}
+
+// messageErr is GitLab's {"message": ...} shape.
+func messageErr(status int, msg string) *Error {
+	return &Error{Status: status, Body: map[string]any{"message": msg}, Reason: msg}
+}
+
+// errVariables is GitLab's message for variables that are not strings.
+const errVariables = "variables needs to be a map of key-valued strings"
+
+var variableKeyRE = regexp.MustCompile(`^[a-zA-Z0-9_]+$`)
+
+// Parse reads a trigger request. urlRef is the ref from the webhook URL form
+// (/ref/:ref/trigger/...), "" otherwise; it wins over any ref in the body.
+// projectID is the :id as given, which GitLab includes in TRIGGER_PAYLOAD.
+//
+// Parameters may come from the query string, a url-encoded or multipart
+// form, or a JSON object, and may be mixed; the body wins over the query,
+// as in Rails. variables may be a JSON object or variables[KEY] fields (in
+// forms, the query string, and also as JSON keys, which GitLab silently
+// drops but users send).
+func Parse(r *http.Request, urlRef, projectID string, lim Limits) (*Request, error) {
+	p := &params{v: map[string]any{}, vars: map[string]any{}, lim: lim}
+	if err := p.addValues(r.URL.Query()); err != nil {
+		return nil, err
+	}
+	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if err := p.readBody(r); err != nil {
+			return nil, err
+		}
+	}
+	req := &Request{Variables: map[string]string{}}
+	// Step 2 of GitLab's order: variables first, then missing params.
+	if p.badVariables {
+		return nil, grapeErr("variables is invalid")
+	}
+	if len(p.vars) > lim.MaxVariables {
+		return nil, messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - too many variables (at most %d)", lim.MaxVariables))
+	}
+	for k, v := range p.vars {
+		s, ok := v.(string)
+		if !ok {
+			return nil, messageErr(http.StatusBadRequest, errVariables)
+		}
+		req.Variables[k] = s
+	}
+	var missing []string
+	tok, tokOK := p.str("token")
+	if !tokOK {
+		return nil, grapeErr("token is invalid")
+	}
+	if tok == "" {
+		missing = append(missing, "token is missing")
+	}
+	ref := urlRef
+	if ref == "" {
+		s, ok := p.str("ref")
+		if !ok {
+			return nil, grapeErr("ref is invalid")
+		}
+		if _, given := p.v["ref"]; given && strings.TrimSpace(s) == "" {
+			missing = append(missing, "ref is empty")
+		} else if !given {
+			missing = append(missing, "ref is missing")
+		}
+		ref = s
+	}
+	if len(missing) > 0 {
+		return nil, grapeErr(strings.Join(missing, ", "))
+	}
+	for k := range req.Variables {
+		if len(k) > 255 || !variableKeyRE.MatchString(k) {
+			return nil, &Error{Status: http.StatusBadRequest, Body: map[string]any{"message": map[string]any{"base": []string{
+				"Variables key can contain only letters, digits and '_'."}}}, Reason: "invalid variable name"}
+		}
+	}
+	req.Token, req.Ref = tok, ref
+
+	// TRIGGER_PAYLOAD: every parameter but the token, with the effective ref,
+	// the project id and the variables, as GitLab serialises its params.
+	payload := make(map[string]any, len(p.v)+3)
+	for k, v := range p.v {
+		payload[k] = v
+	}
+	delete(payload, "token")
+	payload["ref"] = ref
+	payload["id"] = projectID
+	vars := make(map[string]any, len(req.Variables))
+	for k, v := range req.Variables {
+		vars[k] = v
+	}
+	payload["variables"] = vars
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payload); err != nil {
+		return nil, messageErr(http.StatusBadRequest, "400 Bad request - unserialisable parameters")
+	}
+	req.Payload = bytes.TrimRight(buf.Bytes(), "\n")
+	return req, nil
+}
+
+// params collects parameters; variables are kept apart so that variables
+// given as an object and as variables[K] keys merge.
+type params struct {
+	v            map[string]any
+	vars         map[string]any
+	badVariables bool
+	lim          Limits
+}
+
+func (p *params) str(key string) (string, bool) {
+	switch v := p.v[key].(type) {
+	case nil:
+		return "", true
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	}
+	return "", false
+}
+
+func (p *params) addValues(vals map[string][]string) error {
+	n := 0
+	for _, vs := range vals {
+		n += len(vs)
+	}
+	if n > p.lim.MaxFields {
+		return messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - too many parameters (at most %d)", p.lim.MaxFields))
+	}
+	for k, vs := range vals {
+		for _, s := range vs {
+			p.set(k, s)
+		}
+	}
+	return nil
+}
+
+// set stores one parameter; variables[KEY] goes into the variables map.
+func (p *params) set(key string, val any) {
+	if name, ok := strings.CutPrefix(key, "variables["); ok && strings.HasSuffix(name, "]") {
+		name = strings.TrimSuffix(name, "]")
+		if name != "" && !strings.ContainsAny(name, "[]") {
+			p.vars[name] = val
+			return
+		}
+	}
+	if key == "variables" {
+		switch v := val.(type) {
+		case map[string]any:
+			for k, x := range v {
+				p.vars[k] = x
+			}
+		case nil:
+		case string:
+			// variables= with an empty value is Grape's empty hash.
+			if v != "" {
+				p.badVariables = true
+			}
+		default:
+			p.badVariables = true
+		}
+		return
+	}
+	p.v[key] = val
+}
+
+func (p *params) readBody(r *http.Request) error {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	body := http.MaxBytesReader(nil, r.Body, p.lim.MaxBody)
+	switch ct {
+	case "multipart/form-data":
+		r.Body = body
+		// Files are not parameters here; keep at most MaxBody in memory and
+		// no temporary files beyond what ParseMultipartForm decides.
+		if err := r.ParseMultipartForm(p.lim.MaxBody); err != nil {
+			return bodyErr(err, "multipart form")
+		}
+		if r.MultipartForm != nil {
+			defer r.MultipartForm.RemoveAll()
+			return p.addValues(r.MultipartForm.Value)
+		}
+		return nil
+	case "application/x-www-form-urlencoded":
+		raw, err := io.ReadAll(body)
+		if err != nil {
+			return bodyErr(err, "form")
+		}
+		if strings.Count(string(raw), "&") >= p.lim.MaxFields {
+			return messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - too many parameters (at most %d)", p.lim.MaxFields))
+		}
+		vals, err := url.ParseQuery(string(raw))
+		if err != nil {
+			return messageErr(http.StatusBadRequest, "400 Bad request - malformed form body")
+		}
+		return p.addValues(vals)
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return bodyErr(err, "body")
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	if ct != "application/json" && !json.Valid(raw) {
+		// Grape ignores bodies it cannot turn into params.
+		return nil
+	}
+	if d := jsonDepth(raw); d > p.lim.MaxDepth {
+		return messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - JSON nested deeper than %d levels", p.lim.MaxDepth))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - malformed JSON body: %s at offset %d", se.Error(), se.Offset))
+		}
+		return messageErr(http.StatusBadRequest, "400 Bad request - malformed JSON body")
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		// A JSON array or scalar carries no parameters.
+		return nil
+	}
+	// Keys spelled variables[K] are merged after the variables object, so
+	// that both spellings end up in one map.
+	for k, v := range obj {
+		if k == "variables" {
+			p.set(k, v)
+		}
+	}
+	for k, v := range obj {
+		if k != "variables" {
+			p.set(k, v)
+		}
+	}
+	return nil
+}
+
+func bodyErr(err error, what string) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return messageErr(http.StatusRequestEntityTooLarge, fmt.Sprintf("413 Request Entity Too Large - the body is limited to %d bytes", mbe.Limit))
+	}
+	return messageErr(http.StatusBadRequest, "400 Bad request - malformed "+what)
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in raw,
+// scanning bytes so that a hostile document costs linear time and no
+// allocations before it is refused.
+func jsonDepth(raw []byte) int {
+	depth, max := 0, 0
+	inStr, esc := false, false
+	for _, c := range raw {
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case '{', '[':
+			depth++
+			if depth > max {
+				max = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return max
+}
