@@ -28,7 +28,7 @@ func TestSchedulesEndToEnd(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			s := newServer(t, kind, "--builtin-runners", "0")
 			s.start()
-			pid := newCIProject(t, s, "sched")
+			pid := schedProject(t, s, "sched")
 			work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": scheduleCI})
 			git(t, work, "push", "-q", s.authURL("root/sched"), "main")
 			base := "/api/v4/projects/" + pid + "/pipeline_schedules"
@@ -106,6 +106,16 @@ func TestSchedulesEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// schedProject creates root/<path> and returns its id.
+func schedProject(t *testing.T, s *server, path string) string {
+	t.Helper()
+	var proj map[string]any
+	if code, _ := s.call("POST", "/api/v4/projects", url.Values{"name": {path}, "path": {path}}, &proj); code != 201 {
+		t.Fatalf("create project: %d %v", code, proj)
+	}
+	return jsonID(proj["id"])
 }
 
 // openDB opens the server's database directly (the server is stopped).
