@@ -144,7 +144,7 @@ func (s *Service) requestJob(w http.ResponseWriter, r *http.Request) {
 		// while we look bumps it and we look again.
 		gen := n.Generation()
 		if s.needsCheck(cr, gen) {
-			job, err := s.assign(ctx, cr)
+			job, contended, err := s.assign(ctx, cr)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("assigning a job failed", "runner", cr.runner().ID, "err", err)
@@ -158,6 +158,11 @@ func (s *Service) requestJob(w http.ResponseWriter, r *http.Request) {
 				}
 				writeJSON(w, http.StatusCreated, job)
 				return
+			}
+			if contended && waitCtx.Err() == nil {
+				// Others were taking matching jobs; one may be left.
+				time.Sleep(time.Millisecond)
+				continue
 			}
 			cr.mu.Lock()
 			cr.checked, cr.emptyGen, cr.checkedAt = true, gen, time.Now()
@@ -188,15 +193,18 @@ func (s *Service) needsCheck(cr *cachedRunner, gen uint64) bool {
 }
 
 // assign hands the oldest matching pending job to the runner and returns its
-// payload, or nil when there is none.
-func (s *Service) assign(ctx context.Context, cr *cachedRunner) (*client.JobResponse, error) {
+// payload, or nil when there is none. contended reports that matching jobs
+// were being assigned by other requesters at that moment, so "nothing" is
+// not a reason to sleep until the next wake-up.
+func (s *Service) assign(ctx context.Context, cr *cachedRunner) (job *client.JobResponse, contended bool, err error) {
 	r := cr.runner()
+	s.checks.Add(1)
 	for attempt := 0; attempt < 3; attempt++ {
 		var picked *store.Job
 		var token string
 		m := newMatcher(s.cfg.Store)
 		err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error {
-			picked = nil
+			picked, contended = nil, false
 			cands, err := tx.PendingCandidates(ctx, 500)
 			if err != nil {
 				return err
@@ -206,10 +214,11 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (*client.JobResp
 					continue
 				}
 				tok := auth.NewToken(auth.JobPrefix)
-				ok, err := tx.AssignJob(ctx, j.ID, r.ID, auth.Hash(tok))
+				ok, busy, err := tx.TryAssignJob(ctx, j.ID, r.ID, auth.Hash(tok))
 				if err != nil {
 					return err
 				}
+				contended = contended || busy
 				if ok {
 					j.Status, j.RunnerID = "running", r.ID
 					picked, token = j, tok
@@ -219,10 +228,10 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (*client.JobResp
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if picked == nil {
-			return nil, nil
+			return nil, contended, nil
 		}
 		s.markTouched(picked.ID)
 		// The pipeline follows its job to running; off the hot path.
@@ -236,7 +245,7 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (*client.JobResp
 		}()
 		resp, err := s.payload(ctx, r, picked, token)
 		if err == nil {
-			return resp, nil
+			return resp, false, nil
 		}
 		// The job cannot be described (its project vanished, say): fail it
 		// rather than leave it running with nobody to run it.
@@ -245,7 +254,7 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (*client.JobResp
 			s.log.Error("failing the job failed", "job", picked.ID, "err", ferr)
 		}
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // payload builds the 201 body for a job.
@@ -472,4 +481,3 @@ func (s *Service) dependencies(ctx context.Context, j *store.Job, sp *pipeline.J
 	}
 	return out, nil
 }
-

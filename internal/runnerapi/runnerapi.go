@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
@@ -78,6 +79,9 @@ type Service struct {
 	allAt   time.Time
 	touched map[int64]time.Time // job id → last liveness write
 	bad412  map[int64]int       // job id → 412 answers given
+
+	// checks counts database looks for jobs (tests assert idle polls make none).
+	checks atomic.Int64
 
 	done     chan struct{}
 	doneOnce sync.Once

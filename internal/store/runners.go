@@ -211,16 +211,34 @@ func (s *Store) AllRunners(ctx context.Context) ([]*Runner, error) {
 }
 
 // PendingCandidates lists pending build jobs, oldest first, for a runner to
-// choose from inside a write transaction. On PostgreSQL the rows are locked
-// with SKIP LOCKED, so that concurrent requesters on several replicas look
-// at different jobs instead of queueing behind one another; SQLite has a
-// single writer and needs no lock.
+// choose from inside a write transaction. Rows are not locked here: the
+// runner filters them by tags and scope first, then claims one with
+// TryAssignJob.
 func (t *Tx) PendingCandidates(ctx context.Context, limit int) ([]*Job, error) {
 	q := `SELECT ` + jobCols + ` FROM jobs WHERE status = 'pending' AND kind = 'build' ORDER BY id LIMIT ?`
-	if t.s.Dialect == Postgres {
-		q += ` FOR UPDATE SKIP LOCKED`
-	}
 	return t.s.jobs(ctx, t.tx, t.s.rebind(q), limit)
+}
+
+// TryAssignJob hands a pending job to a runner with a job token hash. On
+// PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, so that a job
+// another requester is assigning right now is skipped instead of waited
+// for; contended reports that case (the job may still be free later).
+// SQLite has a single writer, so there is never contention.
+func (t *Tx) TryAssignJob(ctx context.Context, jobID, runnerID int64, tokenHash string) (ok, contended bool, err error) {
+	if t.s.Dialect != Postgres {
+		ok, err = t.AssignJob(ctx, jobID, runnerID, tokenHash)
+		return ok, false, err
+	}
+	var status string
+	err = t.QueryRow(ctx, `SELECT status FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED`, jobID).Scan(&status)
+	if err == sql.ErrNoRows {
+		return false, true, nil
+	}
+	if err != nil || status != "pending" {
+		return false, false, err
+	}
+	ok, err = t.AssignJob(ctx, jobID, runnerID, tokenHash)
+	return ok, false, err
 }
 
 // ClaimStaleJob marks a stale running job as seen now, only if it is still
