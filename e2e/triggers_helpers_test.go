@@ -151,4 +151,3 @@ func trigWaitFor(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
-

@@ -39,6 +39,9 @@ child:
     - if: $CHILD == "yes"
   trigger:
     include: child.yml
+    strategy: depend
+    forward:
+      pipeline_variables: true
 deploy-downstream:
   stage: deploy
   needs: []
@@ -60,6 +63,10 @@ notify:
 
 const trigChildCI = `child-job:
   script: echo child
+child-fail:
+  rules:
+    - if: $CHILD_FAIL == "yes"
+  script: exit 1
 `
 
 const trigDeployerCI = `deploy:
@@ -444,11 +451,26 @@ func testTriggers(t *testing.T, kind string) {
 			t.Fatalf("child bridge: %v", bridges)
 		}
 		child := bridges[0]["downstream_pipeline"].(map[string]any)
-		if pls := s.trigPipelinesOf(f.appID, "source=parent_pipeline"); len(pls) != 1 || jsonID(pls[0]["id"]) != jsonID(child["id"]) {
+		if pls := s.trigPipelinesOf(f.appID, "source=parent_pipeline"); len(pls) != 1 || jsonID(pls[0]["id"]) != jsonID(child["id"]) || pls[0]["source"] != "parent_pipeline" {
 			t.Fatalf("child pipeline: %v vs %v", pls, child)
 		}
 		if jobs := s.trigJobsOf(f.appID, child["id"]); jobs["child-job"] == "" {
 			t.Fatalf("child jobs: %v", jobs)
+		}
+		if f.runners {
+			// strategy: depend mirrors the child's result onto the bridge;
+			// forward: pipeline_variables passes CHILD_FAIL down.
+			if st := s.trigWaitPipeline(f.appID, r.obj["id"], 30*time.Second); st != "success" {
+				t.Fatalf("parent with a succeeding child ended %s", st)
+			}
+			r = trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main", "variables[CHILD]", "yes", "variables[CHILD_FAIL]", "yes").want(t, 201, "failing child")
+			if st := s.trigWaitPipeline(f.appID, r.obj["id"], 30*time.Second); st != "failed" {
+				t.Fatalf("parent with a failing child ended %s", st)
+			}
+			s.call("GET", "/api/v4/projects/"+f.appID+"/pipelines/"+jsonID(r.obj["id"])+"/bridges", nil, &bridges)
+			if len(bridges) != 1 || bridges[0]["status"] != "failed" {
+				t.Fatalf("depend bridge of a failed child: %v", bridges)
+			}
 		}
 
 		// A tag runs the multi-project bridge (and, with runners, the job

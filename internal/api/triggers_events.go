@@ -34,12 +34,19 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	var p *store.Project
 	var pl *store.Pipeline
 	if tok := r.URL.Query().Get("token"); tok != "" && c.user == nil {
-		p, err = t.projectByID(c.ctx, r.PathValue("id"))
-		if err != nil {
-			return errNotFound("")
+		// Token guesses here count against the same budget as on the
+		// trigger endpoints.
+		ip := clientIP(r)
+		if blocked, retry, _ := t.authFail.Blocked(ip); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+			return errMessage(http.StatusTooManyRequests, "429 Too Many Requests - too many failed trigger attempts from this address, retry later")
 		}
-		pl, err = t.Store.PipelineByID(c.ctx, id)
+		p, err = t.projectByID(c.ctx, r.PathValue("id"))
+		if err == nil {
+			pl, err = t.Store.PipelineByID(c.ctx, id)
+		}
 		if err != nil || pl.ProjectID != p.ID || !t.tokenFollows(r, tok, p, pl) {
+			t.authFail.Take(ip)
 			return errNotFound("")
 		}
 	} else {
