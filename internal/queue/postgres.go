@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"log/slog"
@@ -13,8 +14,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Channel is the PostgreSQL NOTIFY channel Kiln uses for pending jobs.
-const Channel = "kiln_jobs_pending"
+// channelPrefix starts the PostgreSQL NOTIFY channel name. The rest is a
+// hash of the database and schema, so that two Kiln installations sharing
+// one PostgreSQL server (in different schemas) do not wake each other.
+const channelPrefix = "kiln_jobs_"
 
 // Postgres is a Notifier shared by every replica on one PostgreSQL
 // database: Notify wakes local waiters at once and sends NOTIFY; a
@@ -22,10 +25,11 @@ const Channel = "kiln_jobs_pending"
 // local wake-ups.
 type Postgres struct {
 	*Memory
-	db   *sql.DB
-	dsn  string
-	self string // payload marking our own notifications, which are ignored
-	log  *slog.Logger
+	db      *sql.DB
+	dsn     string
+	channel string
+	self    string // payload marking our own notifications, which are ignored
+	log     *slog.Logger
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -44,7 +48,16 @@ func NewPostgres(dsn string, db *sql.DB, log *slog.Logger) *Postgres {
 	var b [8]byte
 	_, _ = crand.Read(b[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Postgres{Memory: NewMemory(), db: db, dsn: dsn, self: hex.EncodeToString(b[:]), log: log, cancel: cancel, ready: make(chan struct{})}
+	p := &Postgres{Memory: NewMemory(), db: db, dsn: dsn, self: hex.EncodeToString(b[:]), log: log, cancel: cancel, ready: make(chan struct{}), channel: channelPrefix + "default"}
+	var where string
+	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := db.QueryRowContext(qctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err == nil {
+		sum := sha256.Sum256([]byte(where))
+		p.channel = channelPrefix + hex.EncodeToString(sum[:8])
+	} else {
+		log.Warn("reading the schema for the NOTIFY channel failed; using a shared channel", "err", err)
+	}
+	qcancel()
 	p.wg.Add(1)
 	go p.listen(ctx)
 	return p
@@ -58,7 +71,7 @@ func (p *Postgres) Notify() {
 	p.Memory.Notify()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := p.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, Channel, p.self); err != nil {
+	if _, err := p.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, p.channel, p.self); err != nil {
 		p.log.Warn("pg_notify failed; other replicas' runners will find the job on their next check", "err", err)
 	}
 }
@@ -97,7 +110,7 @@ func (p *Postgres) listenOnce(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{p.channel}.Sanitize()); err != nil {
 		return err
 	}
 	p.readyOnce.Do(func() { close(p.ready) })
