@@ -1,0 +1,30 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// pager is the previous/next navigation under a list. Links keep the
+// list's other query parameters (filters).
+type pager struct {
+	Page, PerPage, Total, Pages int
+	Prev, Next                  string
+}
+
+func newPager(r *http.Request, page, perPage, total int) pager {
+	p := pager{Page: page, PerPage: perPage, Total: total}
+	p.Pages = (total + perPage - 1) / perPage
+	link := func(n int) string {
+		v := r.URL.Query()
+		v.Set("page", strconv.Itoa(n))
+		return r.URL.Path + "?" + v.Encode()
+	}
+	if page > 1 {
+		p.Prev = link(page - 1)
+	}
+	if page < p.Pages {
+		p.Next = link(page + 1)
+	}
+	return p
+}

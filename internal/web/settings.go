@@ -1,0 +1,369 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/store"
+)
+
+// triggerRow is one line of the trigger tokens table.
+type triggerRow struct {
+	T     *store.Trigger
+	Owner *store.User
+	// Invalid marks a trigger whose owner can no longer run pipelines here.
+	Invalid bool
+}
+
+type variableRow struct {
+	V     *store.Variable
+	Value string
+}
+
+type runnerRow struct {
+	R      *store.Runner
+	Online bool
+}
+
+type deliveryRow struct {
+	D    *store.Delivery
+	PURL string
+}
+
+// settingsData is the CI/CD settings page.
+type settingsData struct {
+	Triggers []triggerRow
+	// NewToken is the full secret of a trigger just created: shown once,
+	// never stored.
+	NewToken      string
+	NewTrigger    *store.Trigger
+	TriggerError  string
+	Description   string
+	Examples      []example
+	Deliveries    []deliveryRow
+	DeliveryPager pager
+	Variables     []variableRow
+	Reveal        bool
+	EditVar       *variableRow
+	VarForm       map[string]string
+	VarError      string
+	Runners       []runnerRow
+	ProjectID     int64
+	TriggerURL    string
+	RegisterURL   string
+}
+
+// example is one ready-to-copy usage example.
+type example struct {
+	ID, Title, Code string
+}
+
+func triggerExamples(base string, projectID int64, branch, token string) []example {
+	if branch == "" {
+		branch = "main"
+	}
+	if token == "" {
+		token = "TOKEN"
+	}
+	id := strconv.FormatInt(projectID, 10)
+	url := base + "/api/v4/projects/" + id + "/trigger/pipeline"
+	return []example{
+		{"ex-curl", "Use cURL", "curl -X POST \\\n     --fail \\\n     -F token=" + token + " \\\n     -F ref=" + branch + " \\\n     " + url},
+		{"ex-query", "Use cURL with a query string", "curl -X POST \"" + url + "?token=" + token + "&ref=" + branch + "\""},
+		{"ex-vars", "Pass job variables", "curl -X POST \\\n     --fail \\\n     -F token=" + token + " \\\n     -F ref=" + branch + " \\\n     -F \"variables[RUN_NIGHTLY_BUILD]=true\" \\\n     " + url},
+		{"ex-yaml", "Use .gitlab-ci.yml", "trigger_pipeline:\n  stage: deploy\n  script:\n    - 'curl --fail --request POST --form token=$MY_TRIGGER_TOKEN --form ref=" + branch + " \"" + url + "\"'\n  rules:\n    - if: $CI_COMMIT_TAG"},
+		{"ex-webhook", "Use a webhook", base + "/api/v4/projects/" + id + "/ref/" + branch + "/trigger/pipeline?token=" + token},
+		{"ex-cron", "Run nightly with cron", "30 0 * * * curl --fail --request POST --form token=" + token + " --form ref=" + branch + " " + url},
+	}
+}
+
+func (w *Web) settingsCICD(q *req, d *settingsData) {
+	if !w.requireLevel(q, store.Maintainer) {
+		return
+	}
+	status := http.StatusOK
+	if d == nil {
+		d = &settingsData{}
+	} else if d.TriggerError != "" || d.VarError != "" {
+		status = http.StatusUnprocessableEntity
+	}
+	if err := w.fillSettings(q, d); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.render(q, status, "settings_ci_cd", w.newPage(q, "CI/CD Settings · "+q.project.Name, "settings", d))
+}
+
+// runnerOnline is GitLab's rule: a runner that called in within two hours.
+func runnerOnline(r *store.Runner) bool {
+	return r.ContactedAt != nil && time.Since(*r.ContactedAt) < 2*time.Hour
+}
+
+func (w *Web) fillSettings(q *req, d *settingsData) error {
+	p := q.project
+	users := newUserCache(w.Store)
+	d.ProjectID = p.ID
+	d.TriggerURL = w.ExternalURL + "/api/v4/projects/" + strconv.FormatInt(p.ID, 10) + "/trigger/pipeline"
+	d.RegisterURL = w.ExternalURL
+	trs, _, err := w.Store.TriggersOfProject(q.ctx, p.ID, store.Page{Number: 1, PerPage: 100})
+	if err != nil {
+		return err
+	}
+	for _, t := range trs {
+		row := triggerRow{T: t, Owner: users.get(q.ctx, t.OwnerID)}
+		if row.Owner == nil {
+			row.Invalid = true
+		} else if lvl, err := w.Store.AccessLevel(q.ctx, p, row.Owner); err == nil && lvl < store.Developer {
+			row.Invalid = true
+		}
+		d.Triggers = append(d.Triggers, row)
+	}
+	d.Examples = triggerExamples(w.ExternalURL, p.ID, p.DefaultBranch, d.NewToken)
+	n := pageParam(q.r)
+	dels, total, err := w.Store.DeliveriesOfProject(q.ctx, p.ID, store.Page{Number: n, PerPage: perPage})
+	if err != nil {
+		return err
+	}
+	for _, dl := range dels {
+		row := deliveryRow{D: dl}
+		if dl.PipelineID != 0 {
+			row.PURL = projectURL(p) + "/-/pipelines/" + strconv.FormatInt(dl.PipelineID, 10)
+		}
+		d.Deliveries = append(d.Deliveries, row)
+	}
+	d.DeliveryPager = newPager(q.r, n, perPage, total)
+	vs, err := w.Store.ProjectVariables(q.ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	d.Reveal = q.r.URL.Query().Get("reveal") == "1"
+	editID, _ := strconv.ParseInt(q.r.URL.Query().Get("edit_var"), 10, 64)
+	for _, v := range vs {
+		val, err := w.Secrets.Open(v.ValueEnc)
+		if err != nil {
+			return err
+		}
+		row := variableRow{V: v, Value: val}
+		d.Variables = append(d.Variables, row)
+		if v.ID == editID && d.EditVar == nil {
+			d.EditVar = &row
+		}
+	}
+	if d.VarForm == nil {
+		d.VarForm = map[string]string{"variable_type": "env_var", "environment_scope": "*"}
+		if d.EditVar != nil {
+			v := d.EditVar.V
+			d.VarForm = map[string]string{"id": strconv.FormatInt(v.ID, 10), "key": v.Key, "value": d.EditVar.Value, "variable_type": v.VariableType,
+				"environment_scope": v.EnvironmentScope, "description": v.Description, "protected": boolStr(v.Protected), "masked": boolStr(v.Masked), "raw": boolStr(v.Raw)}
+		}
+	}
+	runners, _, err := w.Store.ListRunners(q.ctx, store.RunnerFilter{ProjectIDs: []int64{p.ID}, InstanceToo: true}, store.Page{Number: 1, PerPage: 100})
+	if err != nil {
+		return err
+	}
+	for _, r := range runners {
+		d.Runners = append(d.Runners, runnerRow{R: r, Online: runnerOnline(r)})
+	}
+	return nil
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
+}
+
+func (w *Web) settingsAction(q *req, seg []string) {
+	if !w.requireLevel(q, store.Maintainer) {
+		return
+	}
+	id := int64(0)
+	if len(seg) > 1 {
+		id, _ = strconv.ParseInt(seg[1], 10, 64)
+	}
+	switch {
+	case seg[0] == "triggers" && len(seg) == 1:
+		w.createTrigger(q)
+	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "revoke" && id > 0:
+		w.revokeTrigger(q, id)
+	case seg[0] == "variables" && len(seg) == 1:
+		w.saveVariable(q, 0)
+	case seg[0] == "variables" && len(seg) == 2 && id > 0:
+		w.saveVariable(q, id)
+	case seg[0] == "variables" && len(seg) == 3 && seg[2] == "delete" && id > 0:
+		w.deleteVariable(q, id)
+	default:
+		w.notFound(q)
+	}
+}
+
+// createTrigger answers with the settings page itself rather than a
+// redirect: the full token exists only in this response and is never
+// stored or put in a cookie.
+func (w *Web) createTrigger(q *req) {
+	desc := strings.TrimSpace(q.r.PostForm.Get("description"))
+	d := &settingsData{Description: desc}
+	switch {
+	case desc == "":
+		d.TriggerError = "Description can't be blank."
+	case len(desc) > 255:
+		d.TriggerError = "Description is too long (maximum is 255 characters)."
+	}
+	if d.TriggerError != "" {
+		w.settingsCICD(q, d)
+		return
+	}
+	secret := auth.NewToken(auth.TriggerPrefix)
+	tr := &store.Trigger{ProjectID: q.project.ID, OwnerID: q.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret), Description: desc}
+	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(q.ctx, tr) }); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.Log.Info("trigger created", "project", q.project.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", q.user.Username, "via", "web")
+	d.NewToken, d.NewTrigger, d.Description = secret, tr, ""
+	w.settingsCICD(q, d)
+}
+
+// revokeConfirm is GitLab's confirmation text for revoking a trigger.
+const revokeConfirm = "By revoking a trigger you will break any processes making use of it. Are you sure?"
+
+type confirmData struct {
+	Message, Action, Button, Back string
+}
+
+func (w *Web) revokeTrigger(q *req, id int64) {
+	tr, err := w.Store.TriggerByID(q.ctx, id)
+	if err != nil || tr.ProjectID != q.project.ID {
+		w.notFound(q)
+		return
+	}
+	settings := projectURL(q.project) + "/-/settings/ci_cd"
+	// Without JavaScript the confirmation is a page of its own; the script
+	// asks with a dialog and sends confirmed=1 directly.
+	if q.r.PostForm.Get("confirmed") != "1" {
+		d := confirmData{Message: revokeConfirm, Action: q.r.URL.Path, Button: "Revoke trigger", Back: settings + "#triggers"}
+		w.render(q, http.StatusOK, "confirm", w.newPage(q, "Revoke trigger", "settings", d))
+		return
+	}
+	err = w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.DeleteTrigger(q.ctx, tr.ID) })
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		w.internal(q, err)
+		return
+	}
+	w.Log.Info("trigger revoked", "project", q.project.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", q.user.Username, "via", "web")
+	w.redirect(q, settings+"#triggers", "Trigger token "+tr.ShortToken+" was revoked.")
+}
+
+// The API's validation rules for variables (GitLab's Ci::HasVariable and
+// Ci::Maskable).
+func variableKeyRE() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_]+$`) }
+func maskableRE() *regexp.Regexp    { return regexp.MustCompile(`^[a-zA-Z0-9_+=/@:.~-]{8,}$`) }
+func maskableRawRE() *regexp.Regexp { return regexp.MustCompile(`^\S{8,}$`) }
+func envScopeRE() *regexp.Regexp    { return regexp.MustCompile(`^[a-zA-Z0-9_\\/${}. *-]+$`) }
+
+func (w *Web) saveVariable(q *req, id int64) {
+	f := q.r.PostForm
+	form := map[string]string{}
+	for _, k := range []string{"key", "value", "variable_type", "environment_scope", "description", "protected", "masked", "raw"} {
+		form[k] = f.Get(k)
+	}
+	if id != 0 {
+		form["id"] = strconv.FormatInt(id, 10)
+	}
+	form["key"] = strings.TrimSpace(form["key"])
+	scope := strings.TrimSpace(form["environment_scope"])
+	if scope == "" {
+		scope = "*"
+	}
+	v := &store.Variable{ID: id, ProjectID: q.project.ID, Key: form["key"], VariableType: "env_var", EnvironmentScope: scope,
+		Description: form["description"], Protected: form["protected"] != "", Masked: form["masked"] != "", Raw: form["raw"] != ""}
+	if form["variable_type"] == "file" {
+		v.VariableType = "file"
+	}
+	value := strings.ReplaceAll(form["value"], "\r\n", "\n")
+	var msg string
+	switch {
+	case !variableKeyRE().MatchString(v.Key) || len(v.Key) > 255:
+		msg = "Key can contain only letters, digits and '_'."
+	case len(value) > 10000:
+		msg = "Value is too long (maximum is 10000 characters)."
+	case v.Masked && !v.Raw && !maskableRE().MatchString(value):
+		msg = "Value cannot be masked: it must be at least 8 characters of the Base64 alphabet (RFC 4648) or @ : . ~ - = / + _ on a single line."
+	case v.Masked && v.Raw && !maskableRawRE().MatchString(value):
+		msg = "Value cannot be masked: it must be at least 8 characters without whitespace."
+	case !envScopeRE().MatchString(scope):
+		msg = "Environment scope can contain only letters, digits, '-', '_', '/', '$', '{', '}', '.', '*' and spaces."
+	}
+	if msg == "" && id != 0 {
+		old, err := w.variableByID(q, id)
+		if err != nil {
+			w.notFound(q)
+			return
+		}
+		if old.Key != v.Key {
+			msg = "The key of an existing variable cannot be changed; delete it and add a new one."
+		}
+	}
+	if msg != "" {
+		w.settingsCICD(q, &settingsData{VarForm: form, VarError: msg})
+		return
+	}
+	v.ValueEnc = w.Secrets.Seal(value)
+	err := w.Store.Write(q.ctx, func(tx *store.Tx) error {
+		if id != 0 {
+			return tx.UpdateVariable(q.ctx, v)
+		}
+		return tx.CreateVariable(q.ctx, v)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		w.settingsCICD(q, &settingsData{VarForm: form, VarError: "(" + v.Key + ") has already been taken for environment scope " + scope + "."})
+		return
+	}
+	if err != nil {
+		w.internal(q, err)
+		return
+	}
+	verb := "added"
+	if id != 0 {
+		verb = "updated"
+	}
+	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#variables", "Variable "+v.Key+" was "+verb+".")
+}
+
+func (w *Web) variableByID(q *req, id int64) (*store.Variable, error) {
+	vs, err := w.Store.ProjectVariables(q.ctx, q.project.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if v.ID == id {
+			return v, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+func (w *Web) deleteVariable(q *req, id int64) {
+	v, err := w.variableByID(q, id)
+	if err != nil {
+		w.notFound(q)
+		return
+	}
+	settings := projectURL(q.project) + "/-/settings/ci_cd"
+	if q.r.PostForm.Get("confirmed") != "1" {
+		d := confirmData{Message: "Delete the variable " + v.Key + "? Pipelines that use it will no longer get it.", Action: q.r.URL.Path, Button: "Delete variable", Back: settings + "#variables"}
+		w.render(q, http.StatusOK, "confirm", w.newPage(q, "Delete variable", "settings", d))
+		return
+	}
+	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.DeleteVariable(q.ctx, v.ID) }); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.redirect(q, settings+"#variables", "Variable "+v.Key+" was deleted.")
+}
