@@ -143,6 +143,16 @@ func (s *Service) requestJob(w http.ResponseWriter, r *http.Request) {
 		// Read the generation before looking, so that a job made pending
 		// while we look bumps it and we look again.
 		gen := n.Generation()
+		// A runner edited while we wait (unpaused, retagged, deleted)
+		// takes effect now rather than on its next poll.
+		if err := s.reload(ctx, cr, false); err != nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if cr.runner() == nil {
+			forbidden(w)
+			return
+		}
 		if s.needsCheck(cr, gen) {
 			job, contended, err := s.assign(ctx, cr)
 			if err != nil {

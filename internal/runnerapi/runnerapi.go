@@ -92,6 +92,7 @@ type Service struct {
 // cachedRunner is a runner row plus the per-runner long-poll state.
 type cachedRunner struct {
 	mu        sync.Mutex
+	hash      string
 	r         *store.Runner
 	loadedAt  time.Time
 	stale     bool
@@ -218,11 +219,10 @@ func (s *Service) runnerByToken(ctx context.Context, token string) (*cachedRunne
 		return nil, nil
 	}
 	hash := auth.Hash(token)
-	now := time.Now()
 	s.mu.Lock()
 	cr := s.runners[hash]
 	if cr == nil {
-		cr = &cachedRunner{stale: true}
+		cr = &cachedRunner{stale: true, hash: hash}
 		// Bound the cache: unknown tokens must not grow it without limit.
 		if len(s.runners) > 100000 {
 			s.runners = map[string]*cachedRunner{}
@@ -230,21 +230,32 @@ func (s *Service) runnerByToken(ctx context.Context, token string) (*cachedRunne
 		s.runners[hash] = cr
 	}
 	s.mu.Unlock()
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	if cr.stale || now.Sub(cr.loadedAt) > reloadEvery {
-		r, err := s.cfg.Store.RunnerByTokenHash(ctx, hash)
-		if errors.Is(err, store.ErrNotFound) {
-			r = nil
-		} else if err != nil {
-			return nil, err
-		}
-		cr.r, cr.loadedAt, cr.stale = r, now, false
+	if err := s.reload(ctx, cr, false); err != nil {
+		return nil, err
 	}
-	if cr.r == nil {
+	if cr.runner() == nil {
 		return nil, nil
 	}
 	return cr, nil
+}
+
+// reload re-reads a cached runner row when it is marked stale or old (or
+// always with force); a deleted runner leaves cr.r nil.
+func (s *Service) reload(ctx context.Context, cr *cachedRunner, force bool) error {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	now := time.Now()
+	if !force && !cr.stale && now.Sub(cr.loadedAt) <= reloadEvery {
+		return nil
+	}
+	r, err := s.cfg.Store.RunnerByTokenHash(ctx, cr.hash)
+	if errors.Is(err, store.ErrNotFound) {
+		r = nil
+	} else if err != nil {
+		return err
+	}
+	cr.r, cr.loadedAt, cr.stale = r, now, false
+	return nil
 }
 
 func (cr *cachedRunner) runner() *store.Runner {

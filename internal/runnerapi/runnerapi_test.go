@@ -565,3 +565,39 @@ func TestArtifactsUploadAndDownload(t *testing.T) {
 		}
 	})
 }
+
+// TestUnpauseWakesWaitingRunner: a paused runner waiting in a long-poll gets
+// a pending job as soon as it is resumed.
+func TestUnpauseWakesWaitingRunner(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		tok := e.addRunner(store.Runner{RunUntagged: true, Paused: true})
+		e.addJobs(1, "")
+		e.svc.cfg.PollTimeout = 10 * time.Second
+		ch := make(chan map[string]any, 1)
+		go func() { job, _ := e.request(tok); ch <- job }()
+		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ch:
+			t.Fatal("paused runner got an answer")
+		default:
+		}
+		cr, _ := e.svc.runnerByToken(ctx, tok)
+		r := *cr.runner()
+		r.Paused = false
+		if err := e.st.Write(ctx, func(tx *store.Tx) error { return tx.UpdateRunner(ctx, &r) }); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		e.svc.RunnersChanged()
+		select {
+		case job := <-ch:
+			if job == nil {
+				t.Fatal("no job after resume")
+			}
+			t.Logf("resumed runner got its job in %s", time.Since(start))
+		case <-time.After(3 * time.Second):
+			t.Fatal("resumed runner was not woken")
+		}
+	})
+}
