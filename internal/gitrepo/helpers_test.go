@@ -23,6 +23,9 @@ type testEnv struct {
 	home  string
 
 	readOnly atomic.Bool
+	// inflight counts handlers still running: onPush runs after the response
+	// is flushed, so a client can return before its event is recorded.
+	inflight sync.WaitGroup
 	mu       sync.Mutex
 	events   [][]RefUpdate
 }
@@ -37,6 +40,8 @@ func newTestEnv(t *testing.T, opts ...Option) *testEnv {
 	t.Cleanup(func() { s.Close() })
 	e := &testEnv{t: t, store: s, home: t.TempDir()}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.inflight.Add(1)
+		defer e.inflight.Done()
 		p := strings.TrimPrefix(r.URL.Path, "/")
 		i := strings.Index(p, ".git/")
 		if i < 0 {
@@ -57,6 +62,7 @@ func (e *testEnv) url(repo string) string { return e.srv.URL + "/" + repo + ".gi
 
 // takeEvents returns and clears the onPush calls seen so far.
 func (e *testEnv) takeEvents() [][]RefUpdate {
+	e.inflight.Wait()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ev := e.events

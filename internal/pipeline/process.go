@@ -205,6 +205,20 @@ func shouldRetry(sp *JobSpec, j *store.Job, reason string) bool {
 	return slices.Contains(sp.RetryWhen, "always") || slices.Contains(sp.RetryWhen, r)
 }
 
+// lockJob locks a job's pipeline row and then the job row, always in that
+// order, so that job-level changes and pipeline-level ones (cancel, retry)
+// cannot deadlock on PostgreSQL.
+func lockJob(ctx context.Context, tx *store.Tx, jobID int64) (*store.Job, error) {
+	j, err := tx.JobByID(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.LockPipeline(ctx, j.PipelineID); err != nil {
+		return nil, err
+	}
+	return tx.LockJob(ctx, jobID)
+}
+
 // FinishResult tells the runner API what happened to a reported result.
 type FinishResult struct {
 	Job    *store.Job
@@ -216,7 +230,7 @@ type FinishResult struct {
 func (e *Engine) FinishJob(ctx context.Context, jobID int64, result, failureReason string, exitCode *int) (string, error) {
 	var final string
 	err := e.Store.Write(ctx, func(tx *store.Tx) error {
-		j, err := tx.JobByID(ctx, jobID)
+		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
@@ -332,7 +346,7 @@ func (e *Engine) RetryPipeline(ctx context.Context, pipelineID int64) error {
 func (e *Engine) RetryJob(ctx context.Context, jobID int64) (*store.Job, error) {
 	var newID int64
 	err := e.Store.Write(ctx, func(tx *store.Tx) error {
-		j, err := tx.JobByID(ctx, jobID)
+		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
@@ -370,7 +384,7 @@ func (e *Engine) RetryJob(ctx context.Context, jobID int64) (*store.Job, error) 
 // CancelJob cancels one job.
 func (e *Engine) CancelJob(ctx context.Context, jobID int64) error {
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
-		j, err := tx.JobByID(ctx, jobID)
+		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
@@ -393,7 +407,7 @@ func (e *Engine) CancelJob(ctx context.Context, jobID int64) error {
 // PlayJob starts a manual (or scheduled) job, with optional variables.
 func (e *Engine) PlayJob(ctx context.Context, jobID int64, vars []Var) error {
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
-		j, err := tx.JobByID(ctx, jobID)
+		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}

@@ -127,6 +127,17 @@ func (t *Tx) JobByID(ctx context.Context, id int64) (*Job, error) {
 	return scanJob(t.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
 }
 
+// LockJob loads a job for update: concurrent reports on one job (a runner's
+// final PUT racing the stale-job reaper) serialise on the row on PostgreSQL;
+// SQLite has a single writer.
+func (t *Tx) LockJob(ctx context.Context, id int64) (*Job, error) {
+	q := `SELECT ` + jobCols + ` FROM jobs WHERE id = ?`
+	if t.s.Dialect == Postgres {
+		q += ` FOR UPDATE`
+	}
+	return scanJob(t.QueryRow(ctx, q, id))
+}
+
 // JobByTokenHash finds the job holding a job token.
 func (s *Store) JobByTokenHash(ctx context.Context, hash string) (*Job, error) {
 	return scanJob(s.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE token_hash = ?`, hash))
