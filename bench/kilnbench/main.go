@@ -45,6 +45,7 @@ func main() {
 	runs := flag.Int("runs", 3, "repetitions; medians are reported")
 	n := flag.Int("n", 50, "samples for latency and overhead")
 	gcl := flag.String("gcl", "", "path to gitlab-ci-local for the overhead comparison")
+	flag.StringVar(&profileTo, "profile", "", "write a server CPU profile of the busiest throughput step to FILE.<db>")
 	flag.Parse()
 
 	work, err := os.MkdirTemp("", "kilnbench")

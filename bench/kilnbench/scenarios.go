@@ -89,11 +89,16 @@ func paced(k *kiln, pid int64, tok string, rate float64, d time.Duration) []time
 	return lats
 }
 
+// profileTo, when set, receives a CPU profile of the server taken during the
+// highest-concurrency throughput step.
+var profileTo string
+
 func throughput(bin, work, db, dsn string, levels []int, d time.Duration, runs int) {
 	fmt.Printf("\n## Scenario 1: durable trigger throughput (%s, seed 3-job pipeline, no runners)\n\n", db)
 	fmt.Println("| clients | pipelines/s (median of runs) | p50 | p90 | p99 | failed |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|")
-	k, pid, tok := setup(bin, work, dsn, "--builtin-runners", "0")
+	debug := freePort()
+	k, pid, tok := setup(bin, work, dsn, "--builtin-runners", "0", "--debug-listen", debug)
 	defer k.stop()
 	load(k, pid, tok, 4, time.Second) // warm up: config cache, connections
 	peak := 0.0
@@ -102,6 +107,9 @@ func throughput(bin, work, db, dsn string, levels []int, d time.Duration, runs i
 		var all []time.Duration
 		failed := 0
 		for r := 0; r < runs; r++ {
+			if profileTo != "" && c == levels[len(levels)-1] && r == 0 {
+				go saveProfile(debug, d, profileTo+"."+db)
+			}
 			rate, lats, f := load(k, pid, tok, c, d)
 			rates = append(rates, rate)
 			all = append(all, lats...)
@@ -371,4 +379,24 @@ func footprint(bin, work, db, dsn string) {
 	fmt.Printf("| idle CPU, 2 built-in runners | %.2f %% of a core | ≈ 0 |\n", idleCPU)
 	fmt.Printf("| CPU with 100 idle runners long-polling (10 s) | %.2f %% of a core (%d poll requests completed) | ≈ 0 |\n", pollCPU, pollCount)
 	fmt.Printf("| RSS before / after 10,000 pipelines | %.1f MB / %.1f MB | flat |\n", float64(before)/1024, float64(after)/1024)
+}
+
+func saveProfile(addr string, d time.Duration, path string) {
+	secs := int(d.Seconds()) - 1
+	if secs < 1 {
+		secs = 1
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.ReadFrom(resp.Body)
+	fmt.Fprintln(os.Stderr, "CPU profile written to", path)
 }

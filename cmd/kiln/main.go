@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -106,6 +108,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.RunnerStaleTimeout, "runner-stale-timeout", envDuration("KILN_RUNNER_STALE_TIMEOUT", 5*time.Minute), "fail a running job whose runner has not reported for this long (KILN_RUNNER_STALE_TIMEOUT)")
 	fs.Int64Var(&cfg.MaxTraceSize, "max-trace-size", int64(envInt("KILN_MAX_TRACE_SIZE", 100<<20)), "bytes of job log kept; the rest is cut with a note (KILN_MAX_TRACE_SIZE)")
 	fs.Int64Var(&cfg.MaxArtifactsSize, "max-artifacts-size", int64(envInt("KILN_MAX_ARTIFACTS_SIZE", 100<<20)), "largest artifacts archive accepted, in bytes (KILN_MAX_ARTIFACTS_SIZE)")
+	debugListen := fs.String("debug-listen", envOr("KILN_DEBUG_LISTEN", ""), "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (KILN_DEBUG_LISTEN; off by default)")
 	logLevel := fs.String("log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	logFormat := fs.String("log-format", envOr("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +123,20 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *debugListen != "" {
+		// A separate listener, so that profiles are never reachable through
+		// the public address.
+		dbg := http.NewServeMux()
+		dbg.HandleFunc("/debug/pprof/", pprof.Index)
+		dbg.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dbg.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		dbg.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		go func() {
+			if err := http.ListenAndServe(*debugListen, dbg); err != nil {
+				log.Error("debug listener failed", "addr", *debugListen, "err", err)
+			}
+		}()
+	}
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)

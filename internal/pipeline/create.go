@@ -46,6 +46,7 @@ type Engine struct {
 	Now func() time.Time
 
 	cache   configCache
+	commits commitCache
 	timerMu sync.Mutex
 	timers  map[int64]*time.Timer
 }
@@ -139,6 +140,34 @@ func (c *configCache) put(k string, cfg *ciconfig.Config) {
 	c.entries[k] = cfg
 }
 
+// commitCache keeps commit metadata, which never changes for a SHA.
+type commitCache struct {
+	mu sync.Mutex
+	m  map[string]gitrepo.Commit
+}
+
+// commit reads a commit's metadata through the cache.
+func (e *Engine) commit(ctx context.Context, repo, sha string) (gitrepo.Commit, error) {
+	k := repo + "@" + sha
+	e.commits.mu.Lock()
+	c, ok := e.commits.m[k]
+	e.commits.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := e.Repos.Commit(ctx, repo, sha)
+	if err != nil {
+		return c, err
+	}
+	e.commits.mu.Lock()
+	if e.commits.m == nil || len(e.commits.m) >= maxCachedConfigs {
+		e.commits.m = map[string]gitrepo.Commit{}
+	}
+	e.commits.m[k] = c
+	e.commits.mu.Unlock()
+	return c, nil
+}
+
 // loadConfig reads and parses the CI configuration at sha.
 func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*ciconfig.Config, error) {
 	p := req.Project
@@ -154,6 +183,19 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 		src = []byte(b.String())
 		key = "child:" + sha + ":" + strings.Join(req.ChildIncludes, "\x00")
 	} else {
+		// A commit's files never change: a config parsed for this commit
+		// (and path) is reused without reading the blob again.
+		shaKey := "sha:" + p.FullPath + ":" + sha + ":" + e.configPath(p)
+		if cfg := e.cache.get(shaKey); cfg != nil {
+			return cfg, nil
+		}
+		defer func() {
+			if cfg := e.cache.get(key); cfg != nil {
+				e.cache.put(shaKey, cfg)
+			} else if cfg := e.cache.get(key + "@" + sha); cfg != nil {
+				e.cache.put(shaKey, cfg)
+			}
+		}()
 		data, blob, err := e.Repos.ReadFile(ctx, p.FullPath, sha, e.configPath(p))
 		if err != nil {
 			if errors.Is(err, gitrepo.ErrFileNotFound) {
@@ -242,7 +284,7 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	if req.BeforeSHA != "" {
 		pl.BeforeSHA = req.BeforeSHA
 	}
-	commit, err := e.Repos.Commit(ctx, p.FullPath, pl.SHA)
+	commit, err := e.commit(ctx, p.FullPath, pl.SHA)
 	if err != nil {
 		return nil, refusal("Commit not found")
 	}
@@ -335,6 +377,9 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 			vt = "file"
 		}
 		pvars = append(pvars, store.PipelineVariable{Key: v.Key, ValueEnc: e.Secrets.Seal(v.Value), VariableType: vt})
+	}
+	if pl.IID, err = e.Store.ReserveIID(ctx, p.ID); err != nil {
+		return nil, err
 	}
 	err = e.Store.Write(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertPipeline(ctx, pl); err != nil {

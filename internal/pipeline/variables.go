@@ -206,7 +206,7 @@ func (e *Engine) PipelineVariables(ctx context.Context, pipelineID int64) ([]Run
 func (e *Engine) JobVariables(ctx context.Context, p *store.Project, pl *store.Pipeline, j *store.Job, sp *JobSpec, jobToken string) ([]RunnerVar, error) {
 	l := newVarList()
 	var commit *gitrepo.Commit
-	if c, err := e.Repos.Commit(ctx, p.FullPath, pl.SHA); err == nil {
+	if c, err := e.commit(ctx, p.FullPath, pl.SHA); err == nil {
 		commit = &c
 	}
 	var user *store.User

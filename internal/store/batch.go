@@ -24,6 +24,7 @@ type writeReq struct {
 // rolls back to its savepoint without touching its neighbours.
 type batcher struct {
 	s    *Store
+	conn *sql.Conn
 	reqs chan *writeReq
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -33,7 +34,13 @@ func newBatcher(s *Store) *batcher {
 	if s.Dialect != SQLite {
 		return nil
 	}
-	b := &batcher{s: s, reqs: make(chan *writeReq, 4096), quit: make(chan struct{})}
+	conn, err := s.write.Conn(context.Background())
+	if err != nil {
+		// Without a dedicated connection writes still work, one per commit.
+		return nil
+	}
+	b := &batcher{s: s, conn: conn, reqs: make(chan *writeReq, 4096), quit: make(chan struct{})}
+	s.wcache = newStmtCache(conn)
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -45,6 +52,8 @@ func (b *batcher) stop() {
 	}
 	close(b.quit)
 	b.wg.Wait()
+	b.s.wcache.close()
+	b.conn.Close()
 }
 
 func (b *batcher) loop() {
@@ -72,11 +81,14 @@ func (b *batcher) loop() {
 
 func (b *batcher) run(batch []*writeReq) {
 	ctx := context.Background()
-	tx, err := b.s.write.BeginTx(ctx, nil)
-	if err != nil {
+	q := connQ{conn: b.conn, cache: b.s.wcache}
+	fail := func(err error) {
 		for _, r := range batch {
-			r.done <- fmt.Errorf("begin transaction: %w", err)
+			r.done <- err
 		}
+	}
+	if _, err := b.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		fail(fmt.Errorf("begin transaction: %w", err))
 		return
 	}
 	results := make([]error, len(batch))
@@ -85,12 +97,11 @@ func (b *batcher) run(batch []*writeReq) {
 			results[i] = err
 			continue
 		}
-		results[i] = runSavepoint(ctx, tx, b.s, r)
+		results[i] = runSavepoint(ctx, q, b.s, r)
 	}
-	if err := tx.Commit(); err != nil {
-		for _, r := range batch {
-			r.done <- fmt.Errorf("commit: %w", err)
-		}
+	if _, err := b.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		b.conn.ExecContext(ctx, "ROLLBACK")
+		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
 	for i, r := range batch {
@@ -103,8 +114,8 @@ func (b *batcher) run(batch []*writeReq) {
 	}
 }
 
-func runSavepoint(ctx context.Context, tx *sql.Tx, s *Store, r *writeReq) (err error) {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+func runSavepoint(ctx context.Context, q connQ, s *Store, r *writeReq) (err error) {
+	if _, err := q.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 		return err
 	}
 	defer func() {
@@ -112,12 +123,12 @@ func runSavepoint(ctx context.Context, tx *sql.Tx, s *Store, r *writeReq) (err e
 			err = fmt.Errorf("write transaction panicked: %v", p)
 		}
 		if err != nil {
-			tx.ExecContext(ctx, "ROLLBACK TO w")
+			q.ExecContext(ctx, "ROLLBACK TO w")
 			r.tx.after = nil
 		}
-		tx.ExecContext(ctx, "RELEASE w")
+		q.ExecContext(ctx, "RELEASE w")
 	}()
-	r.tx = &Tx{s: s, tx: tx}
+	r.tx = &Tx{s: s, tx: q}
 	return r.fn(r.tx)
 }
 

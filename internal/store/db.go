@@ -46,6 +46,11 @@ type Store struct {
 	batcher *batcher
 	// schema is set for PostgreSQL connections confined to one schema (tests).
 	schema string
+	// rq runs read queries; on SQLite through prepared statements (rcache),
+	// as do write transactions (wcache). PostgreSQL's driver caches its own.
+	rq             Querier
+	rcache, wcache *stmtCache
+	iids           iidAllocator
 }
 
 // Options tune Open.
@@ -105,6 +110,8 @@ func (s *Store) openSQLite(ctx context.Context, path string) error {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.read, s.write = r, w
+	s.rcache = newStmtCache(r)
+	s.rq = dbQ{db: r, cache: s.rcache}
 	return nil
 }
 
@@ -136,6 +143,7 @@ func (s *Store) openPostgres(ctx context.Context, dsn string) error {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	s.read, s.write = db, db
+	s.rq = db
 	return nil
 }
 
@@ -154,6 +162,9 @@ func (s *Store) DropSchema(ctx context.Context) error {
 func (s *Store) Close() error {
 	if s.batcher != nil {
 		s.batcher.stop()
+	}
+	if s.rcache != nil {
+		s.rcache.close()
 	}
 	err := s.write.Close()
 	if s.read != s.write {
@@ -315,11 +326,11 @@ func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
 func (t *Tx) Store() *Store { return t.s }
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return s.read.QueryRowContext(ctx, s.rebind(q), args...)
+	return s.rq.QueryRowContext(ctx, s.rebind(q), args...)
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return s.read.QueryContext(ctx, s.rebind(q), args...)
+	return s.rq.QueryContext(ctx, s.rebind(q), args...)
 }
 
 func mapErr(err error) error {

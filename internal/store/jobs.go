@@ -89,7 +89,7 @@ func (t *Tx) InsertJob(ctx context.Context, j *Job) error {
 
 // JobsOfPipeline lists a pipeline's jobs (including retried ones) by id.
 func (s *Store) JobsOfPipeline(ctx context.Context, pipelineID int64) ([]*Job, error) {
-	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE pipeline_id = ? ORDER BY stage_idx, id`, pipelineID)
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE pipeline_id = ? ORDER BY stage_idx, id`, pipelineID)
 }
 
 // JobsOfPipeline lists a pipeline's jobs inside the transaction.
@@ -98,10 +98,7 @@ func (t *Tx) JobsOfPipeline(ctx context.Context, pipelineID int64) ([]*Job, erro
 }
 
 func (s *Store) jobs(ctx context.Context, q Querier, query string, args ...any) ([]*Job, error) {
-	if q == s.read {
-		query = s.rebind(query)
-	}
-	rows, err := q.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +184,7 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter, page Page) ([]*Job, i
 	if f.PipelineID != 0 {
 		order = "stage_idx, id"
 	}
-	out, err := s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, page.Limit(), page.Offset())...)
+	out, err := s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, page.Limit(), page.Offset())...)
 	return out, total, err
 }
 
@@ -279,15 +276,15 @@ func (t *Tx) EraseJob(ctx context.Context, id int64) error {
 
 // PendingJobs lists pending build jobs oldest first, for runners to pick from.
 func (s *Store) PendingJobs(ctx context.Context, limit int) ([]*Job, error) {
-	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status = 'pending' AND kind = 'build' ORDER BY id LIMIT ?`, limit)
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status = 'pending' AND kind = 'build' ORDER BY id LIMIT ?`, limit)
 }
 
 // StaleRunningJobs lists running jobs whose runner has not reported since before.
 func (s *Store) StaleRunningJobs(ctx context.Context, before time.Time) ([]*Job, error) {
-	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status IN ('running', 'canceling') AND kind = 'build' AND last_seen_at < ? ORDER BY id`, before.UnixMicro())
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status IN ('running', 'canceling') AND kind = 'build' AND last_seen_at < ? ORDER BY id`, before.UnixMicro())
 }
 
 // DueScheduledJobs lists delayed jobs whose time has come.
 func (s *Store) DueScheduledJobs(ctx context.Context, now time.Time) ([]*Job, error) {
-	return s.jobs(ctx, s.read, `SELECT `+jobCols+` FROM jobs WHERE status = 'scheduled' AND scheduled_at <= ? ORDER BY id`, now.UnixMicro())
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status = 'scheduled' AND scheduled_at <= ? ORDER BY id`, now.UnixMicro())
 }

@@ -81,7 +81,10 @@ func (t *Tx) DeleteTrigger(ctx context.Context, id int64) error {
 // TouchTrigger records a trigger's last use. It is meant to run inside the
 // transaction that creates the triggered pipeline, so it costs no commit.
 func (t *Tx) TouchTrigger(ctx context.Context, id int64, at time.Time) error {
-	_, err := t.Exec(ctx, `UPDATE triggers SET last_used = ? WHERE id = ?`, at.UnixMicro(), id)
+	// Only when it moved by a second or more: a busy trigger must not make
+	// every concurrent pipeline wait for this one row's lock (PostgreSQL
+	// locks only rows an UPDATE actually changes).
+	_, err := t.Exec(ctx, `UPDATE triggers SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)`, at.UnixMicro(), id, at.Add(-time.Second).UnixMicro())
 	return err
 }
 
