@@ -9,11 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+var startRE = regexp.MustCompile(`KILNSTART([0-9]{19})`)
 
 // setup starts a server and returns it with a seed project and a trigger token.
 func setup(bin, work, dsn string, args ...string) (*kiln, int64, string) {
@@ -190,9 +194,9 @@ func latency(bin, work, db, dsn string, n int) {
 				var buf bytes.Buffer
 				buf.ReadFrom(resp.Body)
 				resp.Body.Close()
-				if i := strings.Index(buf.String(), "KILNSTART"); i >= 0 {
-					var ns int64
-					fmt.Sscanf(buf.String()[i+9:], "%d", &ns)
+				// The trace echoes the command line first; the digits follow only in its output.
+				if m := startRE.FindStringSubmatch(buf.String()); m != nil {
+					ns, _ := strconv.ParseInt(m[1], 10, 64)
 					scriptStart = append(scriptStart, time.Unix(0, ns).Sub(t0))
 					break
 				}

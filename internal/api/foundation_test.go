@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kilnci/kiln/internal/auth"
-	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/testfix"
 )
 
 // testAPI is an API over a real SQLite file and real repositories.
@@ -28,17 +27,7 @@ type testAPI struct {
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "kiln.db"), nil, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	repos, err := gitrepo.New(filepath.Join(dir, "repos"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repos.Close() })
+	_, st, repos := testfix.StoreAndRepos(t)
 	root := &store.User{Username: "root", Name: "Admin", IsAdmin: true}
 	token := auth.NewToken(auth.PATPrefix)
 	st.Write(ctx, func(tx *store.Tx) error {

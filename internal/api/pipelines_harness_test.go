@@ -20,6 +20,7 @@ import (
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/testfix"
 )
 
 // ciEnv is an API over a real SQLite store, a real repository and a real
@@ -70,17 +71,7 @@ func (e *ciEnv) commit(branch string, files map[string]string) {
 func newCIEnv(t *testing.T, files map[string]string) *ciEnv {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "kiln.db"), nil, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	repos, err := gitrepo.New(filepath.Join(dir, "repos"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repos.Close() })
+	dir, st, repos := testfix.StoreAndRepos(t)
 	if err := repos.Create(ctx, "group/app"); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +85,7 @@ func newCIEnv(t *testing.T, files map[string]string) *ciEnv {
 	g := &store.Namespace{Name: "group", Path: "group", FullPath: "group", Visibility: "private"}
 	e.p = &store.Project{Name: "app", Path: "app", FullPath: "group/app", Visibility: "private", DefaultBranch: "main"}
 	roles := map[string]int{"root": 0, "owner": store.Owner, "maintainer": store.Maintainer, "developer": store.Developer, "reporter": store.Reporter, "stranger": 0}
-	err = st.Write(ctx, func(tx *store.Tx) error {
+	err := st.Write(ctx, func(tx *store.Tx) error {
 		for name := range roles {
 			u := &store.User{Username: name, Name: name, Email: name + "@example.com", IsAdmin: name == "root", State: "active"}
 			if err := tx.CreateUser(ctx, u); err != nil {

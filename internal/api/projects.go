@@ -221,11 +221,21 @@ func (a *API) addGroupMember(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if level < store.Owner {
 		return errForbidden
 	}
+	return a.setMember(w, r, c, store.Owner, func(tx *store.Tx, u *store.User, al int) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) })
+}
+
+// setMember reads user_id and access_level, refuses levels above the
+// caller's own, stores the membership with set, and answers as GitLab does
+// (201 on POST, 200 on PUT).
+func (a *API) setMember(w http.ResponseWriter, r *http.Request, c *reqCtx, callerLevel int, set func(*store.Tx, *store.User, int) error) error {
 	u, al, err := a.memberParams(r, c)
 	if err != nil {
 		return err
 	}
-	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) }); err != nil {
+	if al > callerLevel {
+		return errForbidden
+	}
+	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return set(tx, u, al) }); err != nil {
 		return err
 	}
 	status := http.StatusCreated
@@ -598,22 +608,7 @@ func (a *API) addProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx
 	if err != nil {
 		return err
 	}
-	u, al, err := a.memberParams(r, c)
-	if err != nil {
-		return err
-	}
-	if al > level {
-		return errForbidden
-	}
-	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.SetProjectMember(c.ctx, p.ID, u.ID, al) }); err != nil {
-		return err
-	}
-	status := http.StatusCreated
-	if r.Method == http.MethodPut {
-		status = http.StatusOK
-	}
-	writeJSON(w, status, a.memberJSON(store.Member{User: u, AccessLevel: al}))
-	return nil
+	return a.setMember(w, r, c, level, func(tx *store.Tx, u *store.User, al int) error { return tx.SetProjectMember(c.ctx, p.ID, u.ID, al) })
 }
 
 func (a *API) removeProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

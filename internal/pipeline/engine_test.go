@@ -8,26 +8,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/testfix"
 )
 
 // newEngine sets up a real SQLite store and repository holding files on main.
 func newEngine(t *testing.T, files map[string]string) (*Engine, *store.Project) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "kiln.db"), nil, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	repos, err := gitrepo.New(filepath.Join(dir, "repos"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repos.Close() })
+	dir, st, repos := testfix.StoreAndRepos(t)
 	if err := repos.Create(ctx, "group/app"); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +43,7 @@ func newEngine(t *testing.T, files map[string]string) (*Engine, *store.Project) 
 	u := &store.User{Username: "root", IsAdmin: true}
 	g := &store.Namespace{Name: "group", Path: "group", FullPath: "group", Visibility: "private"}
 	p := &store.Project{Name: "app", Path: "app", FullPath: "group/app", Visibility: "private", DefaultBranch: "main"}
-	err = st.Write(ctx, func(tx *store.Tx) error {
+	err := st.Write(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateUser(ctx, u); err != nil {
 			return err
 		}

@@ -7,16 +7,15 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/kilnci/kiln/internal/auth"
-	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/testfix"
 )
 
 // fixture is a UI over a fresh SQLite store with root (admin), alice (a
@@ -31,17 +30,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "kiln.db"), nil, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	repos, err := gitrepo.New(filepath.Join(dir, "repos"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repos.Close() })
+	_, st, repos := testfix.StoreAndRepos(t)
 	box, err := secrets.New(make([]byte, 32))
 	if err != nil {
 		t.Fatal(err)
