@@ -164,7 +164,7 @@ func latency(bin, work, db, dsn string, n int) {
 	check(err)
 	defer k.stop()
 	// The first job prints a nanosecond timestamp the moment its script starts.
-	ci := strings.Replace(seedCI, "test:\n  stage: test\n  script: \"true\"", "test:\n  stage: test\n  variables: {GIT_STRATEGY: none}\n  script: date +KILNSTART%s%N", 1)
+	ci := "variables: {GIT_STRATEGY: none}\n" + strings.Replace(seedCI, "test:\n  stage: test\n  script: \"true\"", "test:\n  stage: test\n  script: date +KILNSTART%s%N", 1)
 	pid, err := k.project(work, "latency", ci)
 	check(err)
 	tok, err := k.triggerToken(pid)
@@ -203,6 +203,8 @@ func latency(bin, work, db, dsn string, n int) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		// The runners must be idle again before the next sample.
+		waitPipeline(k, pid, plID)
 		time.Sleep(20 * time.Millisecond)
 	}
 	sortDur(httpLat)
