@@ -47,7 +47,7 @@ func TestAgentFetchesFromGitHTTPBackend(t *testing.T) {
 
 	fs := newFakeServer(t)
 	const job2Token = "jobtok-202-secret"
-	job := fs.newJob(201, "test -f README", "cat README", "git rev-parse HEAD", "echo untracked > build.out")
+	job := fs.newJob(201, "test -f README", "cat README", "git rev-parse HEAD", "echo untracked > build.out", "echo dirty >> README")
 	backend := &cgi.Handler{Path: gitHTTPBackend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}}
 	var sawAuth, sawUnauth int
 	fs.mu.Lock()
@@ -78,7 +78,8 @@ func TestAgentFetchesFromGitHTTPBackend(t *testing.T) {
 	job.Artifacts = []client.Artifact{{Untracked: true}}
 	fs.addJob(job)
 
-	job2 := fs.newJob(202, "cat README", "test ! -e build.out")
+	job2 := fs.newJob(202, "cat README", "test ! -e build.out", `test "$(cat README)" = "hello from git"`,
+		"git remote get-url origin")
 	job2.Variables = job2.Variables[:len(job2.Variables)-1]
 	job2.AllowGitFetch = true
 	job2.GitInfo = job.GitInfo
@@ -119,5 +120,9 @@ func TestAgentFetchesFromGitHTTPBackend(t *testing.T) {
 	final, trace = fs.waitFinal(t, 202, 30*time.Second)
 	if final.State != client.StateSuccess || !strings.Contains(trace, "Reusing existing Git repository") {
 		t.Fatalf("fetch job: %+v\n%s", final, trace)
+	}
+	// The remote URL never carries the token.
+	if want := fs.srv.URL + "/group/proj.git\n"; !strings.Contains(trace, want) {
+		t.Errorf("trace lacks remote %q:\n%s", want, trace)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	gitconfig "github.com/go-git/go-git/v5/plumbing/format/config"
 )
 
 // scriptExit is a non-zero exit of a job process.
@@ -205,8 +207,9 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(j.trace, "Fetching changes...\n")
 	}
+	gitDir := filepath.Join(j.projectDir, ".git")
 	fresh := false
-	if _, err := os.Stat(filepath.Join(j.projectDir, ".git")); err != nil {
+	if _, err := os.Stat(gitDir); err != nil {
 		fresh = true
 		tmpl := filepath.Join(j.tmpDir, "git-template")
 		if err := os.MkdirAll(tmpl, 0o755); err != nil {
@@ -225,13 +228,19 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		fmt.Fprintf(j.trace, "Created fresh repository.\n")
 	} else {
 		for _, lock := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock"} {
-			_ = os.Remove(filepath.Join(j.projectDir, ".git", lock))
+			_ = os.Remove(filepath.Join(gitDir, lock))
 		}
+		// gitlab-runner runs "git init" here too; on an existing repository
+		// that only re-copies template files, so it is skipped.
 		fmt.Fprintf(j.trace, "Reusing existing Git repository\n")
 	}
-	if fresh {
+	switch cur, ok := originURL(gitDir); {
+	case fresh || !ok:
 		err = git(j.projectDir, "remote", "add", "origin", remote)
-	} else {
+		if err != nil && !fresh {
+			err = git(j.projectDir, "remote", "set-url", "origin", remote)
+		}
+	case cur != remote:
 		err = git(j.projectDir, "remote", "set-url", "origin", remote)
 		if err != nil {
 			err = git(j.projectDir, "remote", "add", "origin", remote)
@@ -251,7 +260,10 @@ func (j *jobRun) getSources(ctx context.Context) error {
 			refspecs = []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"}
 		}
 	}
-	args := []string{"-c", "http.userAgent=kiln-runner", "fetch", "origin", "--no-recurse-submodules"}
+	// Automatic maintenance is checked here rather than by fetch itself,
+	// which would spawn "git maintenance run --auto" after every fetch only
+	// for it to find nothing to do (see maybeMaintain).
+	args := []string{"-c", "http.userAgent=kiln-runner", "-c", "maintenance.auto=false", "fetch", "origin", "--no-recurse-submodules"}
 	args = append(args, refspecs...)
 	if depth > 0 {
 		args = append(args, "--depth", strconv.Itoa(depth))
@@ -259,6 +271,10 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	args = append(args, "--prune", "--quiet")
 	if err := git(j.projectDir, args...); err != nil {
 		return err
+	}
+	if maintenanceDue(gitDir) {
+		// Same as what fetch would have run; failures are not the job's.
+		_ = git(j.projectDir, "maintenance", "run", "--auto", "--quiet")
 	}
 	if j.vars["GIT_CHECKOUT"] == "false" {
 		fmt.Fprintf(j.trace, "Skipping Git checkout\n")
@@ -287,4 +303,79 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	}
 	fmt.Fprintf(j.trace, "Skipping Git submodules setup\n")
 	return nil
+}
+
+// originURL reads remote.origin.url from a repository's config file without
+// spawning git, so that an unchanged remote costs no "git remote set-url".
+// ok is false when the config cannot be read or has no origin remote; an
+// unparsable config is reported as a mismatch (git then fixes it or fails).
+func originURL(gitDir string) (url string, ok bool) {
+	f, err := os.Open(filepath.Join(gitDir, "config"))
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	cfg := gitconfig.New()
+	if err := gitconfig.NewDecoder(io.LimitReader(f, 1<<20)).Decode(cfg); err != nil {
+		return "", true
+	}
+	if cfg.Section("include").Options.Get("path") != "" || len(cfg.Section("includeIf").Subsections) > 0 {
+		return "", true // includes could redefine the remote: let git decide
+	}
+	sub := cfg.Section("remote")
+	if !sub.HasSubsection("origin") {
+		return "", false
+	}
+	urls := sub.Subsection("origin").Options.GetAll("url")
+	if len(urls) != 1 {
+		return "", true
+	}
+	return urls[0], true
+}
+
+// maintenanceDue mirrors the checks of "git maintenance run --auto" (its gc
+// task, the only one enabled by default) with git's default thresholds:
+// more than gc.auto=6700 loose objects, estimated from the objects/17
+// directory as git does, or more than gc.autoPackLimit=50 packs without a
+// .keep file. When it is due, git itself still decides with the
+// repository's real configuration.
+func maintenanceDue(gitDir string) bool {
+	objects := filepath.Join(gitDir, "objects")
+	if ents, err := os.ReadDir(filepath.Join(objects, "17")); err == nil {
+		n := 0
+		for _, e := range ents {
+			if name := e.Name(); (len(name) == 38 || len(name) == 62) && isHexString(name) {
+				n++
+			}
+		}
+		if n > (6700+255)/256 {
+			return true
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(objects, "pack"))
+	if err != nil {
+		return false
+	}
+	keep := map[string]bool{}
+	for _, e := range ents {
+		if base, ok := strings.CutSuffix(e.Name(), ".keep"); ok {
+			keep[base] = true
+		}
+	}
+	packs := 0
+	for _, e := range ents {
+		if base, ok := strings.CutSuffix(e.Name(), ".pack"); ok && !keep[base] {
+			packs++
+		}
+	}
+	return packs > 50
+}
+
+func isHexString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

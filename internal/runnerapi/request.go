@@ -296,6 +296,10 @@ func (s *Service) payload(ctx context.Context, r *store.Runner, j *store.Job, to
 	out := &client.JobResponse{
 		ID:    j.ID,
 		Token: token,
+		// GitLab's default project git strategy is "git fetch": runners
+		// reuse a project's build directory and only fetch what is new
+		// (GIT_STRATEGY still overrides it per job).
+		AllowGitFetch: true,
 		JobInfo: client.JobInfo{Name: j.Name, Stage: j.Stage, ProjectID: p.ID, ProjectName: p.Name,
 			ProjectJobsRunningOnInstanceRunnersCount: "0"},
 		RunnerInfo:   client.RunnerInfo{Timeout: int(timeout)},
