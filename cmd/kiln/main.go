@@ -108,6 +108,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.RunnerStaleTimeout, "runner-stale-timeout", envDuration("KILN_RUNNER_STALE_TIMEOUT", 5*time.Minute), "fail a running job whose runner has not reported for this long (KILN_RUNNER_STALE_TIMEOUT)")
 	fs.Int64Var(&cfg.MaxTraceSize, "max-trace-size", int64(envInt("KILN_MAX_TRACE_SIZE", 100<<20)), "bytes of job log kept; the rest is cut with a note (KILN_MAX_TRACE_SIZE)")
 	fs.Int64Var(&cfg.MaxArtifactsSize, "max-artifacts-size", int64(envInt("KILN_MAX_ARTIFACTS_SIZE", 100<<20)), "largest artifacts archive accepted, in bytes (KILN_MAX_ARTIFACTS_SIZE)")
+	fs.StringVar(&cfg.MetricsAllow, "metrics-allow", envOr("KILN_METRICS_ALLOW", server.DefaultMetricsAllow), "comma-separated CIDRs allowed to read /metrics; 0.0.0.0/0,::/0 for everyone (KILN_METRICS_ALLOW)")
 	debugListen := fs.String("debug-listen", envOr("KILN_DEBUG_LISTEN", ""), "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (KILN_DEBUG_LISTEN; off by default)")
 	logLevel := fs.String("log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	logFormat := fs.String("log-format", envOr("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")

@@ -26,6 +26,9 @@ type TriggerOptions struct {
 	FailedAuthPerMinute float64
 	// Limits bound request bodies, variables and JSON nesting.
 	Limits trigger.Limits
+	// Observe, if set, is told the HTTP status of every trigger call
+	// (metrics).
+	Observe func(status int)
 }
 
 // triggers serves the trigger token, trigger and delivery endpoints.

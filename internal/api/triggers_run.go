@@ -100,8 +100,10 @@ func (t *triggers) run(w http.ResponseWriter, r *http.Request, rc *runCall) (*st
 	}
 	pl, vars, ref, rf := t.attempt(ctx, r, rc)
 	if rf == nil {
+		t.observe(http.StatusCreated)
 		return pl, vars, ref
 	}
+	t.observe(rf.status)
 	if rf.authFailure {
 		t.authFail.Take(rc.d.SourceIP)
 	}
@@ -122,6 +124,12 @@ func (t *triggers) run(w http.ResponseWriter, r *http.Request, rc *runCall) (*st
 	t.Log.Info("trigger refused", "project", rc.project.FullPath, "endpoint", rc.d.Endpoint, "short_token", rc.d.ShortToken,
 		"ref", rc.d.Ref, "ip", rc.d.SourceIP, "status", rf.status, "reason", rf.reason)
 	return nil, nil, ""
+}
+
+func (t *triggers) observe(status int) {
+	if t.opts.Observe != nil {
+		t.opts.Observe(status)
+	}
 }
 
 func (t *triggers) recordDelivery(ctx context.Context, d *store.Delivery) {

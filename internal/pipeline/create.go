@@ -44,6 +44,8 @@ type Engine struct {
 	PipelineFinished func(ctx context.Context, pipelineID int64)
 	// Now is the clock (tests replace it).
 	Now func() time.Time
+	// Observer receives events for metrics (observe.go).
+	Observer Observer
 
 	cache   configCache
 	commits commitCache
@@ -311,7 +313,11 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 			// recorded as a failed pipeline the user will see.
 			pl.Status = "failed"
 			pl.YAMLErrors = ye.Error()
-			return pl, e.Store.Write(ctx, func(tx *store.Tx) error { return tx.InsertPipeline(ctx, pl) })
+			err := e.Store.Write(ctx, func(tx *store.Tx) error { return tx.InsertPipeline(ctx, pl) })
+			if err == nil {
+				e.observeCreated(pl)
+			}
+			return pl, err
 		}
 		if errors.As(err, &ye) {
 			return nil, refusal(ye.Messages...)
@@ -404,5 +410,6 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	if err != nil {
 		return nil, err
 	}
+	e.observeCreated(pl)
 	return e.Store.PipelineByID(ctx, pl.ID)
 }

@@ -133,6 +133,9 @@ func (e *Engine) process(ctx context.Context, tx *store.Tx, pipelineID int64) er
 	if err := tx.UpdatePipelineState(ctx, pl); err != nil {
 		return err
 	}
+	if complete && was != pl.Status {
+		e.observePipelineFinished(tx, pl.Status)
+	}
 	if complete && was != pl.Status && e.PipelineFinished != nil {
 		tx.AfterCommit(func() { e.PipelineFinished(context.WithoutCancel(ctx), pipelineID) })
 	}
@@ -261,6 +264,7 @@ func (e *Engine) FinishJob(ctx context.Context, jobID int64, result, failureReas
 		if err := tx.SetJobStatus(ctx, jobID, u); err != nil {
 			return err
 		}
+		e.observeJobFinished(tx, j, final)
 		if to == state.Failed && shouldRetry(sp, j, failureReason) {
 			if err := e.cloneJob(ctx, tx, j); err != nil {
 				return err

@@ -1,42 +1,62 @@
 package runnerapi
 
 import (
-	"context"
-	"fmt"
-	"net/http"
+	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/metrics"
 )
 
-// Metrics counts runner protocol activity and serves it in Prometheus' text
-// format. (client_golang's dependencies are not in go.sum, so the few
-// metrics here are written by hand.)
+// Metrics counts runner protocol activity: job requests (polls), the ones
+// that were handed a job, and those long-polling now. Register exposes them
+// on a Prometheus registry as kiln_runner_requests_total{result} and
+// kiln_runners_waiting.
 type Metrics struct {
-	st       *store.Store
-	polls    atomic.Int64
-	assigned atomic.Int64
-	waiting  atomic.Int64
+	polls    atomic.Int64 // requests that started waiting
+	assigned atomic.Int64 // requests answered with a job
+	waiting  waitGauge    // requests waiting now, and how many have ended
+
+	mu     sync.Mutex
+	noJobs float64 // highest no_job value reported (keeps the counter monotonic)
 }
 
-// NewMetrics returns Metrics reading job counts from st at scrape time.
-func NewMetrics(st *store.Store) *Metrics { return &Metrics{st: st} }
+// NewMetrics returns Metrics registered on m (which may be nil: counting
+// only).
+func NewMetrics(m *metrics.Metrics) *Metrics {
+	rm := &Metrics{}
+	m.RegisterRunnerRequests(
+		func() float64 { return float64(rm.assigned.Load()) },
+		rm.noJob,
+		func() float64 { return float64(rm.waiting.Load()) },
+	)
+	return rm
+}
 
-// ServeHTTP writes the metrics.
-func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	counts, err := m.st.CountJobsByStatus(ctx)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	fmt.Fprintf(w, "# HELP kiln_runner_job_requests_total Job requests (polls) received from runners.\n# TYPE kiln_runner_job_requests_total counter\nkiln_runner_job_requests_total %d\n", m.polls.Load())
-	fmt.Fprintf(w, "# HELP kiln_runner_jobs_assigned_total Jobs handed to runners.\n# TYPE kiln_runner_jobs_assigned_total counter\nkiln_runner_jobs_assigned_total %d\n", m.assigned.Load())
-	fmt.Fprintf(w, "# HELP kiln_runner_requests_waiting Job requests currently long-polling.\n# TYPE kiln_runner_requests_waiting gauge\nkiln_runner_requests_waiting %d\n", m.waiting.Load())
-	if err != nil {
-		return
+// waitGauge counts requests waiting now; Add(-1), when one ends, also
+// counts it as ended.
+type waitGauge struct{ n, ended atomic.Int64 }
+
+func (g *waitGauge) Add(d int64) {
+	g.n.Add(d)
+	if d < 0 {
+		g.ended.Add(-d)
 	}
-	fmt.Fprintf(w, "# HELP kiln_jobs Build jobs by status (pending is the queue depth).\n# TYPE kiln_jobs gauge\n")
-	for _, st := range []string{"created", "pending", "running", "canceling", "success", "failed", "canceled", "skipped", "manual", "scheduled"} {
-		fmt.Fprintf(w, "kiln_jobs{status=%q} %d\n", st, counts[st])
+}
+
+func (g *waitGauge) Load() int64 { return g.n.Load() }
+
+// noJob is the number of requests that ended without a job: ended minus
+// answered with a job. A request is counted as assigned before it ends, and
+// ended is read first, so the difference can only lag (by requests between
+// the two steps), never run ahead; the reported value never goes down.
+func (m *Metrics) noJob() float64 {
+	ended := m.waiting.ended.Load()
+	assigned := m.assigned.Load()
+	v := float64(ended - assigned)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v > m.noJobs {
+		m.noJobs = v
 	}
+	return m.noJobs
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/metrics"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
@@ -46,6 +47,9 @@ type Config struct {
 	// MaxTraceSize cuts job logs beyond this many bytes (0: 100 MiB);
 	// MaxArtifactsSize refuses larger artifact uploads (0: 100 MiB).
 	MaxTraceSize, MaxArtifactsSize int64
+	// MetricsAllow lists the CIDRs (comma-separated) that may read /metrics
+	// ("": DefaultMetricsAllow, loopback only).
+	MetricsAllow string
 }
 
 // PushHook is called after a push changed refs.
@@ -66,6 +70,7 @@ type Server struct {
 	engine    *pipeline.Engine
 	secrets   *secrets.Box
 	pushHooks []PushHook
+	metrics   *metrics.Metrics
 	// jobTokens authenticates CI job tokens for git (set by the runner API).
 	jobTokens func(ctx context.Context, token string) (*store.User, int64, bool)
 	closers   []func()
@@ -117,13 +122,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.api = api.New(api.Deps{Store: st, Repos: repos, Engine: s.engine, Secrets: s.secrets, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
 	s.mux = http.NewServeMux()
 	// Each area wires its routes and background work in its own file.
-	for _, wire := range []func(context.Context) error{s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
+	for _, wire := range []func(context.Context) error{s.wireMetrics, s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
 		if err := wire(ctx); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	s.handler = s.routes()
+	s.handler = s.instrument(s.routes())
 	return s, nil
 }
 

@@ -38,7 +38,7 @@ func (s *Server) wireRunners(ctx context.Context) error {
 		s.closers = append(s.closers, pg.Close)
 		notifier = pg
 	}
-	metrics := runnerapi.NewMetrics(s.store)
+	metrics := runnerapi.NewMetrics(s.metrics)
 	svc := runnerapi.New(runnerapi.Config{
 		Store: s.store, Engine: s.engine, Repos: s.repos, Notifier: notifier, Traces: tr, Artifacts: ar,
 		ExternalURL: s.cfg.ExternalURL, Log: s.log, StaleTimeout: s.cfg.RunnerStaleTimeout, Metrics: metrics,
@@ -48,7 +48,6 @@ func (s *Server) wireRunners(ctx context.Context) error {
 		},
 	})
 	svc.Register(s.api.Mux())
-	s.mux.Handle("GET /metrics", metrics)
 
 	// Chain onto any JobsPending hook set before us.
 	prev := s.engine.JobsPending

@@ -20,6 +20,7 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		FailedAuthBurst:     30,
 		FailedAuthPerMinute: 30,
 		Limits:              trigger.DefaultLimits,
+		Observe:             s.metrics.TriggerResult,
 	})
 
 	b := &trigger.Bridges{Store: s.store, Engine: s.engine, Log: s.log}
