@@ -291,23 +291,11 @@ func (e *Engine) cloneJob(ctx context.Context, tx *store.Tx, j *store.Job) error
 }
 
 // CancelPipeline cancels every unfinished job; running jobs go to canceling
-// and their runners are told to stop.
+// and their runners are told to stop. Unfinished downstream pipelines
+// created by its bridges are canceled too (cancel.go).
 func (e *Engine) CancelPipeline(ctx context.Context, pipelineID int64) error {
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
-		if _, err := tx.LockPipeline(ctx, pipelineID); err != nil {
-			return err
-		}
-		rows, err := tx.JobsOfPipeline(ctx, pipelineID)
-		if err != nil {
-			return err
-		}
-		jobs, _ := toStateJobs(rows)
-		for _, tr := range state.Cancel(jobs) {
-			if err := tx.SetJobStatus(ctx, tr.JobID, store.JobUpdate{Status: string(tr.To)}); err != nil {
-				return err
-			}
-		}
-		return e.process(ctx, tx, pipelineID)
+		return e.cancelPipelineTx(ctx, tx, pipelineID, 0, map[int64]bool{})
 	})
 }
 
