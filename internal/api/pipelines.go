@@ -53,6 +53,7 @@ type render struct {
 	pipelines map[int64]*store.Pipeline
 	runners   map[int64]map[string]any
 	projects  map[int64]*store.Project
+	jobs      map[int64][]*store.Job // by pipeline (pipelines_links.go)
 }
 
 func (a *API) newRender(ctx context.Context) *render {
@@ -199,7 +200,8 @@ func (a *API) PipelineBasicJSON(p *store.Project, pl *store.Pipeline) map[string
 
 // PipelineJSON renders GitLab's Pipeline entity (GET /pipelines/:id and
 // the answers of create, retry and cancel). Triggered pipelines carry a
-// Kiln extra, "trigger": {id, short_token, description}.
+// Kiln extra, "trigger": {id, short_token, description}; every pipeline
+// carries "upstream" and "downstream" links (pipelines_links.go).
 func (a *API) PipelineJSON(ctx context.Context, p *store.Project, pl *store.Pipeline) map[string]any {
 	return a.newRender(ctx).pipelineJSON(p, pl)
 }
@@ -223,6 +225,8 @@ func (rc *render) pipelineJSON(p *store.Project, pl *store.Pipeline) map[string]
 		desc, _ := a.Store.TriggerDescriptionByID(rc.ctx, pl.TriggerID)
 		m["trigger"] = map[string]any{"id": pl.TriggerID, "short_token": pl.TriggerShortToken, "description": desc}
 	}
+	m["upstream"] = rc.upstreamJSON(pl)
+	m["downstream"] = rc.downstreamJSON(pl)
 	return m
 }
 
@@ -236,7 +240,7 @@ func intPtr(v *int64) any {
 // pipelineCoverage is GitLab's pipeline coverage: the mean of the latest
 // jobs' coverage values, as a string with two decimals, or null.
 func (rc *render) pipelineCoverage(pipelineID int64) any {
-	jobs, err := rc.a.Store.JobsOfPipeline(rc.ctx, pipelineID)
+	jobs, err := rc.pipelineJobs(pipelineID)
 	if err != nil {
 		return nil
 	}
