@@ -487,6 +487,7 @@ func (s *Store) gitEnv(extra ...string) []string {
 		{"core.hooksPath", s.hooksDir},
 		{"receive.fsckObjects", "true"},
 		{"receive.maxInputSize", fmt.Sprint(s.cfg.maxPushSize)},
+		{"receive.advertisePushOptions", "true"}, // pushoptions.go
 	}
 	env := []string{
 		"GIT_CONFIG_NOSYSTEM=1",
@@ -544,7 +545,7 @@ func (s *Store) installHooks() error {
 	if err := os.MkdirAll(s.hooksDir, 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.hooksDir, "pre-receive"), []byte(preReceiveHook), 0o755)
+	return writeFileAtomic(filepath.Join(s.hooksDir, "pre-receive"), []byte(withPushOptionsHook(preReceiveHook)), 0o755)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

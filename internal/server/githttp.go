@@ -103,8 +103,8 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "You are not allowed to push code to this project.", http.StatusForbidden)
 		return
 	}
-	s.repos.ServeGit(w, r, p.FullPath, rest, write, func(updates []gitrepo.RefUpdate) {
-		s.onPush(context.WithoutCancel(ctx), p, u, updates)
+	s.repos.ServeGitPush(w, r, p.FullPath, rest, write, func(push gitrepo.Push) {
+		s.onPush(withPushOptions(context.WithoutCancel(ctx), push.Options), p, u, push.Updates)
 	})
 }
 

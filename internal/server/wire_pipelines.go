@@ -39,11 +39,12 @@ func (s *Server) pipelinesOnPush(ctx context.Context, p *store.Project, u *store
 				continue
 			}
 		}
-		pl, err := s.engine.Create(ctx, pipeline.Request{Project: p, Ref: up.Ref, Source: "push", User: u, SHA: up.After, BeforeSHA: up.Before})
+		pl, err := s.engine.Create(ctx, pipeline.Request{Project: p, Ref: up.Ref, Source: "push", User: u, SHA: up.After, BeforeSHA: up.Before,
+			PushOptions: pushOptions(ctx)})
 		var ce *pipeline.CreateError
 		switch {
 		case errors.Is(err, pipeline.ErrSkipped):
-			s.log.Info("push pipeline skipped by [ci skip]", "project", p.FullPath, "ref", name)
+			s.log.Info("push pipeline skipped by [ci skip] or -o ci.skip", "project", p.FullPath, "ref", name)
 		case errors.As(err, &ce):
 			s.log.Info("push created no pipeline", "project", p.FullPath, "ref", name, "reason", ce.Error())
 		case err != nil:
