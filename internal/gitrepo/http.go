@@ -61,7 +61,8 @@ func (s *Store) ServeGit(w http.ResponseWriter, r *http.Request, repo, rest stri
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
 		path, query = rest[:i], rest[i+1:]
 	}
-	if _, err := s.openRepoDir(repo); err != nil {
+	dir, err := s.openRepoDir(repo)
+	if err != nil {
 		if !errors.Is(err, ErrRepoNotFound) && !errors.Is(err, ErrInvalidPath) {
 			s.log.Error("gitrepo: opening repository", "repo", repo, "err", err)
 		}
@@ -88,6 +89,11 @@ func (s *Store) ServeGit(w http.ResponseWriter, r *http.Request, repo, rest stri
 			return
 		}
 		query = "service=" + service
+		if gp := r.Header.Get("Git-Protocol"); service == svcUpload && validGitProtocol(gp) && protocolV2(gp) {
+			if s.serveV2Caps(w, r, dir, gp) {
+				return
+			}
+		}
 	case "/" + svcUpload, "/" + svcReceive:
 		if r.Method != http.MethodPost {
 			httpError(w, http.StatusMethodNotAllowed, "method not allowed")
@@ -134,6 +140,10 @@ func (s *Store) ServeGit(w http.ResponseWriter, r *http.Request, repo, rest stri
 
 	if service == svcReceive && rpc {
 		s.servePush(w, r, repo, query, body, bodyLen, onPush)
+		return
+	}
+	if service == svcUpload && rpc {
+		s.serveUploadPack(w, r, repo, dir, body)
 		return
 	}
 	s.runBackend(w, r, repo, path, query, body, bodyLen)
@@ -397,11 +407,16 @@ func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
 type logWriter struct {
 	log  *slog.Logger
 	repo string
+	what string // the process; git-http-backend if empty
 }
 
 func (l *logWriter) Write(p []byte) (int, error) {
 	if msg := strings.TrimSpace(string(p)); msg != "" {
-		l.log.Warn("gitrepo: git-http-backend", "repo", l.repo, "stderr", msg)
+		what := l.what
+		if what == "" {
+			what = "git-http-backend"
+		}
+		l.log.Warn("gitrepo: "+what, "repo", l.repo, "stderr", msg)
 	}
 	return len(p), nil
 }
