@@ -105,15 +105,21 @@ func paging(r *http.Request) (store.Page, error) {
 	return p, nil
 }
 
-// setPagination writes GitLab's pagination headers.
+// setPagination writes GitLab's pagination headers. Above store.TotalCap
+// rows GitLab leaves out X-Total, X-Total-Pages and the "last" link, and
+// so does Kiln: such totals are lower bounds (see store.ListJobs) that
+// only decide whether there is a next page.
 func setPagination(w http.ResponseWriter, r *http.Request, p store.Page, total int) {
 	h := w.Header()
 	pages := int(math.Ceil(float64(total) / float64(p.PerPage)))
 	if pages < 1 {
 		pages = 1
 	}
-	h.Set("X-Total", strconv.Itoa(total))
-	h.Set("X-Total-Pages", strconv.Itoa(pages))
+	counted := total <= store.TotalCap
+	if counted {
+		h.Set("X-Total", strconv.Itoa(total))
+		h.Set("X-Total-Pages", strconv.Itoa(pages))
+	}
 	h.Set("X-Page", strconv.Itoa(p.Number))
 	h.Set("X-Per-Page", strconv.Itoa(p.PerPage))
 	next, prev := "", ""
@@ -148,7 +154,9 @@ func setPagination(w http.ResponseWriter, r *http.Request, p store.Page, total i
 		add(link(p.Number+1, "next"))
 	}
 	add(link(1, "first"))
-	add(link(pages, "last"))
+	if counted {
+		add(link(pages, "last"))
+	}
 	h.Set("Link", links)
 }
 

@@ -150,11 +150,17 @@ type JobFilter struct {
 	Kind           string
 }
 
-// ListJobs lists jobs newest first.
+// ListJobs lists jobs newest first (a pipeline's jobs by stage). The
+// total is exact up to TotalCap, a lower bound beyond it.
 func (s *Store) ListJobs(ctx context.Context, f JobFilter, page Page) ([]*Job, int, error) {
 	var conds []string
 	var args []any
-	if f.ProjectID != 0 {
+	if f.ProjectID != 0 && f.PipelineID != 0 {
+		// The unary plus keeps SQLite's planner (which has no statistics)
+		// off the project indexes: a pipeline's few jobs are found through
+		// jobs_pipeline, not by walking all of a big project's jobs.
+		conds, args = append(conds, "+project_id = ?"), append(args, f.ProjectID)
+	} else if f.ProjectID != 0 {
 		conds, args = append(conds, "project_id = ?"), append(args, f.ProjectID)
 	}
 	if f.PipelineID != 0 {
@@ -176,16 +182,21 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter, page Page) ([]*Job, i
 	if len(conds) > 0 {
 		where = " WHERE " + strings.Join(conds, " AND ")
 	}
-	var total int
-	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM jobs`+where, args...).Scan(&total); err != nil {
+	count, err := s.countCapped(ctx, "jobs", where, args)
+	if err != nil {
 		return nil, 0, err
 	}
 	order := "id DESC"
 	if f.PipelineID != 0 {
 		order = "stage_idx, id"
 	}
-	out, err := s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, page.Limit(), page.Offset())...)
-	return out, total, err
+	// One row beyond the page: see ListPipelines.
+	out, err := s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, page.Limit()+1, page.Offset())...)
+	more := len(out) > page.Limit()
+	if more {
+		out = out[:page.Limit()]
+	}
+	return out, cappedTotal(count, page, len(out), more), err
 }
 
 // JobUpdate is a status change of a job with the fields that change with it.

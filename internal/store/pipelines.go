@@ -192,7 +192,8 @@ type PipelineFilter struct {
 	Sort          string // asc, desc
 }
 
-// ListPipelines lists a project's pipelines, newest first by default.
+// ListPipelines lists a project's pipelines, newest first by default. The
+// total is exact up to TotalCap, a lower bound beyond it.
 func (s *Store) ListPipelines(ctx context.Context, f PipelineFilter, page Page) ([]*Pipeline, int, error) {
 	conds := []string{"project_id = ?"}
 	args := []any{f.ProjectID}
@@ -240,8 +241,8 @@ func (s *Store) ListPipelines(ctx context.Context, f PipelineFilter, page Page) 
 		conds = append(conds, "tag = TRUE")
 	}
 	where := " WHERE " + strings.Join(conds, " AND ")
-	var total int
-	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM pipelines`+where, args...).Scan(&total); err != nil {
+	count, err := s.countCapped(ctx, "pipelines", where, args)
+	if err != nil {
 		return nil, 0, err
 	}
 	order := map[string]string{"id": "id", "status": "status", "ref": "ref", "updated_at": "updated_at", "user_id": "user_id"}[f.OrderBy]
@@ -256,7 +257,9 @@ func (s *Store) ListPipelines(ctx context.Context, f PipelineFilter, page Page) 
 	if order != "id" {
 		orderBy += ", id " + dir
 	}
-	rows, err := s.query(ctx, `SELECT `+pipelineCols+` FROM pipelines`+where+` ORDER BY `+orderBy+` LIMIT ? OFFSET ?`, append(args, page.Limit(), page.Offset())...)
+	// One row beyond the page tells whether a next page exists when the
+	// total is not counted exactly.
+	rows, err := s.query(ctx, `SELECT `+pipelineCols+` FROM pipelines`+where+` ORDER BY `+orderBy+` LIMIT ? OFFSET ?`, append(args, page.Limit()+1, page.Offset())...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -269,7 +272,11 @@ func (s *Store) ListPipelines(ctx context.Context, f PipelineFilter, page Page) 
 		}
 		out = append(out, p)
 	}
-	return out, total, rows.Err()
+	more := len(out) > page.Limit()
+	if more {
+		out = out[:page.Limit()]
+	}
+	return out, cappedTotal(count, page, len(out), more), rows.Err()
 }
 
 func placeholders(n int) string {

@@ -3,6 +3,8 @@ package web
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/kilnci/kiln/internal/store"
 )
 
 // pager is the previous/next navigation under a list. Links keep the
@@ -10,10 +12,13 @@ import (
 type pager struct {
 	Page, PerPage, Total, Pages int
 	Prev, Next                  string
+	// Many: the list has more than store.TotalCap rows and was not counted
+	// to the end (Total and Pages are lower bounds).
+	Many bool
 }
 
 func newPager(r *http.Request, page, perPage, total int) pager {
-	p := pager{Page: page, PerPage: perPage, Total: total}
+	p := pager{Page: page, PerPage: perPage, Total: total, Many: total > store.TotalCap}
 	p.Pages = (total + perPage - 1) / perPage
 	link := func(n int) string {
 		v := r.URL.Query()
