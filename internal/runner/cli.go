@@ -30,7 +30,8 @@ import (
 //	  "concurrent": 2,
 //	  "builds_dir": "/var/lib/kiln-runner/builds",
 //	  "cache_dir": "/var/lib/kiln-runner/cache",
-//	  "shell": "bash"
+//	  "shell": "bash",
+//	  "output_limit": 4096
 //	}
 //
 // Only url and token are required. The file holds the runner token, so it
@@ -46,6 +47,9 @@ type FileConfig struct {
 	BuildsDir  string `json:"builds_dir,omitempty"`
 	CacheDir   string `json:"cache_dir,omitempty"`
 	Shell      string `json:"shell,omitempty"`
+	// OutputLimit is the job log size limit in KiB, as gitlab-runner's
+	// output_limit (default 4096: 4 MiB).
+	OutputLimit int64 `json:"output_limit,omitempty"`
 }
 
 // LoadFileConfig reads a runner configuration file; unknown keys are an
@@ -85,6 +89,7 @@ func (fc FileConfig) Config() Config {
 	return Config{
 		URL: fc.URL, Token: fc.Token, Name: fc.Name, SystemID: fc.SystemID,
 		Concurrent: fc.Concurrent, BuildsDir: fc.BuildsDir, CacheDir: fc.CacheDir, Shell: fc.Shell,
+		TraceLimit: fc.OutputLimit << 10,
 	}
 }
 
@@ -103,6 +108,7 @@ const usage = `usage:
   kiln runner register --url URL --registration-token TOKEN [--name NAME] [--config FILE]
   kiln runner run [--config FILE] [--url URL --token TOKEN] [--concurrent N]
                   [--builds-dir DIR] [--cache-dir DIR] [--name NAME] [--shell SHELL]
+                  [--output-limit KIB]
 
 The URL and token may also come from KILN_RUNNER_URL and KILN_RUNNER_TOKEN;
 flags win over the environment, which wins over the config file.
@@ -140,6 +146,7 @@ type runFlags struct {
 	config, url, token, name, shell      string
 	buildsDir, cacheDir, registrationTok string
 	concurrent                           int
+	outputLimit                          int64
 }
 
 func newFlags(name string, stderr io.Writer) *runFlags {
@@ -153,6 +160,7 @@ func newFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.cacheDir, "cache-dir", "", "directory for job caches")
 	f.fs.StringVar(&f.shell, "shell", "", "bash-compatible shell (default bash)")
 	f.fs.IntVar(&f.concurrent, "concurrent", 0, "number of jobs run at once (default 1)")
+	f.fs.Int64Var(&f.outputLimit, "output-limit", 0, "job log size limit in KiB (default 4096); raise the server's --max-trace-size too")
 	return f
 }
 
@@ -197,6 +205,9 @@ func (f *runFlags) resolve(creating bool) (FileConfig, string, error) {
 	}
 	if set["concurrent"] {
 		fc.Concurrent = f.concurrent
+	}
+	if set["output-limit"] {
+		fc.OutputLimit = f.outputLimit
 	}
 	return fc, path, nil
 }

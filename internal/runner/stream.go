@@ -37,21 +37,28 @@ func (s *traceStreamer) status(st string) {
 }
 
 // flush sends everything not yet sent, in chunks of at most MaxPatchSize.
+// Only chunks that make no progress count against the retry bound: a long
+// log is sent to its end, however many chunks that takes.
 func (s *traceStreamer) flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for tries := 0; !s.gone && tries < 64; tries++ {
-		chunk := s.buf.From(s.sent)
+	for tries := 0; !s.gone && tries < 64; {
+		chunk := s.buf.FromN(s.sent, client.MaxPatchSize)
 		if len(chunk) == 0 {
 			return nil
 		}
+		prev := s.sent
 		res, err := s.c.PatchTrace(ctx, s.id, s.token, chunk, s.sent)
 		s.status(res.JobStatus)
 		switch res.State {
 		case client.PatchSucceeded:
 			s.sent = min(res.NewOffset, s.buf.Len())
 			s.lastContact = time.Now()
+			if s.sent <= prev {
+				tries++
+			}
 		case client.PatchRangeMismatch:
+			tries++
 			s.log.Debug("trace range mismatch, resuming", "at", res.NewOffset, "was", s.sent)
 			s.sent = min(res.NewOffset, s.buf.Len())
 		case client.PatchAbort:

@@ -153,6 +153,18 @@ func (t *traceBuffer) From(off int64) []byte {
 	return bytes.Clone(t.data[off:])
 }
 
+// FromN returns a copy of at most n bytes of the trace from offset off:
+// one PATCH worth, so that a long backlog is not copied whole per chunk.
+func (t *traceBuffer) FromN(off int64, n int) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if off >= int64(len(t.data)) {
+		return nil
+	}
+	end := min(int64(len(t.data)), off+int64(n))
+	return bytes.Clone(t.data[off:end])
+}
+
 // Len returns the trace size in bytes.
 func (t *traceBuffer) Len() int64 {
 	t.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
@@ -219,7 +220,10 @@ func (s *Service) patchTrace(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTracePatch))
+	buf := patchBuf(r.ContentLength)
+	defer patchBufs.Put(buf)
+	body, err := readBody(*buf, http.MaxBytesReader(w, r.Body, maxTracePatch))
+	*buf = body[:0]
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -247,6 +251,37 @@ func (s *Service) patchTrace(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Job-Status", j.Status)
 	w.Header().Set("X-GitLab-Trace-Update-Interval", "3")
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// patchBufs recycles trace PATCH bodies (usually 1 MiB each): reading
+// them with io.ReadAll grew a fresh slice through a dozen copies per
+// request, garbage at the rate the log streams in.
+var patchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+func patchBuf(contentLength int64) *[]byte {
+	b := patchBufs.Get().(*[]byte)
+	if contentLength > int64(cap(*b)) && contentLength <= maxTracePatch {
+		*b = make([]byte, 0, contentLength)
+	}
+	return b
+}
+
+// readBody reads r to its end into buf's storage (growing it if needed).
+func readBody(buf []byte, r io.Reader) ([]byte, error) {
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // uploadArtifacts is POST /api/v4/jobs/:id/artifacts: one multipart part

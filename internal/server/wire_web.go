@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"io"
 	"path/filepath"
 
 	"github.com/kilnci/kiln/internal/traces"
@@ -22,24 +21,7 @@ func (s *Server) wireWeb(ctx context.Context) error {
 		Store: s.store, Repos: s.repos, Engine: s.engine, Secrets: s.secrets, Log: s.log,
 		ExternalURL: s.cfg.ExternalURL,
 		ReadTrace: func(ctx context.Context, jobID, offset int64, max int) ([]byte, int64, error) {
-			rc, size, err := tr.Open(jobID)
-			if err != nil {
-				return nil, 0, err
-			}
-			defer rc.Close()
-			if max <= 0 || offset >= size {
-				return nil, size, nil
-			}
-			// The reader does not seek; skipping reads from the page cache.
-			if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
-				return nil, size, err
-			}
-			buf := make([]byte, min(int64(max), size-offset))
-			n, err := io.ReadFull(rc, buf)
-			if err == io.ErrUnexpectedEOF {
-				err = nil
-			}
-			return buf[:n], size, err
+			return tr.ReadAt(jobID, offset, max)
 		},
 	}
 	// The schedules area's scheduler (wired before us) plays schedules and

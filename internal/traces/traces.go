@@ -168,6 +168,35 @@ func (s *Store) Open(id int64) (io.ReadCloser, int64, error) {
 	}{io.LimitReader(f, st.Size()), f}, st.Size(), nil
 }
 
+// ReadAt returns up to max bytes of the trace from offset and the trace's
+// size. It reads at the offset directly: skipping the head by reading it
+// made every live-log poll and every chunk of the raw log re-read the whole
+// trace before the offset.
+func (s *Store) ReadAt(id, offset int64, max int) ([]byte, int64, error) {
+	f, err := os.Open(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	size := st.Size()
+	if max <= 0 || offset < 0 || offset >= size {
+		return nil, size, nil
+	}
+	buf := make([]byte, min(int64(max), size-offset))
+	n, err := f.ReadAt(buf, offset)
+	if err == io.EOF {
+		err = nil
+	}
+	return buf[:n], size, err
+}
+
 // ReadAll returns a whole trace.
 func (s *Store) ReadAll(id int64) ([]byte, error) {
 	b, err := os.ReadFile(s.path(id))

@@ -154,7 +154,10 @@ func (lr *logRenderer) line(out []logEvent, line string) []logEvent {
 		line = strings.ToValidUTF8(line, "\uFFFD")
 	}
 	line = strings.TrimSuffix(line, "\r")
-	locs := lr.section.FindAllStringSubmatchIndex(line, -1)
+	var locs [][]int
+	if strings.Contains(line, "section_") { // most lines have no marker: skip the regexp
+		locs = lr.section.FindAllStringSubmatchIndex(line, -1)
+	}
 	if len(locs) == 0 {
 		return append(out, logEvent{Kind: "line", HTML: lr.text(line)})
 	}
@@ -239,8 +242,14 @@ func (lr *logRenderer) scan(line string, b *strings.Builder) {
 		}
 		run.Reset()
 	}
+	// Printable text is copied in runs between escapes and control bytes.
+	start := 0
 	for i := 0; i < len(line); i++ {
 		c := line[i]
+		if c >= 0x20 && c != 0x7f || c == '\t' {
+			continue
+		}
+		run.WriteString(line[start:i])
 		if c == 0x1b {
 			if i+1 < len(line) && line[i+1] == '[' {
 				j := i + 2
@@ -253,19 +262,16 @@ func (lr *logRenderer) scan(line string, b *strings.Builder) {
 						lr.state.apply(line[i+2 : j])
 					}
 					i = j
-					continue
+				} else {
+					i = len(line)
 				}
-				i = len(line)
-				continue
+			} else {
+				i++ // a two-byte escape: skip it
 			}
-			i++ // a two-byte escape: skip it
-			continue
 		}
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			continue
-		}
-		run.WriteByte(c)
+		start = min(i+1, len(line))
 	}
+	run.WriteString(line[start:])
 	flush()
 }
 
