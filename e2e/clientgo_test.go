@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 )
@@ -27,6 +28,18 @@ func TestClientGo(t *testing.T) {
 			}
 			work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": multiStageCI, "child.yml": "c:\n  script: echo child\n"})
 			git(t, work, "push", "-q", s.authURL("root/cg"), "main")
+			// Push pipelines are created after the push is answered (as on
+			// GitLab); wait for it so that ids and "latest" are deterministic.
+			for deadline := time.Now().Add(15 * time.Second); ; {
+				list, _, err := gl.Pipelines.ListProjectPipelines(proj.ID, nil)
+				if err == nil && len(list) == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the push pipeline did not appear: %v %v", list, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 
 			v, _, err := gl.ProjectVariables.CreateVariable(proj.ID, &gitlab.CreateProjectVariableOptions{
 				Key: gitlab.Ptr("DEPLOY_TOKEN"), Value: gitlab.Ptr("abcdefgh12345678"), Masked: gitlab.Ptr(true), Protected: gitlab.Ptr(true),
