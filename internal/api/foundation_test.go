@@ -230,3 +230,24 @@ func TestPagination(t *testing.T) {
 }
 
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestWrongJSONTypesWriteNothing(t *testing.T) {
+	ta := newTestAPI(t)
+	for _, body := range []string{`{"name":["a"],"path":"p1"}`, `{"name":{"a":1},"path":"p2"}`, `{"name":"ok","path":["p3"]}`, `{"name":"ok","path":"p4","visibility":null}`} {
+		code, resp, _ := ta.do(ta.root, "POST", "/api/v4/projects", "application/json", body)
+		if code != 400 || resp["error"] == nil {
+			t.Errorf("%s: %d %v", body, code, resp)
+		}
+	}
+	if code, _, _ := ta.do(ta.root, "POST", "/api/v4/groups", "application/json", `{"name":"g","path":"g","description":[1]}`); code != 400 {
+		t.Errorf("group with a list description: %d", code)
+	}
+	_, total, _ := ta.store.ListProjects(context.Background(), store.ProjectFilter{Admin: true}, store.Page{Number: 1, PerPage: 10})
+	if total != 0 {
+		t.Fatalf("refused requests created %d projects", total)
+	}
+	// A number is coerced as Grape coerces it.
+	if code, _, _ := ta.do(ta.root, "POST", "/api/v4/projects", "application/json", `{"name":"n","path":5}`); code != 201 {
+		t.Errorf("numeric path: %d", code)
+	}
+}

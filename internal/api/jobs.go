@@ -86,6 +86,8 @@ func (rc *render) jobBasic(p *store.Project, j *store.Job) map[string]any {
 	if j.Status == "failed" && j.FailureReason != "" {
 		m["failure_reason"] = j.FailureReason
 	}
+	// GitLab's "stuck": a pending job that no online runner can take.
+	m["stuck"] = j.Status == "pending" && j.Kind != "bridge" && a.IsJobStuck(rc.ctx, j)
 	if pl != nil {
 		m["ref"], m["tag"] = pl.Ref, pl.Tag
 		m["commit"] = rc.commit(p, pl.SHA)

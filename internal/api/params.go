@@ -221,6 +221,20 @@ func (p *Params) Str(key string) (string, bool) {
 // String returns key as a string or "".
 func (p *Params) String(key string) string { s, _ := p.Str(key); return s }
 
+// Scalars refuses, with Grape's "<key> is invalid", any of keys given as a
+// list, an object or null where the endpoint takes a single value, so that
+// {"name": ["a"]} is an error rather than silently read as missing.
+func (p *Params) Scalars(keys ...string) error {
+	for _, k := range keys {
+		if v, ok := p.v[k]; ok {
+			if _, isStr := p.Str(k); !isStr || v == nil {
+				return errParam(k + " is invalid")
+			}
+		}
+	}
+	return nil
+}
+
 // Required returns a non-blank string parameter or Grape's "is missing" error.
 func (p *Params) Required(key string) (string, error) {
 	s, ok := p.Str(key)

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -76,6 +77,9 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request, c *reqCtx) erro
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
+		return err
+	}
+	if err := c.params.Scalars("name", "path", "description", "visibility"); err != nil {
 		return err
 	}
 	name, err := c.params.Required("name")
@@ -242,7 +246,7 @@ func (a *API) setMember(w http.ResponseWriter, r *http.Request, c *reqCtx, calle
 	if r.Method == http.MethodPut {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, a.memberJSON(store.Member{User: u, AccessLevel: al}))
+	writeJSON(w, status, a.memberJSON(store.Member{User: u, AccessLevel: al, CreatedAt: time.Now()}))
 	return nil
 }
 
@@ -346,6 +350,9 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 
 func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
+		return err
+	}
+	if err := c.params.Scalars("name", "path", "description", "visibility", "namespace_id", "default_branch"); err != nil {
 		return err
 	}
 	name := c.params.String("name")
@@ -515,6 +522,9 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	}
 	p, _, err := a.project(r, c, store.Maintainer)
 	if err != nil {
+		return err
+	}
+	if err := c.params.Scalars("name", "description", "visibility", "default_branch", "ci_config_path"); err != nil {
 		return err
 	}
 	if v, ok := c.params.Str("name"); ok {

@@ -129,6 +129,9 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *reqCtx) erro
 	if err := c.requireAdmin(); err != nil {
 		return err
 	}
+	if err := c.params.Scalars("password", "admin"); err != nil {
+		return err
+	}
 	username, err := c.params.Required("username")
 	if err != nil {
 		return err

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,7 +191,39 @@ func internalError(w http.ResponseWriter) {
 }
 
 // readJSON decodes a bounded JSON body; an empty body is an empty object.
+// Form bodies (url-encoded or multipart, as in GitLab's curl examples) fill
+// the same fields by their JSON names.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" {
+		r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
+		var err error
+		if ct == "multipart/form-data" {
+			err = r.ParseMultipartForm(maxJSONBody)
+		} else {
+			err = r.ParseForm()
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeMessage(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large")
+			} else {
+				badRequest(w, "malformed form body")
+			}
+			return false
+		}
+		vals := r.Form
+		if r.MultipartForm != nil {
+			vals = url.Values(r.MultipartForm.Value)
+			for k, vs := range r.URL.Query() {
+				vals[k] = append(vals[k], vs...)
+			}
+		}
+		if err := formInto(v, vals); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+			return false
+		}
+		return true
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
