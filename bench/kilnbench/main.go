@@ -7,6 +7,8 @@
 //	go run ./bench/kilnbench -scenario latency
 //	go run ./bench/kilnbench -scenario overhead -gcl /opt/gcl/node_modules/.bin/gitlab-ci-local
 //	go run ./bench/kilnbench -scenario footprint
+//	go run ./bench/kilnbench -scenario scale -pipelines 100000 -jobs-per 5
+//	go run ./bench/kilnbench -scenario logs -log-mb 200
 package main
 
 import (
@@ -37,7 +39,7 @@ package:
 `
 
 func main() {
-	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint or all")
+	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs or all")
 	dbs := flag.String("db", "sqlite", "comma-separated: sqlite, postgres")
 	pg := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN for -db postgres")
 	conc := flag.String("concurrency", "1,8,32,128", "client concurrency levels for throughput")
@@ -45,12 +47,20 @@ func main() {
 	runs := flag.Int("runs", 3, "repetitions; medians are reported")
 	n := flag.Int("n", 50, "samples for latency and overhead")
 	gcl := flag.String("gcl", "", "path to gitlab-ci-local for the overhead comparison")
+	pipelines := flag.Int("pipelines", 100000, "scale: pipelines seeded into the big database")
+	jobsPer := flag.Int("jobs-per", 5, "scale: jobs per seeded pipeline")
+	logMB := flag.Int("log-mb", 200, "logs: megabytes the job prints")
 	flag.StringVar(&profileTo, "profile", "", "write a server CPU profile of the busiest throughput step to FILE.<db>")
+	keep := flag.Bool("keep", false, "keep the work directory (data dirs, server logs) and print its path")
 	flag.Parse()
 
 	work, err := os.MkdirTemp("", "kilnbench")
 	check(err)
-	defer os.RemoveAll(work)
+	if *keep {
+		fmt.Fprintln(os.Stderr, "work directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 	bin, err := buildKiln(work)
 	check(err)
 	fmt.Printf("# kilnbench %s — %d CPUs, %s, %s\n", *scenario, runtime.NumCPU(), memTotal(), time.Now().UTC().Format(time.RFC3339))
@@ -69,6 +79,10 @@ func main() {
 			overhead(bin, work, db, dsn, *n, *gcl)
 		case "footprint":
 			footprint(bin, work, db, dsn)
+		case "scale":
+			scale(bin, work, db, dsn, *pipelines, *jobsPer, *n, *dur, *runs)
+		case "logs":
+			logs(bin, work, db, dsn, *logMB)
 		case "all":
 			throughput(bin, work, db, dsn, parseInts(*conc), *dur, *runs)
 			latency(bin, work, db, freshIf(db, *pg), *n)

@@ -19,6 +19,9 @@ import (
 
 const rootToken = "glpat-bench-root-token-0123456789abcdef01"
 
+// rootPassword signs root in to the web UI (scenario 5's UI pages).
+const rootPassword = "bench-root-password-0123"
+
 // kiln is one server process started for a scenario.
 type kiln struct {
 	bin     string
@@ -63,14 +66,20 @@ func startKiln(bin, work, database string, args ...string) (*kiln, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startKilnIn(bin, work, dataDir, database, args...)
+}
+
+// startKilnIn runs the server on an existing data dir (scenario 5 seeds one
+// and restarts the server on it).
+func startKilnIn(bin, work, dataDir, database string, args ...string) (*kiln, error) {
 	addr := freePort()
 	all := append([]string{"server", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn"}, args...)
 	if database != "" {
 		all = append(all, "--database", database)
 	}
-	logf, _ := os.Create(filepath.Join(work, "server-"+filepath.Base(dataDir)+".log"))
+	logf, _ := os.OpenFile(filepath.Join(work, "server-"+filepath.Base(dataDir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	cmd := exec.Command(bin, all...)
-	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken)
+	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD="+rootPassword)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

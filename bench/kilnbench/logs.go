@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// rssOf reads a process's resident set size in KiB.
+func rssOf(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	var n int
+	for _, line := range splitLines(string(b)) {
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &n); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
+
+// logs is scenario 6: one job prints mb megabytes; an external runner
+// process (`kiln runner run --output-limit`) streams it to the server,
+// whose --max-trace-size is raised to hold it. Meanwhile a browser-like
+// client loads the job page, follows the live log as the page's script
+// does, and reads the job over the API.
+func logs(bin, work, db, dsn string, mb int) {
+	size := int64(mb) * 1000 * 1000
+	fmt.Printf("\n## Scenario 6: log streaming (%s, one job printing %d MB, external runner)\n\n", db, mb)
+	debug := freePort()
+	limit := size + 64<<20
+	k, err := startKiln(bin, work, dsn, "--builtin-runners", "0", "--max-trace-size", strconv.FormatInt(limit, 10), "--debug-listen", debug)
+	check(err)
+	defer k.stop()
+	var r struct{ Token string }
+	code, err := k.api("POST", "/api/v4/user/runners", url.Values{"runner_type": {"instance_type"}, "description": {"logs"}, "run_untagged": {"true"}}, &r)
+	if err != nil || code != 201 {
+		check(fmt.Errorf("create runner: %d %v", code, err))
+	}
+	rdir, _ := os.MkdirTemp(work, "runner")
+	rlog, _ := os.Create(filepath.Join(work, "runner.log"))
+	defer rlog.Close()
+	rc := exec.Command(bin, "runner", "run", "--url", k.URL, "--token", r.Token, "--builds-dir", filepath.Join(rdir, "builds"),
+		"--cache-dir", filepath.Join(rdir, "cache"), "--output-limit", strconv.FormatInt(limit>>10, 10))
+	rc.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(rdir, "runner.json"))
+	rc.Stdout, rc.Stderr = rlog, rlog
+	rc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	check(rc.Start())
+	defer func() {
+		syscall.Kill(-rc.Process.Pid, syscall.SIGKILL)
+		rc.Wait()
+	}()
+
+	ci := fmt.Sprintf(`big:
+  variables: {GIT_STRATEGY: none}
+  script:
+    - yes 'kiln log streaming benchmark, a line of ordinary build output, about eighty bytes' | head -c %d || true
+`, size)
+	pid, err := k.project(work, "logs", ci)
+	check(err)
+	tok, err := k.triggerToken(pid)
+	check(err)
+	ui, err := uiSession(k)
+	check(err)
+	time.Sleep(500 * time.Millisecond)
+	rss0 := k.rssKiB()
+
+	if profileTo != "" {
+		go saveProfile(debug, 8*time.Second, profileTo+".logs."+db)
+	}
+	code, plID, err := k.trigger(pid, tok)
+	if err != nil || code != 201 {
+		check(fmt.Errorf("trigger: %d %v", code, err))
+	}
+	var jobID int64
+	for deadline := time.Now().Add(30 * time.Second); jobID == 0 && time.Now().Before(deadline); {
+		var jobs []jobJSON
+		k.api("GET", fmt.Sprintf("/api/v4/projects/%d/pipelines/%d/jobs", pid, plID), nil, &jobs)
+		if len(jobs) > 0 {
+			jobID = jobs[0].ID
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if jobID == 0 {
+		check(fmt.Errorf("no job"))
+	}
+	tracePath := filepath.Join(k.dataDir, "traces", strconv.FormatInt(jobID, 10)+".log")
+	jobURL := fmt.Sprintf("/root/logs/-/jobs/%d", jobID)
+
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	probes := map[string][]time.Duration{}
+	record := func(what string, d time.Duration) {
+		mu.Lock()
+		probes[what] = append(probes[what], d)
+		mu.Unlock()
+	}
+	// The job page, loaded every 250 ms.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !done.Load() {
+			l, _, _ := timeGET(ui, k.URL, jobURL, 1, false)
+			record("UI job page (renders the log tail)", l[0])
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	// The job over the API, every 250 ms.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !done.Load() {
+			l, _, _ := timeGET(client, k.URL, fmt.Sprintf("/api/v4/projects/%d/jobs/%d", pid, jobID), 1, true)
+			record("API GET job", l[0])
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	// A live log follower that behaves like the page's script: next chunk
+	// after 100 ms while behind, after 1 s when caught up. It starts at the
+	// tail, as a page opened during the run does.
+	var followed atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var off int64
+		if st, err := os.Stat(tracePath); err == nil {
+			off = st.Size()
+		}
+		for !done.Load() {
+			t0 := time.Now()
+			resp, err := ui.Get(fmt.Sprintf("%s%s/trace.json?offset=%d", k.URL, jobURL, off))
+			if err != nil {
+				return
+			}
+			var t struct{ Offset, Size int64 }
+			json.NewDecoder(resp.Body).Decode(&t)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			record("UI live log poll (trace.json)", time.Since(t0))
+			followed.Add(t.Offset - off)
+			off = t.Offset
+			if t.Offset < t.Size {
+				time.Sleep(100 * time.Millisecond)
+			} else {
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+
+	// Sample sizes and memory every 50 ms until the job finishes.
+	var first, last time.Time
+	var lastSize int64
+	maxRSS, maxRunner := 0, 0
+	var rssSamples []int
+	tStart := time.Now()
+	status := ""
+	for n := 0; time.Since(tStart) < 10*time.Minute; n++ {
+		if st, err := os.Stat(tracePath); err == nil && st.Size() != lastSize {
+			if first.IsZero() {
+				first = time.Now()
+			}
+			lastSize, last = st.Size(), time.Now()
+		}
+		rss := k.rssKiB()
+		maxRSS = max(maxRSS, rss)
+		maxRunner = max(maxRunner, rssOf(rc.Process.Pid))
+		if n%4 == 0 {
+			rssSamples = append(rssSamples, rss)
+		}
+		if n%10 == 0 {
+			var j jobJSON
+			k.api("GET", fmt.Sprintf("/api/v4/projects/%d/jobs/%d", pid, jobID), nil, &j)
+			if j.Status == "success" || j.Status == "failed" || j.Status == "canceled" {
+				status = j.Status
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	done.Store(true)
+	wg.Wait()
+	rssEnd := k.rssKiB()
+
+	// Reading the whole log back over the API.
+	t0 := time.Now()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v4/projects/%d/jobs/%d/trace", k.URL, pid, jobID), nil)
+	req.Header.Set("PRIVATE-TOKEN", rootToken)
+	var got int64
+	if resp, err := client.Do(req); err == nil {
+		got, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	readBack := time.Since(t0)
+
+	secs := last.Sub(first).Seconds()
+	fmt.Printf("Job %d ended %s; stored log %d bytes (job printed %d).\n\n", jobID, status, lastSize, size)
+	fmt.Println("| measure | value | target |")
+	fmt.Println("|---|---:|---|")
+	if secs > 0 {
+		fmt.Printf("| runner → server, first to last stored byte | %.1f MB/s (%.1f s) | ≥ 100 MB/s |\n", float64(lastSize)/1e6/secs, secs)
+	}
+	fmt.Printf("| server RSS before / max during / after | %.1f / %.1f / %.1f MB | flat |\n", float64(rss0)/1024, float64(maxRSS)/1024, float64(rssEnd)/1024)
+	fmt.Printf("| runner process RSS, max | %.1f MB | (agent) |\n", float64(maxRunner)/1024)
+	fmt.Printf("| live follower: bytes received during the run | %.1f MB | |\n", float64(followed.Load())/1e6)
+	fmt.Printf("| GET .../jobs/:id/trace of the finished job | %.1f MB in %s (%.0f MB/s) | |\n", float64(got)/1e6, ms(readBack), float64(got)/1e6/readBack.Seconds())
+	fmt.Println()
+	fmt.Println("| request during the run | p50 | p90 | requests | target |")
+	fmt.Println("|---|---:|---:|---:|---|")
+	for _, what := range []string{"UI job page (renders the log tail)", "UI live log poll (trace.json)", "API GET job"} {
+		l := probes[what]
+		sortDur(l)
+		fmt.Printf("| %s | %s | %s | %d | responsive |\n", what, ms(pct(l, 50)), ms(pct(l, 90)), len(l))
+	}
+	fmt.Printf("\nServer RSS samples (MB, every 200 ms):")
+	for i, s := range rssSamples {
+		if i%5 == 0 {
+			fmt.Printf(" %.0f", float64(s)/1024)
+		}
+	}
+	fmt.Println()
+}
