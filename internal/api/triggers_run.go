@@ -168,6 +168,9 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 	// 2. Parameters.
 	req, err := trigger.Parse(r, r.PathValue("ref"), r.PathValue("id"), t.opts.Limits)
 	if err != nil {
+		if req != nil {
+			rc.d.Ref, rc.d.ShortToken = req.Ref, auth.ShortToken(req.Token)
+		}
 		var te *trigger.Error
 		if errors.As(err, &te) {
 			return nil, nil, "", &refusal{status: te.Status, body: te.Body, reason: te.Reason}

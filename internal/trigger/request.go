@@ -88,6 +88,10 @@ var variableKeyRE = regexp.MustCompile(`^[a-zA-Z0-9_]+$`)
 // as in Rails. variables may be a JSON object or variables[KEY] fields (in
 // forms, the query string, and also as JSON keys, which GitLab silently
 // drops but users send).
+//
+// When Parse refuses a request whose body it could read, the returned
+// Request is not nil but holds only the token and ref it found, for the
+// deliveries log.
 func Parse(r *http.Request, urlRef, projectID string, lim Limits) (*Request, error) {
 	p := &params{v: map[string]any{}, vars: map[string]any{}, lim: lim}
 	if err := p.addValues(r.URL.Query()); err != nil {
@@ -98,6 +102,21 @@ func Parse(r *http.Request, urlRef, projectID string, lim Limits) (*Request, err
 			return nil, err
 		}
 	}
+	// A refused call is still filed in the deliveries log under its token
+	// and ref, so the request carries them even when Parse fails.
+	hint := &Request{Ref: urlRef}
+	hint.Token, _ = p.str("token")
+	if hint.Ref == "" {
+		hint.Ref, _ = p.str("ref")
+	}
+	req, err := p.request(urlRef, projectID, lim)
+	if err != nil {
+		return hint, err
+	}
+	return req, nil
+}
+
+func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error) {
 	req := &Request{Variables: map[string]string{}}
 	// Step 2 of GitLab's order: variables first, then missing params.
 	if p.badVariables {

@@ -259,3 +259,12 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("nil limiter refused")
 	}
 }
+
+func TestParseRefusalKeepsTokenAndRef(t *testing.T) {
+	r := httptest.NewRequest("POST", "/api/v4/projects/1/trigger/pipeline", strings.NewReader(`{"token":"glptt-abcdef","ref":"main","variables":{"A":1}}`))
+	r.Header.Set("Content-Type", "application/json")
+	req, err := Parse(r, "", "1", DefaultLimits)
+	if err == nil || req == nil || req.Token != "glptt-abcdef" || req.Ref != "main" {
+		t.Fatalf("req %+v err %v", req, err)
+	}
+}
