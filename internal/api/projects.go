@@ -295,7 +295,7 @@ func (a *API) ProjectJSON(ctx context.Context, p *store.Project) map[string]any 
 		"default_branch": defaultBranch, "visibility": p.Visibility, "creator_id": p.CreatorID,
 		"http_url_to_repo": web + ".git", "ssh_url_to_repo": nil, "web_url": web,
 		"readme_url": nil, "avatar_url": nil, "forks_count": 0, "star_count": 0,
-		"namespace": nsJSON, "archived": false, "empty_repo": false,
+		"namespace": nsJSON, "archived": false, "empty_repo": p.DefaultBranch == "",
 		"jobs_enabled": true, "builds_access_level": "enabled", "ci_config_path": nilIfEmpty(p.CIConfigPath),
 		"ci_job_token_scope_enabled": p.JobTokenAllowlist, "shared_runners_enabled": true,
 		"_links": map[string]any{"self": a.ExternalURL + "/api/v4/projects/" + strconv.FormatInt(p.ID, 10)},
