@@ -90,8 +90,11 @@ func logs(bin, work, db, dsn string, mb int) {
 	time.Sleep(500 * time.Millisecond)
 	rss0 := k.rssKiB()
 
+	profiled := make(chan struct{})
 	if profileTo != "" {
-		go saveProfile(debug, 8*time.Second, profileTo+".logs."+db)
+		go func() { saveProfile(debug, 4*time.Second, profileTo+".logs."+db); close(profiled) }()
+	} else {
+		close(profiled)
 	}
 	code, plID, err := k.trigger(pid, tok)
 	if err != nil || code != 201 {
@@ -122,24 +125,24 @@ func logs(bin, work, db, dsn string, mb int) {
 		probes[what] = append(probes[what], d)
 		mu.Unlock()
 	}
-	// The job page, loaded every 250 ms.
+	// The job page, loaded every 100 ms.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for !done.Load() {
 			l, _, _ := timeGET(ui, k.URL, jobURL, 1, false)
 			record("UI job page (renders the log tail)", l[0])
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	// The job over the API, every 250 ms.
+	// The job over the API, every 100 ms.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for !done.Load() {
 			l, _, _ := timeGET(client, k.URL, fmt.Sprintf("/api/v4/projects/%d/jobs/%d", pid, jobID), 1, true)
 			record("API GET job", l[0])
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	// A live log follower that behaves like the page's script: next chunk
@@ -174,20 +177,35 @@ func logs(bin, work, db, dsn string, mb int) {
 		}
 	}()
 
-	// Sample sizes and memory every 50 ms until the job finishes.
+	// The stored log's size, sampled every millisecond: when its first and
+	// last bytes arrived.
 	var first, last time.Time
 	var lastSize int64
+	var sizeMu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !done.Load() {
+			if st, err := os.Stat(tracePath); err == nil {
+				sizeMu.Lock()
+				if st.Size() != lastSize {
+					if first.IsZero() {
+						first = time.Now()
+					}
+					lastSize, last = st.Size(), time.Now()
+				}
+				sizeMu.Unlock()
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	// Memory every 50 ms until the job finishes.
 	maxRSS, maxRunner := 0, 0
 	var rssSamples []int
 	tStart := time.Now()
+	var jobStart, jobEnd *string
 	status := ""
 	for n := 0; time.Since(tStart) < 10*time.Minute; n++ {
-		if st, err := os.Stat(tracePath); err == nil && st.Size() != lastSize {
-			if first.IsZero() {
-				first = time.Now()
-			}
-			lastSize, last = st.Size(), time.Now()
-		}
 		rss := k.rssKiB()
 		maxRSS = max(maxRSS, rss)
 		maxRunner = max(maxRunner, rssOf(rc.Process.Pid))
@@ -195,10 +213,13 @@ func logs(bin, work, db, dsn string, mb int) {
 			rssSamples = append(rssSamples, rss)
 		}
 		if n%10 == 0 {
-			var j jobJSON
+			var j struct {
+				jobJSON
+				FinishedAt *string `json:"finished_at"`
+			}
 			k.api("GET", fmt.Sprintf("/api/v4/projects/%d/jobs/%d", pid, jobID), nil, &j)
 			if j.Status == "success" || j.Status == "failed" || j.Status == "canceled" {
-				status = j.Status
+				status, jobStart, jobEnd = j.Status, j.StartedAt, j.FinishedAt
 				break
 			}
 		}
@@ -206,6 +227,7 @@ func logs(bin, work, db, dsn string, mb int) {
 	}
 	done.Store(true)
 	wg.Wait()
+	<-profiled
 	rssEnd := k.rssKiB()
 
 	// Reading the whole log back over the API.
@@ -225,6 +247,11 @@ func logs(bin, work, db, dsn string, mb int) {
 	fmt.Println("|---|---:|---|")
 	if secs > 0 {
 		fmt.Printf("| runner → server, first to last stored byte | %.1f MB/s (%.1f s) | ≥ 100 MB/s |\n", float64(lastSize)/1e6/secs, secs)
+	}
+	if jobStart != nil && jobEnd != nil {
+		a, _ := time.Parse(time.RFC3339Nano, *jobStart)
+		b, _ := time.Parse(time.RFC3339Nano, *jobEnd)
+		fmt.Printf("| job assigned → finished (script, log streamed, final update) | %.2f s (%.1f MB/s of log) | |\n", b.Sub(a).Seconds(), float64(lastSize)/1e6/b.Sub(a).Seconds())
 	}
 	fmt.Printf("| server RSS before / max during / after | %.1f / %.1f / %.1f MB | flat |\n", float64(rss0)/1024, float64(maxRSS)/1024, float64(rssEnd)/1024)
 	fmt.Printf("| runner process RSS, max | %.1f MB | (agent) |\n", float64(maxRunner)/1024)
