@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,31 +51,34 @@ func splitLines(s string) []string {
 // client loads the job page, follows the live log as the page's script
 // does, and reads the job over the API.
 func logs(bin, work, db, dsn string, mb int) {
+	logsRun(bin, work, db, dsn, mb, false)
+	logsRun(bin, work, db, freshIf(db, strings.SplitN(dsn, "&search_path", 2)[0]), mb, true)
+}
+
+// logsRun runs the job on an external runner process, or with builtin on
+// the server's built-in runner (whose log limit is --max-trace-size, and
+// whose memory is the server's).
+func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 	size := int64(mb) * 1000 * 1000
-	fmt.Printf("\n## Scenario 6: log streaming (%s, one job printing %d MB, external runner)\n\n", db, mb)
+	where := "external runner process"
+	if builtin {
+		where = "built-in runner"
+	}
+	fmt.Printf("\n## Scenario 6: log streaming (%s, one job printing %d MB, %s)\n\n", db, mb, where)
 	debug := freePort()
 	limit := size + 64<<20
-	k, err := startKiln(bin, work, dsn, "--builtin-runners", "0", "--max-trace-size", strconv.FormatInt(limit, 10), "--debug-listen", debug)
+	nb := "0"
+	if builtin {
+		nb = "1"
+	}
+	k, err := startKiln(bin, work, dsn, "--builtin-runners", nb, "--max-trace-size", strconv.FormatInt(limit, 10), "--debug-listen", debug)
 	check(err)
 	defer k.stop()
-	var r struct{ Token string }
-	code, err := k.api("POST", "/api/v4/user/runners", url.Values{"runner_type": {"instance_type"}, "description": {"logs"}, "run_untagged": {"true"}}, &r)
-	if err != nil || code != 201 {
-		check(fmt.Errorf("create runner: %d %v", code, err))
+	runnerPid := k.cmd.Process.Pid
+	if !builtin {
+		runnerPid = startLogRunner(bin, work, k, limit)
+		defer syscall.Kill(-runnerPid, syscall.SIGKILL)
 	}
-	rdir, _ := os.MkdirTemp(work, "runner")
-	rlog, _ := os.Create(filepath.Join(work, "runner.log"))
-	defer rlog.Close()
-	rc := exec.Command(bin, "runner", "run", "--url", k.URL, "--token", r.Token, "--builds-dir", filepath.Join(rdir, "builds"),
-		"--cache-dir", filepath.Join(rdir, "cache"), "--output-limit", strconv.FormatInt(limit>>10, 10))
-	rc.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(rdir, "runner.json"))
-	rc.Stdout, rc.Stderr = rlog, rlog
-	rc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	check(rc.Start())
-	defer func() {
-		syscall.Kill(-rc.Process.Pid, syscall.SIGKILL)
-		rc.Wait()
-	}()
 
 	ci := fmt.Sprintf(`big:
   variables: {GIT_STRATEGY: none}
@@ -82,6 +86,7 @@ func logs(bin, work, db, dsn string, mb int) {
     - yes 'kiln log streaming benchmark, a line of ordinary build output, about eighty bytes' | head -c %d || true
 `, size)
 	pid, err := k.project(work, "logs", ci)
+
 	check(err)
 	tok, err := k.triggerToken(pid)
 	check(err)
@@ -92,7 +97,7 @@ func logs(bin, work, db, dsn string, mb int) {
 
 	profiled := make(chan struct{})
 	if profileTo != "" {
-		go func() { saveProfile(debug, 4*time.Second, profileTo+".logs."+db); close(profiled) }()
+		go func() { saveProfile(debug, 4*time.Second, profileTo+".logs-"+map[bool]string{false: "external", true: "builtin"}[builtin]+"."+db); close(profiled) }()
 	} else {
 		close(profiled)
 	}
@@ -208,7 +213,7 @@ func logs(bin, work, db, dsn string, mb int) {
 	for n := 0; time.Since(tStart) < 10*time.Minute; n++ {
 		rss := k.rssKiB()
 		maxRSS = max(maxRSS, rss)
-		maxRunner = max(maxRunner, rssOf(rc.Process.Pid))
+		maxRunner = max(maxRunner, rssOf(runnerPid))
 		if n%4 == 0 {
 			rssSamples = append(rssSamples, rss)
 		}
@@ -254,7 +259,9 @@ func logs(bin, work, db, dsn string, mb int) {
 		fmt.Printf("| job assigned → finished (script, log streamed, final update) | %.2f s (%.1f MB/s of log) | |\n", b.Sub(a).Seconds(), float64(lastSize)/1e6/b.Sub(a).Seconds())
 	}
 	fmt.Printf("| server RSS before / max during / after | %.1f / %.1f / %.1f MB | flat |\n", float64(rss0)/1024, float64(maxRSS)/1024, float64(rssEnd)/1024)
-	fmt.Printf("| runner process RSS, max | %.1f MB | (agent) |\n", float64(maxRunner)/1024)
+	if !builtin {
+		fmt.Printf("| runner process RSS, max | %.1f MB | (agent) |\n", float64(maxRunner)/1024)
+	}
 	fmt.Printf("| live follower: bytes received during the run | %.1f MB | |\n", float64(followed.Load())/1e6)
 	fmt.Printf("| GET .../jobs/:id/trace of the finished job | %.1f MB in %s (%.0f MB/s) | |\n", float64(got)/1e6, ms(readBack), float64(got)/1e6/readBack.Seconds())
 	fmt.Println()
@@ -272,4 +279,24 @@ func logs(bin, work, db, dsn string, mb int) {
 		}
 	}
 	fmt.Println()
+}
+
+// startLogRunner registers a runner and starts `kiln runner run` with the
+// log limit raised; it returns the process (group) id.
+func startLogRunner(bin, work string, k *kiln, limit int64) int {
+	var r struct{ Token string }
+	code, err := k.api("POST", "/api/v4/user/runners", url.Values{"runner_type": {"instance_type"}, "description": {"logs"}, "run_untagged": {"true"}}, &r)
+	if err != nil || code != 201 {
+		check(fmt.Errorf("create runner: %d %v", code, err))
+	}
+	rdir, _ := os.MkdirTemp(work, "runner")
+	rlog, _ := os.Create(filepath.Join(work, "runner.log"))
+	rc := exec.Command(bin, "runner", "run", "--url", k.URL, "--token", r.Token, "--builds-dir", filepath.Join(rdir, "builds"),
+		"--cache-dir", filepath.Join(rdir, "cache"), "--output-limit", strconv.FormatInt(limit>>10, 10))
+	rc.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(rdir, "runner.json"))
+	rc.Stdout, rc.Stderr = rlog, rlog
+	rc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	check(rc.Start())
+	go rc.Wait()
+	return rc.Process.Pid
 }

@@ -242,6 +242,7 @@ func (j *jobRun) timeout() time.Duration {
 func (j *jobRun) run() {
 	r := j.r
 	j.trace = newTraceBuffer(r.cfg.TraceLimit, j.secrets())
+	defer j.trace.Close()
 
 	// hardCtx ends everything (abort, Job-Status canceled); jobCtx also
 	// ends on timeout or graceful cancel, after which after_script and

@@ -89,6 +89,14 @@ func (s *Server) wireRunners(ctx context.Context) error {
 
 // builtinSuffix marks this host's built-in runner rows, so that a restart
 // replaces them without touching another replica's.
+// maxTraceSize is the effective --max-trace-size.
+func (s *Server) maxTraceSize() int64 {
+	if s.cfg.MaxTraceSize > 0 {
+		return s.cfg.MaxTraceSize
+	}
+	return traces.DefaultLimit
+}
+
 func builtinSuffix(dataDir string) string {
 	host, _ := os.Hostname()
 	abs, err := filepath.Abs(dataDir)
@@ -142,6 +150,9 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 				BuildsDir:     filepath.Join(s.cfg.DataDir, "builds", strconv.Itoa(i+1)),
 				CacheDir:      filepath.Join(s.cfg.DataDir, "cache"),
 				CheckInterval: -1, // long-polling is the wait
+				// The agent's log limit follows --max-trace-size (its log is
+				// spooled to a temporary file, not kept in the server's memory).
+				TraceLimit: s.maxTraceSize(),
 			}, s.log.With("builtin_runner", i+1))
 			mu.Lock()
 			running = append(running, r)
