@@ -125,4 +125,53 @@ func TestAgentFetchesFromGitHTTPBackend(t *testing.T) {
 	if want := fs.srv.URL + "/group/proj.git\n"; !strings.Contains(trace, want) {
 		t.Errorf("trace lacks remote %q:\n%s", want, trace)
 	}
+
+	// A built-in runner is told the repository's directory and fetches
+	// from it without HTTP, into the same remote-tracking refs.
+	fs.mu.Lock()
+	before := sawAuth + sawUnauth
+	fs.mu.Unlock()
+	job3 := fs.newJob(203, "cat README", "git rev-parse refs/pipelines/5 refs/remotes/origin/main", "git remote get-url origin")
+	job3.Variables = job3.Variables[:len(job3.Variables)-1]
+	job3.AllowGitFetch = true
+	job3.GitInfo = job2.GitInfo
+	job3.GitInfo.RepoURL = strings.Replace(job.GitInfo.RepoURL, job.Token, job3.Token, 1)
+	job3.GitInfo.KilnLocalRepo = bare
+	fs.mu.Lock()
+	fs.jobs[203] = job3
+	fs.mu.Unlock()
+	fs.addJob(job3)
+	final, trace = fs.waitFinal(t, 203, 30*time.Second)
+	if final.State != client.StateSuccess || strings.Contains(trace, "over HTTP") || !strings.Contains(trace, sha+"\n"+sha+"\n") ||
+		!strings.Contains(trace, fs.srv.URL+"/group/proj.git\n") {
+		t.Fatalf("local fetch job: %+v\n%s", final, trace)
+	}
+	fs.mu.Lock()
+	if n := sawAuth + sawUnauth; n != before {
+		t.Errorf("local fetch made %d HTTP requests", n-before)
+	}
+	fs.mu.Unlock()
+
+	// A directory that is not a usable repository: back to HTTP.
+	notRepo := t.TempDir()
+	os.WriteFile(filepath.Join(notRepo, "HEAD"), []byte("garbage\n"), 0o644)
+	job4 := fs.newJob(204, "cat README")
+	job4.Variables = job4.Variables[:len(job4.Variables)-1]
+	job4.AllowGitFetch = true
+	job4.GitInfo = job3.GitInfo
+	job4.GitInfo.RepoURL = job.GitInfo.RepoURL // a token the git server accepts
+	job4.GitInfo.KilnLocalRepo = notRepo
+	fs.mu.Lock()
+	fs.jobs[204] = job4
+	fs.mu.Unlock()
+	fs.addJob(job4)
+	final, trace = fs.waitFinal(t, 204, 30*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "fetching over HTTP") || !strings.Contains(trace, "hello from git") {
+		t.Fatalf("fallback job: %+v\n%s", final, trace)
+	}
+	fs.mu.Lock()
+	if sawAuth+sawUnauth == before {
+		t.Error("fallback made no HTTP request")
+	}
+	fs.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -183,15 +184,12 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	env := append([]string{}, j.env...)
-	env = append(env, "GIT_TERMINAL_PROMPT=0")
+	baseEnv := append(slices.Clip(j.env), "GIT_TERMINAL_PROMPT=0")
+	env := baseEnv
 	if auth != "" {
 		base, _ := url.Parse(remote)
 		base.Path, base.RawQuery, base.Fragment = "/", "", ""
-		env = append(env,
-			"GIT_CONFIG_COUNT=1",
-			"GIT_CONFIG_KEY_0=http."+base.String()+".extraHeader",
-			"GIT_CONFIG_VALUE_0="+auth)
+		env = withGitConfig(baseEnv, "http."+base.String()+".extraHeader", auth)
 	}
 	git := func(dir string, args ...string) error {
 		return runProcess(ctx, j.r.cfg.KillGrace, dir, env, j.trace, "git", args...)
@@ -262,15 +260,34 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	}
 	// Automatic maintenance is checked here rather than by fetch itself,
 	// which would spawn "git maintenance run --auto" after every fetch only
-	// for it to find nothing to do (see maybeMaintain).
+	// for it to find nothing to do (see maintenanceDue).
 	args := []string{"-c", "http.userAgent=kiln-runner", "-c", "maintenance.auto=false", "fetch", "origin", "--no-recurse-submodules"}
 	args = append(args, refspecs...)
 	if depth > 0 {
 		args = append(args, "--depth", strconv.Itoa(depth))
 	}
 	args = append(args, "--prune", "--quiet")
-	if err := git(j.projectDir, args...); err != nil {
-		return err
+	fetched := false
+	if local := j.localRepo(); local != "" {
+		// Same command, with origin's URL rewritten to the repository's
+		// directory for this one fetch (remote.origin.url is unchanged).
+		var out strings.Builder
+		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote)
+		err := runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, lenv, &out, "git", args...)
+		io.WriteString(j.trace, out.String())
+		switch {
+		case err == nil:
+			fetched = true
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		default:
+			fmt.Fprintf(j.trace, "Fetching from the server's repository directory failed (%v); fetching over HTTP\n", err)
+		}
+	}
+	if !fetched {
+		if err := git(j.projectDir, args...); err != nil {
+			return err
+		}
 	}
 	if maintenanceDue(gitDir) {
 		// Same as what fetch would have run; failures are not the job's.
@@ -303,6 +320,45 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	}
 	fmt.Fprintf(j.trace, "Skipping Git submodules setup\n")
 	return nil
+}
+
+// withGitConfig returns env plus command-level git configuration passed
+// through the environment (GIT_CONFIG_COUNT/KEY/VALUE), which keeps values
+// such as credentials out of the command line, and any character in keys.
+func withGitConfig(env []string, kv ...string) []string {
+	out := slices.Clip(env)
+	n := 0
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", n, kv[i]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", n, kv[i+1]))
+		n++
+	}
+	return append(out, fmt.Sprintf("GIT_CONFIG_COUNT=%d", n))
+}
+
+// localRepo is the server-side directory of the job's repository when this
+// runner may fetch from it directly: Kiln sends git_info.kiln_local_repo
+// only to its built-in runners, which run inside the server process. The
+// runner also insists on talking to a server on the loopback interface and
+// on the directory being readable, and falls back to HTTP if the fetch
+// fails. Access needs no token: a job may always read its own project.
+func (j *jobRun) localRepo() string {
+	dir := j.job.GitInfo.KilnLocalRepo
+	if dir == "" || !filepath.IsAbs(dir) || strings.ContainsAny(dir, "\x00\n") {
+		return ""
+	}
+	u, err := url.Parse(j.r.cfg.URL)
+	if err != nil {
+		return ""
+	}
+	if h := u.Hostname(); h != "localhost" {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+			return ""
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return dir
 }
 
 // originURL reads remote.origin.url from a repository's config file without

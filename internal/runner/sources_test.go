@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kilnci/kiln/internal/runner/client"
 )
 
 func TestOriginURL(t *testing.T) {
@@ -60,5 +62,28 @@ func TestMaintenanceDue(t *testing.T) {
 	os.WriteFile(filepath.Join(packs, "pack-0.keep"), nil, 0o444)
 	if maintenanceDue(gitDir) {
 		t.Fatal("kept pack counted")
+	}
+}
+
+func TestLocalRepoOnlyForLoopbackServers(t *testing.T) {
+	bare := t.TempDir()
+	gitCmd(t, bare, "init", "-q", "--bare")
+	for _, c := range []struct {
+		server, dir string
+		ok          bool
+	}{
+		{"http://127.0.0.1:8080/", bare, true},
+		{"http://[::1]:8080/", bare, true},
+		{"http://localhost:8080/", bare, true},
+		{"https://kiln.example.com/", bare, false},
+		{"http://10.0.0.1:8080/", bare, false},
+		{"http://127.0.0.1:8080/", "relative/path", false},
+		{"http://127.0.0.1:8080/", t.TempDir(), false}, // no HEAD
+		{"http://127.0.0.1:8080/", "", false},
+	} {
+		j := &jobRun{r: &Runner{cfg: Config{URL: c.server}}, job: &client.JobResponse{GitInfo: client.GitInfo{KilnLocalRepo: c.dir}}}
+		if got := j.localRepo(); (got != "") != c.ok {
+			t.Errorf("server %s, dir %q: localRepo = %q", c.server, c.dir, got)
+		}
 	}
 }

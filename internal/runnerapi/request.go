@@ -327,6 +327,15 @@ func (s *Service) payload(ctx context.Context, r *store.Runner, j *store.Job, to
 		}
 	}
 	out.GitInfo = s.gitInfo(ctx, p, pl, token, depth)
+	if r.Builtin {
+		// Built-in runners live in this process and may read the
+		// repository directly; git_info.repo_url stays the HTTP URL.
+		if lr, ok := s.cfg.Repos.(interface{ LocalPath(string) (string, error) }); ok {
+			if dir, err := lr.LocalPath(p.FullPath); err == nil {
+				out.GitInfo.KilnLocalRepo = dir
+			}
+		}
+	}
 	script := append(append([]string{}, sp.BeforeScript...), sp.Script...)
 	out.Steps = []client.Step{{Name: client.StepNameScript, Script: script, Timeout: int(timeout), When: client.WhenOnSuccess}}
 	if len(sp.AfterScript) > 0 {

@@ -114,6 +114,10 @@ type GitInfo struct {
 	Refspecs         []string `json:"refspecs"`
 	Depth            int      `json:"depth"`
 	Protected        *bool    `json:"protected,omitempty"`
+	// KilnLocalRepo is a Kiln extension sent only to Kiln's built-in
+	// runners: the bare repository's path on the server, which they fetch
+	// from directly instead of over HTTP (see runner.localRepo).
+	KilnLocalRepo string `json:"kiln_local_repo,omitempty"`
 }
 
 // RunnerInfo carries per-job runner settings decided by the server.
