@@ -134,6 +134,19 @@ func (s *scheduleAccess) require(ok bool) error {
 	return errForbidden
 }
 
+// scheduleAs resolves the schedule for a signed-in caller and checks that
+// need holds for the caller's access.
+func (a *API) scheduleAs(r *http.Request, c *reqCtx, need func(*scheduleAccess) bool) (*scheduleAccess, error) {
+	if err := c.requireUser(); err != nil {
+		return nil, err
+	}
+	acc, err := a.schedule(r, c)
+	if err != nil {
+		return nil, err
+	}
+	return acc, acc.require(need(acc))
+}
+
 // schedule resolves {id} and {schedule_id} with the caller's access.
 func (a *API) schedule(r *http.Request, c *reqCtx) (*scheduleAccess, error) {
 	p, level, err := a.project(r, c, store.Reporter)
@@ -331,14 +344,8 @@ func (a *API) createSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 }
 
 func (a *API) updateSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, (*scheduleAccess).canUpdate)
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.canUpdate()); err != nil {
 		return err
 	}
 	sc := *acc.sc
@@ -360,14 +367,8 @@ func (a *API) updateSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 }
 
 func (a *API) deleteSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, (*scheduleAccess).canAdmin)
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.canAdmin()); err != nil {
 		return err
 	}
 	err = a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.DeleteSchedule(c.ctx, acc.p.ID, acc.sc.ID) })
@@ -407,14 +408,8 @@ func (a *API) takeScheduleOwnership(w http.ResponseWriter, r *http.Request, c *r
 }
 
 func (a *API) playSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, func(acc *scheduleAccess) bool { return acc.level >= store.Developer })
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.level >= store.Developer); err != nil {
 		return err
 	}
 	if a.protectedRefDenied(c.ctx, acc.p, acc.sc.Ref, acc.level) {
@@ -516,14 +511,8 @@ func scheduleVarInput(c *reqCtx, v *store.ScheduleVariable, requireValue bool) (
 }
 
 func (a *API) createScheduleVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, (*scheduleAccess).canUpdate)
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.canUpdate()); err != nil {
 		return err
 	}
 	key, err := c.params.Required("key")
@@ -570,14 +559,8 @@ func (a *API) findScheduleVariable(c *reqCtx, acc *scheduleAccess, key string) (
 }
 
 func (a *API) updateScheduleVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, (*scheduleAccess).canUpdate)
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.canUpdate()); err != nil {
 		return err
 	}
 	v, err := a.findScheduleVariable(c, acc, r.PathValue("key"))
@@ -604,14 +587,8 @@ func (a *API) updateScheduleVariable(w http.ResponseWriter, r *http.Request, c *
 }
 
 func (a *API) deleteScheduleVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	if err := c.requireUser(); err != nil {
-		return err
-	}
-	acc, err := a.schedule(r, c)
+	acc, err := a.scheduleAs(r, c, (*scheduleAccess).canUpdate)
 	if err != nil {
-		return err
-	}
-	if err := acc.require(acc.canUpdate()); err != nil {
 		return err
 	}
 	v, err := a.findScheduleVariable(c, acc, r.PathValue("key"))
