@@ -97,7 +97,10 @@ func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 
 	profiled := make(chan struct{})
 	if profileTo != "" {
-		go func() { saveProfile(debug, 4*time.Second, profileTo+".logs-"+map[bool]string{false: "external", true: "builtin"}[builtin]+"."+db); close(profiled) }()
+		go func() {
+			saveProfile(debug, 4*time.Second, profileTo+".logs-"+map[bool]string{false: "external", true: "builtin"}[builtin]+"."+db)
+			close(profiled)
+		}()
 	} else {
 		close(profiled)
 	}
