@@ -114,6 +114,10 @@ func (p *Postgres) listenOnce(ctx context.Context) error {
 		return err
 	}
 	p.readyOnce.Do(func() { close(p.ready) })
+	// Jobs may have become pending while no LISTEN was in place (before the
+	// first connection or during a reconnect): now that notifications are
+	// flowing again, every waiter checks the database once.
+	p.Memory.Notify()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

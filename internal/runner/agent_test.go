@@ -76,7 +76,7 @@ func TestAgentRunsJobWithoutGit(t *testing.T) {
 		`test "$(cat "$MY_FILE")" = "file-content"`,
 		`echo "project dir: $CI_PROJECT_DIR"; test "$PWD" = "$CI_PROJECT_DIR"`,
 		`mkdir -p out/sub && echo a > out/a.txt && echo b > out/sub/b.txt && echo c > out/c.log`,
-		`test -z "${KILN_RUNNER_TOKEN:-}"`,
+		`test -z "${KILN_RUNNER_TOKEN:-}" && test -z "${KILN_SECRETS_KEY:-}" && test -z "${KILN_DATABASE:-}"`,
 	)
 	job.Variables = append(job.Variables,
 		client.Variable{Key: "MY_SECRET", Value: "hunter2-very-secret", Masked: true},
@@ -86,6 +86,8 @@ func TestAgentRunsJobWithoutGit(t *testing.T) {
 	job.Artifacts = []client.Artifact{{Name: "out", Paths: []string{"out/**/*.txt"}, ExpireIn: "1 week", ArtifactFormat: "zip", ArtifactType: "archive"}}
 	fs.addJob(job)
 	t.Setenv("KILN_RUNNER_TOKEN", "must-not-leak")
+	t.Setenv("KILN_SECRETS_KEY", "must-not-leak")
+	t.Setenv("KILN_DATABASE", "postgres://must-not-leak")
 	startRunner(t, fs, nil)
 
 	final, trace := fs.waitFinal(t, 101, 30*time.Second)

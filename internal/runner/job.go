@@ -167,8 +167,10 @@ func (j *jobRun) prepareEnv() error {
 	j.vars = map[string]string{}
 	var env []string
 	for _, kv := range os.Environ() {
-		// The agent's own credentials are not the job's business.
-		if strings.HasPrefix(kv, "KILN_RUNNER_") {
+		// Kiln's own settings are not the job's business: a runner's token,
+		// and for built-in runners the server's database DSN, secrets key
+		// and initial root credentials, all of which live in KILN_*.
+		if strings.HasPrefix(kv, "KILN_") {
 			continue
 		}
 		env = append(env, kv)

@@ -253,7 +253,9 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (job *client.Job
 				s.log.Warn("processing pipeline after assignment failed", "pipeline", pid, "err", err)
 			}
 		}()
-		resp, err := s.payload(ctx, r, picked, token)
+		// The job is assigned now: describe it even if the runner's request
+		// was just cancelled, rather than fail a job that never ran.
+		resp, err := s.payload(context.WithoutCancel(ctx), r, picked, token)
 		if err == nil {
 			return resp, false, nil
 		}

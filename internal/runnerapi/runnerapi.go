@@ -302,6 +302,11 @@ func (cr *cachedRunner) runner() *store.Runner {
 func (s *Service) touchRunner(cr *cachedRunner, info versionInfo, r *http.Request) {
 	now := time.Now()
 	cr.mu.Lock()
+	if cr.r == nil {
+		// Deleted while this request was in flight.
+		cr.mu.Unlock()
+		return
+	}
 	due := now.Sub(cr.contacted) >= contactEvery
 	if due {
 		cr.contacted = now

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -10,6 +12,9 @@ import (
 // maxBatch bounds how many transactions share one commit, so that one slow
 // batch cannot hold a long queue hostage.
 const maxBatch = 128
+
+// ErrClosed is returned by Write after the store was closed.
+var ErrClosed = errors.New("store is closed")
 
 type writeReq struct {
 	ctx  context.Context
@@ -22,12 +27,19 @@ type writeReq struct {
 // queued and run back to back inside one transaction, each under its own
 // savepoint, and one fsync makes the whole batch durable. A failing callback
 // rolls back to its savepoint without touching its neighbours.
+//
+// Statements inside a batch never see a caller's cancellation: SQLite
+// answers an interrupted write by rolling back the whole transaction, which
+// would take the neighbours' work (already reported as pending) with it. A
+// cancelled caller is skipped before its callback starts instead.
 type batcher struct {
 	s    *Store
 	conn *sql.Conn
 	reqs chan *writeReq
 	quit chan struct{}
-	wg   sync.WaitGroup
+	// stopped is closed once the loop has exited and the queue was drained.
+	stopped chan struct{}
+	wg      sync.WaitGroup
 }
 
 func newBatcher(s *Store) *batcher {
@@ -39,7 +51,7 @@ func newBatcher(s *Store) *batcher {
 		// Without a dedicated connection writes still work, one per commit.
 		return nil
 	}
-	b := &batcher{s: s, conn: conn, reqs: make(chan *writeReq, 4096), quit: make(chan struct{})}
+	b := &batcher{s: s, conn: conn, reqs: make(chan *writeReq, 4096), quit: make(chan struct{}), stopped: make(chan struct{})}
 	s.wcache = newStmtCache(conn)
 	b.wg.Add(1)
 	go b.loop()
@@ -58,12 +70,21 @@ func (b *batcher) stop() {
 
 func (b *batcher) loop() {
 	defer b.wg.Done()
+	defer close(b.stopped)
 	for {
 		var first *writeReq
 		select {
 		case first = <-b.reqs:
 		case <-b.quit:
-			return
+			// Whoever is still queued gets an answer rather than a hang.
+			for {
+				select {
+				case r := <-b.reqs:
+					r.done <- ErrClosed
+				default:
+					return
+				}
+			}
 		}
 		batch := []*writeReq{first}
 	fill:
@@ -79,15 +100,20 @@ func (b *batcher) loop() {
 	}
 }
 
+// errBatchAborted fails callbacks whose batch could not be committed; their
+// changes were rolled back with it.
+var errBatchAborted = errors.New("write batch aborted")
+
 func (b *batcher) run(batch []*writeReq) {
 	ctx := context.Background()
-	q := connQ{conn: b.conn, cache: b.s.wcache}
+	q := connQ{conn: b.conn, cache: b.s.wcache, rows: new([]*sql.Rows)}
 	fail := func(err error) {
 		for _, r := range batch {
 			r.done <- err
 		}
 	}
 	if _, err := b.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		b.resetConn(ctx)
 		fail(fmt.Errorf("begin transaction: %w", err))
 		return
 	}
@@ -97,10 +123,21 @@ func (b *batcher) run(batch []*writeReq) {
 			results[i] = err
 			continue
 		}
-		results[i] = runSavepoint(ctx, q, b.s, r)
+		var broken bool
+		results[i], broken = runSavepoint(ctx, q, b.s, r)
+		if broken {
+			// The savepoint could not be undone or released: the transaction
+			// is in an unknown state, so nothing of this batch may commit.
+			b.conn.ExecContext(ctx, "ROLLBACK")
+			b.resetConn(ctx)
+			fail(fmt.Errorf("%w: %v", errBatchAborted, results[i]))
+			return
+		}
 	}
 	if _, err := b.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		b.conn.ExecContext(ctx, "ROLLBACK")
+		if _, rerr := b.conn.ExecContext(ctx, "ROLLBACK"); rerr != nil {
+			b.resetConn(ctx)
+		}
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
@@ -114,36 +151,74 @@ func (b *batcher) run(batch []*writeReq) {
 	}
 }
 
-func runSavepoint(ctx context.Context, q connQ, s *Store, r *writeReq) (err error) {
+// resetConn replaces the batch connection when its transaction state can no
+// longer be trusted, so that one bad batch does not break every later one.
+func (b *batcher) resetConn(ctx context.Context) {
+	b.conn.Raw(func(any) error { return driver.ErrBadConn })
+	b.s.wcache.close()
+	b.conn.Close()
+	conn, err := b.s.write.Conn(ctx)
+	if err != nil {
+		return // the next batch reports the error from BEGIN
+	}
+	b.conn = conn
+	b.s.wcache = newStmtCache(conn)
+}
+
+// runSavepoint runs one callback under its own savepoint. broken reports
+// that the savepoint could not be rolled back or released.
+func runSavepoint(ctx context.Context, q connQ, s *Store, r *writeReq) (err error, broken bool) {
 	if _, err := q.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-		return err
+		return err, true
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("write transaction panicked: %v", p)
 		}
+		// Rows a callback left open would keep their cached statements busy.
+		q.closeRows()
 		if err != nil {
-			q.ExecContext(ctx, "ROLLBACK TO w")
+			if _, rerr := q.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+				broken = true
+			}
 			r.tx.after = nil
 		}
-		q.ExecContext(ctx, "RELEASE w")
+		if _, rerr := q.ExecContext(ctx, "RELEASE w"); rerr != nil {
+			broken = true
+			if err == nil {
+				err = rerr
+			}
+		}
 	}()
 	r.tx = &Tx{s: s, tx: q}
-	return r.fn(r.tx)
+	return r.fn(r.tx), false
 }
 
 // Write runs fn in a write transaction. When Write returns nil the changes
 // are committed durably. fn must not call Write itself, and it may run more
 // than once only if it returns a retryable error (it never does on SQLite).
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
-	if s.batcher != nil {
+	if b := s.batcher; b != nil {
 		r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1), tx: &Tx{s: s}}
 		select {
-		case s.batcher.reqs <- r:
+		case b.reqs <- r:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-b.stopped:
+			return ErrClosed
 		}
-		return <-r.done
+		select {
+		case err := <-r.done:
+			return err
+		case <-b.stopped:
+			// Taken requests are answered before stopped closes.
+			select {
+			case err := <-r.done:
+				return err
+			default:
+				return ErrClosed
+			}
+		}
 	}
 	sqlTx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {

@@ -31,9 +31,13 @@ func newStmtCache(db preparer) *stmtCache { return &stmtCache{db: db, m: map[str
 func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 	c.mu.Lock()
 	st, ok := c.m[q]
+	full := len(c.m) >= maxCachedStmts
 	c.mu.Unlock()
 	if ok {
 		return st
+	}
+	if full {
+		return nil // run unprepared rather than keep a statement nobody closes
 	}
 	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
@@ -46,7 +50,10 @@ func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 		return old
 	}
 	if len(c.m) >= maxCachedStmts {
-		return st // used once; database/sql closes it with the DB
+		// Full: run this query unprepared rather than keep a statement
+		// nobody will close.
+		st.Close()
+		return nil
 	}
 	c.m[q] = st
 	return st
@@ -94,16 +101,31 @@ func (q dbQ) ExecContext(ctx context.Context, s string, args ...any) (sql.Result
 type connQ struct {
 	conn  *sql.Conn
 	cache *stmtCache
+	// rows tracks result sets handed out, closed when the callback's
+	// savepoint ends: a cached statement whose rows stay open is unusable.
+	rows *[]*sql.Rows
 }
 
+// Statements run without the caller's cancellation: an interrupted SQLite
+// write rolls back the whole shared transaction (see batcher).
+
 func (q connQ) QueryContext(ctx context.Context, s string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
+	var rows *sql.Rows
+	var err error
 	if st := q.cache.get(ctx, s); st != nil {
-		return st.QueryContext(ctx, args...)
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = q.conn.QueryContext(ctx, s, args...)
 	}
-	return q.conn.QueryContext(ctx, s, args...)
+	if err == nil && q.rows != nil {
+		*q.rows = append(*q.rows, rows)
+	}
+	return rows, err
 }
 
 func (q connQ) QueryRowContext(ctx context.Context, s string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if st := q.cache.get(ctx, s); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -111,8 +133,19 @@ func (q connQ) QueryRowContext(ctx context.Context, s string, args ...any) *sql.
 }
 
 func (q connQ) ExecContext(ctx context.Context, s string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st := q.cache.get(ctx, s); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return q.conn.ExecContext(ctx, s, args...)
+}
+
+func (q connQ) closeRows() {
+	if q.rows == nil {
+		return
+	}
+	for _, r := range *q.rows {
+		r.Close()
+	}
+	*q.rows = (*q.rows)[:0]
 }

@@ -152,3 +152,59 @@ func TestTokens(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchRobustness covers what could break group commit: a caller
+// cancelled while its neighbours share the transaction, a callback that
+// leaves rows open, a panic, and writes after Close.
+func TestBatchRobustness(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "kiln.db"), nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows left open by one callback must not poison the cached statement.
+	for i := 0; i < 3; i++ {
+		if err := s.Write(ctx, func(tx *Tx) error {
+			_, err := tx.Query(ctx, `SELECT id FROM users`)
+			return err
+		}); err != nil {
+			t.Fatalf("open rows, round %d: %v", i, err)
+		}
+	}
+	if err := s.Write(ctx, func(tx *Tx) error { panic("boom") }); err == nil {
+		t.Fatal("a panicking callback reported success")
+	}
+	// A caller cancelled while its statements run shares the transaction
+	// with others; their writes must commit and be reported as committed.
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithCancel(ctx)
+			errs[i] = s.Write(cctx, func(tx *Tx) error {
+				if i%5 == 0 {
+					cancel()
+				}
+				return tx.CreateUser(cctx, &User{Username: "u" + string(rune('a'+i%26)) + string(rune('a'+i/26))})
+			})
+			cancel()
+		}()
+	}
+	wg.Wait()
+	n, _ := s.CountUsers(ctx)
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if n != ok {
+		t.Fatalf("%d writes reported committed but %d users exist", ok, n)
+	}
+	s.Close()
+	if err := s.Write(ctx, func(tx *Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+}
