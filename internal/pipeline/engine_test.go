@@ -171,3 +171,25 @@ func TestParseHumanDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverRedoesLostFollowUps simulates a crash right after a commit: the
+// bridge's BridgePending hook never ran, so Recover must run it.
+func TestRecoverRedoesLostFollowUps(t *testing.T) {
+	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": "child:\n  trigger:\n    include: child.yml\n", "child.yml": "c:\n  script: x\n"})
+	ctx := context.Background()
+	pl, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(t, e, pl.ID)["child"]; got != "pending" {
+		t.Fatalf("bridge is %q", got)
+	}
+	var called []int64
+	e.BridgePending = func(_ context.Context, id int64) { called = append(called, id) }
+	if err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(called) != 1 {
+		t.Fatalf("BridgePending calls: %v", called)
+	}
+}

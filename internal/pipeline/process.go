@@ -452,3 +452,27 @@ func parseStartIn(s string) time.Duration {
 	}
 	return ParseHumanDuration(s)
 }
+
+// Recover redoes follow-ups that run after a commit and would be lost if the
+// server died right then: delayed jobs whose time has come, bridges still
+// waiting for their downstream pipeline, and depend bridges whose
+// downstream already finished. It is safe to run at any time, on any
+// replica; the server runs it at start and then every minute.
+func (e *Engine) Recover(ctx context.Context) error {
+	if err := e.ProcessDue(ctx); err != nil {
+		return err
+	}
+	bridges, err := e.Store.BridgesToRecover(ctx, 500)
+	if err != nil {
+		return err
+	}
+	for _, j := range bridges {
+		switch {
+		case j.Status == "pending" && e.BridgePending != nil:
+			e.BridgePending(ctx, j.ID)
+		case j.Status == "running" && e.PipelineFinished != nil:
+			e.PipelineFinished(ctx, j.DownstreamPipelineID)
+		}
+	}
+	return nil
+}

@@ -299,3 +299,17 @@ func (s *Store) StaleRunningJobs(ctx context.Context, before time.Time) ([]*Job,
 func (s *Store) DueScheduledJobs(ctx context.Context, now time.Time) ([]*Job, error) {
 	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status = 'scheduled' AND scheduled_at <= ? ORDER BY id`, now.UnixMicro())
 }
+
+// BridgesToRecover lists bridges whose after-commit follow-up may have been
+// lost in a crash: pending ones (downstream not created yet) and running
+// ones whose downstream pipeline has finished.
+func (s *Store) BridgesToRecover(ctx context.Context, limit int) ([]*Job, error) {
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE kind = 'bridge' AND retried = FALSE AND (status = 'pending'
+		OR (status = 'running' AND downstream_pipeline_id IN (SELECT id FROM pipelines WHERE status IN ('success', 'failed', 'canceled', 'skipped'))))
+		ORDER BY id LIMIT ?`, limit)
+}
+
+// PipelineByUpstreamJob finds the pipeline a bridge created, if any.
+func (s *Store) PipelineByUpstreamJob(ctx context.Context, jobID int64) (*Pipeline, error) {
+	return scanPipeline(s.queryRow(ctx, `SELECT `+pipelineCols+` FROM pipelines WHERE upstream_job_id = ? ORDER BY id LIMIT 1`, jobID))
+}

@@ -49,7 +49,16 @@ func (b *Bridges) Pending(ctx context.Context, jobID int64) {
 	if err != nil || j.Kind != "bridge" || j.Status != "pending" {
 		return
 	}
-	downstream, depend, err := b.create(ctx, j)
+	var downstream *store.Pipeline
+	var depend bool
+	if pl, perr := b.Store.PipelineByUpstreamJob(ctx, jobID); perr == nil {
+		// Created before a crash, never linked: link it rather than make
+		// a second one (the recovery sweep calls Pending again).
+		sp, _ := pipeline.ParseSpec(j.Spec)
+		downstream, depend = pl, sp != nil && sp.Trigger != nil && waits(sp.Trigger.Strategy)
+	} else {
+		downstream, depend, err = b.create(ctx, j)
+	}
 	if err != nil {
 		var f *bridgeFailure
 		if !errors.As(err, &f) {
