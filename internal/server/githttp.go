@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kilnci/kiln/internal/auth"
@@ -46,11 +48,18 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 	}
 	var who *gitPrincipal
-	if _, pass, ok := r.BasicAuth(); ok {
+	if _, _, ok := r.BasicAuth(); ok {
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if blocked, retry, _ := s.gitAuthFail.Blocked(ip); blocked {
+			// Guessing passwords or tokens costs the guesser time.
+			w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
+			http.Error(w, "Too many failed authentication attempts; retry later.", http.StatusTooManyRequests)
+			return
+		}
 		var err error
 		who, err = s.gitAuthenticate(ctx, r)
 		if err != nil || who == nil {
-			_ = pass
+			s.gitAuthFail.Take(ip)
 			challenge()
 			return
 		}
@@ -125,7 +134,12 @@ func (s *Server) gitAuthenticate(ctx context.Context, r *http.Request) (*gitPrin
 		return &gitPrincipal{user: u, token: k}, nil
 	}
 	u, err := s.store.UserByUsername(ctx, user)
-	if err == nil && u.State == "active" && u.PasswordHash != "" && auth.CheckPassword(u.PasswordHash, pass) {
+	if err != nil || u.PasswordHash == "" {
+		// Same work for unknown users, so timing does not tell which exist.
+		auth.CheckPassword(dummyPasswordHash, pass)
+		return nil, nil
+	}
+	if u.State == "active" && auth.CheckPassword(u.PasswordHash, pass) {
 		return &gitPrincipal{user: u}, nil
 	}
 	return nil, nil
@@ -158,4 +172,7 @@ func (s *Server) onPush(ctx context.Context, p *store.Project, u *store.User, up
 	}()
 }
 
-const zeroSHA = "0000000000000000000000000000000000000000"
+// dummyPasswordHash is a valid PBKDF2 hash of a random password, checked
+// against for unknown users.
+const dummyPasswordHash = "pbkdf2-sha256$100000$c2FsdHNhbHRzYWx0c2FsdA$5vGxqvI1m8U5u0kq6ZbqgH9bTzK3y2Wc4oJm1rN7uQk"
+
