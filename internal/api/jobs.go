@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnci/kiln/internal/pipeline"
@@ -163,16 +165,53 @@ func (a *API) listProjectJobs(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	if err != nil {
 		return err
 	}
-	jobs, total, err := a.Store.ListJobs(c.ctx, store.JobFilter{ProjectID: p.ID, Status: scopes, IncludeRetried: retried, Kind: "build"}, page)
+	f := store.JobFilter{ProjectID: p.ID, Status: scopes, IncludeRetried: retried, Kind: "build"}
+	keyset := c.params.String("pagination") == "keyset"
+	if keyset {
+		// GitLab's keyset pagination for project jobs: newest first, the
+		// next page's URL in the Link header, no totals.
+		if ob := c.params.String("order_by"); ob != "" && ob != "id" {
+			return errParam("order_by does not have a valid value for keyset pagination")
+		}
+		if so := c.params.String("sort"); so != "" && so != "desc" {
+			return errParam("sort does not have a valid value for keyset pagination")
+		}
+		f.Keyset = true
+		if cur := c.params.String("cursor"); cur != "" {
+			raw, derr := base64.RawURLEncoding.DecodeString(cur)
+			id, perr := strconv.ParseInt(strings.TrimPrefix(string(raw), "id_before:"), 10, 64)
+			if derr != nil || perr != nil || id <= 0 {
+				return errParam("cursor is invalid")
+			}
+			f.BeforeID = id
+		}
+	}
+	jobs, total, err := a.Store.ListJobs(c.ctx, f, page)
 	if err != nil {
 		return err
+	}
+	more := false
+	if keyset && len(jobs) > page.Limit() {
+		jobs, more = jobs[:page.Limit()], true
 	}
 	rc := a.newRender(c.ctx)
 	out := make([]map[string]any, 0, len(jobs))
 	for _, j := range jobs {
 		out = append(out, rc.jobJSON(p, j))
 	}
-	setPagination(w, r, page, total)
+	if keyset {
+		if more {
+			u := *r.URL
+			q := u.Query()
+			q.Del("private_token")
+			q.Set("per_page", strconv.Itoa(page.PerPage))
+			q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte("id_before:"+strconv.FormatInt(jobs[len(jobs)-1].ID, 10))))
+			u.RawQuery = q.Encode()
+			w.Header().Set("Link", `<`+requestBase(r)+u.EscapedPath()+"?"+u.RawQuery+`>; rel="next"`)
+		}
+	} else {
+		setPagination(w, r, page, total)
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

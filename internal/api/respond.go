@@ -138,7 +138,7 @@ func setPagination(w http.ResponseWriter, r *http.Request, p store.Page, total i
 		q.Set("per_page", strconv.Itoa(p.PerPage))
 		q.Del("private_token")
 		u.RawQuery = q.Encode()
-		return fmt.Sprintf(`<%s>; rel="%s"`, requestBase(r)+u.Path+"?"+u.RawQuery, rel)
+		return fmt.Sprintf(`<%s>; rel="%s"`, requestBase(r)+u.EscapedPath()+"?"+u.RawQuery, rel)
 	}
 	links := ""
 	add := func(s string) {

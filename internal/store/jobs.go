@@ -148,6 +148,10 @@ type JobFilter struct {
 	// IncludeRetried lists superseded jobs too.
 	IncludeRetried bool
 	Kind           string
+	// BeforeID lists only jobs with smaller ids (keyset pagination; the
+	// result is newest first and the total is not counted).
+	BeforeID int64
+	Keyset   bool
 }
 
 // ListJobs lists jobs newest first (a pipeline's jobs by stage). The
@@ -178,9 +182,18 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter, page Page) ([]*Job, i
 	if f.Kind != "" {
 		conds, args = append(conds, "kind = ?"), append(args, f.Kind)
 	}
+	if f.BeforeID > 0 {
+		conds, args = append(conds, "id < ?"), append(args, f.BeforeID)
+	}
 	where := ""
 	if len(conds) > 0 {
 		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	if f.Keyset {
+		// Seek by id instead of OFFSET: every page costs the same however
+		// deep it is, and nothing is counted.
+		out, err := s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs`+where+` ORDER BY id DESC LIMIT ?`, append(args, page.Limit()+1)...)
+		return out, -1, err
 	}
 	count, err := s.countCapped(ctx, "jobs", where, args)
 	if err != nil {
