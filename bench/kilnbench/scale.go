@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,6 +200,10 @@ func scale(bin, work, db, dsn string, nPipelines, jobsPer, n int, d time.Duratio
 			{fmt.Sprintf("API pipelines, page %d", deepP), fmt.Sprintf("%s/pipelines?page=%d", p, deepP), false},
 			{"API jobs, page 1", p + "/jobs", false},
 			{fmt.Sprintf("API jobs, page %d", deepJ), fmt.Sprintf("%s/jobs?page=%d", p, deepJ), false},
+			// The same depth with GitLab's keyset pagination (cursor = the
+			// id the page starts below; seeded ids are dense).
+			{fmt.Sprintf("API jobs, keyset at the depth of page %d", deepJ), fmt.Sprintf("%s/jobs?pagination=keyset&cursor=%s", p,
+				base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("id_before:%d", max(nPipelines*jobsPer-deepJ*20, 1))))), false},
 			{"API pipeline's jobs", fmt.Sprintf("%s/pipelines/%d/jobs", p, s.plID), false},
 			{"UI pipelines, page 1", "/root/scale/-/pipelines", true},
 			{fmt.Sprintf("UI pipelines, page %d", deepP), fmt.Sprintf("/root/scale/-/pipelines?page=%d", deepP), true},
