@@ -278,10 +278,8 @@ func (a *API) RunPipeline(ctx context.Context, u *store.User, p *store.Project, 
 	if level < store.Developer {
 		return nil, errForbidden
 	}
-	if level < store.Maintainer {
-		if r, err := a.Repos.ResolveRef(ctx, p.FullPath, ref); err == nil && a.Engine.IsProtected(ctx, p, r.Name, r.Tag) {
-			return nil, &pipeline.CreateError{Messages: []string{"Insufficient permissions for protected ref '" + ref + "'"}}
-		}
+	if level < store.Maintainer && a.Engine.RefProtected(ctx, p, ref) {
+		return nil, &pipeline.CreateError{Messages: []string{"Insufficient permissions for protected ref '" + ref + "'"}}
 	}
 	return a.Engine.Create(ctx, pipeline.Request{Project: p, Ref: ref, Source: source, User: u, Variables: vars})
 }

@@ -225,18 +225,22 @@ func (a *API) addGroupMember(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if level < store.Owner {
 		return errForbidden
 	}
-	return a.setMember(w, r, c, store.Owner, func(tx *store.Tx, u *store.User, al int) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) })
+	return a.setMember(w, r, c, store.Owner, nil, func(tx *store.Tx, u *store.User, al int) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) })
 }
 
 // setMember reads user_id and access_level, refuses levels above the
 // caller's own, stores the membership with set, and answers as GitLab does
 // (201 on POST, 200 on PUT).
-func (a *API) setMember(w http.ResponseWriter, r *http.Request, c *reqCtx, callerLevel int, set func(*store.Tx, *store.User, int) error) error {
+func (a *API) setMember(w http.ResponseWriter, r *http.Request, c *reqCtx, callerLevel int, current func(*store.User) int, set func(*store.Tx, *store.User, int) error) error {
 	u, al, err := a.memberParams(r, c)
 	if err != nil {
 		return err
 	}
 	if al > callerLevel {
+		return errForbidden
+	}
+	if current != nil && current(u) > callerLevel {
+		// Nobody changes the membership of someone above them.
 		return errForbidden
 	}
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return set(tx, u, al) }); err != nil {
@@ -492,9 +496,11 @@ func (a *API) project(r *http.Request, c *reqCtx, min int) (*store.Project, int,
 	effective := level
 	if effective == store.NoAccess {
 		effective = store.Guest
-		if p.Visibility == "public" || p.Visibility == "internal" {
-			effective = store.Reporter // read access to code and pipelines
-		}
+	}
+	if (p.Visibility == "public" || p.Visibility == "internal") && effective < store.Reporter {
+		// Anyone who can see a public/internal project reads its code and
+		// pipelines; a guest member must not get less than an outsider.
+		effective = store.Reporter
 	}
 	if effective < min {
 		if c.user == nil {
@@ -520,7 +526,7 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, level, err := a.project(r, c, store.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -542,6 +548,11 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if v, ok := c.params.Str("visibility"); ok {
 		if !visibilities[v] {
 			return errParam("visibility does not have a valid value")
+		}
+		// Only owners change visibility (GitLab: a maintainer making a
+		// private project public was treated as a vulnerability).
+		if v != p.Visibility && level < store.Owner {
+			return errForbidden
 		}
 		p.Visibility = v
 	}
@@ -618,18 +629,24 @@ func (a *API) addProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx
 	if err != nil {
 		return err
 	}
-	return a.setMember(w, r, c, level, func(tx *store.Tx, u *store.User, al int) error { return tx.SetProjectMember(c.ctx, p.ID, u.ID, al) })
+	current := func(u *store.User) int { l, _ := a.Store.AccessLevel(c.ctx, p, u); return l }
+	return a.setMember(w, r, c, level, current, func(tx *store.Tx, u *store.User, al int) error { return tx.SetProjectMember(c.ctx, p.ID, u.ID, al) })
 }
 
 func (a *API) removeProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, level, err := a.project(r, c, store.Maintainer)
 	if err != nil {
 		return err
 	}
 	uid, _ := strconv.ParseInt(r.PathValue("user_id"), 10, 64)
+	if target, err := a.Store.UserByID(c.ctx, uid); err == nil {
+		if l, _ := a.Store.AccessLevel(c.ctx, p, target); l > level {
+			return errForbidden // a maintainer cannot remove an owner
+		}
+	}
 	err = a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.RemoveProjectMember(c.ctx, p.ID, uid) })
 	if errors.Is(err, store.ErrNotFound) {
 		return errNotFound("Member")

@@ -283,7 +283,8 @@ func (s *Store) runBackend(w http.ResponseWriter, r *http.Request, repo, path, q
 		"REMOTE_USER="+remoteUser(r.Context()),
 		fmt.Sprintf("GIT_HTTP_MAX_REQUEST_BUFFER=%d", s.cfg.maxFetchBody),
 	)
-	env = append(env, pushOptionsEnv(r.Context())...) // pushoptions.go
+	env = append(env, pushOptionsEnv(r.Context())...)   // pushoptions.go
+	env = append(env, protectedRefsEnv(r.Context())...) // protected.go
 	if gp := r.Header.Get("Git-Protocol"); gp != "" && validGitProtocol(gp) {
 		req.Header.Set("Git-Protocol", gp)
 		env = append(env, "GIT_PROTOCOL="+gp)

@@ -525,8 +525,18 @@ func (s *Store) gitEnv(extra ...string) []string {
 // repository's own config or hooks directory cannot disable it.
 const preReceiveHook = `#!/bin/sh
 # Installed by kiln (internal/gitrepo). Do not edit: rewritten at startup.
+# No pathname expansion: protected-ref patterns are globs for case, not files.
+set -f
 status=0
 while read -r old new ref; do
+	for pat in $KILN_PROTECTED_REFS; do
+		case "$ref" in
+		$pat)
+			echo "kiln: you are not allowed to push to the protected ref '$ref'" >&2
+			status=1
+			;;
+		esac
+	done
 	case "/$ref" in
 	*/-*)
 		echo "kiln: refusing ref '$ref': a name component starts with '-'" >&2

@@ -262,6 +262,15 @@ func (e *Engine) IsProtected(ctx context.Context, p *store.Project, ref string, 
 	return false
 }
 
+// RefProtected reports whether ref (a branch or tag name as a user gives
+// it) resolves to a protected ref of p. Callers refuse pipelines and actions
+// on protected refs to users below maintainer, as GitLab's default branch
+// protection does, because such pipelines receive protected variables.
+func (e *Engine) RefProtected(ctx context.Context, p *store.Project, ref string) bool {
+	r, err := e.Repos.ResolveRef(ctx, p.FullPath, ref)
+	return err == nil && e.IsProtected(ctx, p, r.Name, r.Tag)
+}
+
 // Create makes a pipeline for req, or returns a *CreateError with GitLab's
 // message and creates nothing.
 func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, error) {

@@ -112,6 +112,12 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "You are not allowed to push code to this project.", http.StatusForbidden)
 		return
 	}
+	if write && level < store.Maintainer {
+		// Developers push, but not to protected refs (the default branch
+		// and protected branches/tags): pipelines there get protected
+		// variables. The pre-receive hook refuses such pushes whole.
+		r = r.WithContext(gitrepo.WithProtectedRefs(r.Context(), s.protectedRefPatterns(ctx, p)))
+	}
 	s.repos.ServeGitPush(w, r, p.FullPath, rest, write, func(push gitrepo.Push) {
 		s.onPush(withPushOptions(context.WithoutCancel(ctx), push.Options), p, u, push.Updates)
 	})
@@ -176,3 +182,20 @@ func (s *Server) onPush(ctx context.Context, p *store.Project, u *store.User, up
 // against for unknown users.
 const dummyPasswordHash = "pbkdf2-sha256$100000$c2FsdHNhbHRzYWx0c2FsdA$5vGxqvI1m8U5u0kq6ZbqgH9bTzK3y2Wc4oJm1rN7uQk"
 
+// protectedRefPatterns lists a project's protected refs as full-ref globs.
+func (s *Server) protectedRefPatterns(ctx context.Context, p *store.Project) []string {
+	var pats []string
+	if p.DefaultBranch != "" {
+		pats = append(pats, "refs/heads/"+p.DefaultBranch)
+	}
+	for kind, prefix := range map[string]string{"branch": "refs/heads/", "tag": "refs/tags/"} {
+		refs, err := s.store.ProtectedRefs(ctx, p.ID, kind)
+		if err != nil {
+			continue
+		}
+		for _, r := range refs {
+			pats = append(pats, prefix+r.Name)
+		}
+	}
+	return pats
+}

@@ -43,8 +43,16 @@ func (s *Server) wireRunners(ctx context.Context) error {
 		Store: s.store, Engine: s.engine, Repos: s.repos, Notifier: notifier, Traces: tr, Artifacts: ar,
 		ExternalURL: s.cfg.ExternalURL, Log: s.log, StaleTimeout: s.cfg.RunnerStaleTimeout, Metrics: metrics,
 		UserByToken: func(ctx context.Context, token string) (*store.User, error) {
-			u, _, err := s.api.CheckToken(ctx, token)
-			return u, err
+			u, k, err := s.api.CheckToken(ctx, token)
+			if err != nil {
+				return nil, err
+			}
+			// Downloads are API reads: a token without api/read_api (say
+			// read_repository only) must not fetch artifacts.
+			if !k.HasScope("api") && !k.HasScope("read_api") {
+				return nil, errors.New("insufficient scope")
+			}
+			return u, nil
 		},
 	})
 	svc.Register(s.api.Mux())

@@ -106,7 +106,16 @@ func (w *Web) takeFlash(q *req) string {
 // safeRedirect accepts only local paths, so that a crafted sign-in link
 // cannot send the user to another site.
 func safeRedirect(to string) string {
-	if !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") || strings.HasPrefix(to, "/\\") || strings.ContainsAny(to, "\r\n") {
+	// Browsers drop tabs and newlines and read "\" as "/", so "/\t/evil" or
+	// "/\\evil" would leave the site: refuse every control character and
+	// backslash, then require a path on this host.
+	for i := 0; i < len(to); i++ {
+		if to[i] < 0x20 || to[i] == 0x7f || to[i] == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(to)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") {
 		return "/"
 	}
 	return to

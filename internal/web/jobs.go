@@ -291,6 +291,12 @@ func (w *Web) jobAction(q *req, id int64, action string) {
 	if !ok {
 		return
 	}
+	if q.level < store.Maintainer {
+		if pl, err := w.Store.PipelineByID(q.ctx, j.PipelineID); err != nil || pl.Protected {
+			w.notFound(q) // as the API: protected pipelines are maintainers' to act on
+			return
+		}
+	}
 	to := projectURL(q.project) + "/-/jobs/" + strconv.FormatInt(j.ID, 10)
 	var err error
 	msg := ""

@@ -172,6 +172,11 @@ func (w *Web) runPipeline(q *req) {
 		}
 		vars = append(vars, pipeline.Var{Key: v.Key, Value: v.Value, File: v.Type == "file"})
 	}
+	if q.level < store.Maintainer && w.Engine.RefProtected(q.ctx, q.project, ref) {
+		// As the API: protected refs' pipelines get protected variables.
+		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, []string{"Insufficient permissions for protected ref '" + ref + "'"})
+		return
+	}
 	pl, err := w.Engine.Create(q.ctx, pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars})
 	var ce *pipeline.CreateError
 	var ye *pipeline.YAMLError
@@ -363,6 +368,10 @@ func (w *Web) pipelineAction(q *req, id int64, action string) {
 	}
 	pl, ok := w.loadPipeline(q, id)
 	if !ok {
+		return
+	}
+	if pl.Protected && q.level < store.Maintainer {
+		w.notFound(q) // as the API: protected pipelines are maintainers' to act on
 		return
 	}
 	var err error

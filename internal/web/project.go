@@ -167,15 +167,17 @@ type projectHomeData struct {
 }
 
 func (w *Web) projectHome(q *req) {
-	pls, _, err := w.Store.ListPipelines(q.ctx, store.PipelineFilter{ProjectID: q.project.ID}, store.Page{Number: 1, PerPage: 5})
-	if err != nil {
-		w.internal(q, err)
-		return
-	}
-	rows, err := w.pipelineRows(q, pls)
-	if err != nil {
-		w.internal(q, err)
-		return
+	var rows []pipelineRow
+	if q.level >= store.Reporter { // guests of private projects see no pipelines
+		pls, _, err := w.Store.ListPipelines(q.ctx, store.PipelineFilter{ProjectID: q.project.ID}, store.Page{Number: 1, PerPage: 5})
+		if err != nil {
+			w.internal(q, err)
+			return
+		}
+		if rows, err = w.pipelineRows(q, pls); err != nil {
+			w.internal(q, err)
+			return
+		}
 	}
 	d := projectHomeData{CloneURL: w.ExternalURL + "/" + q.project.FullPath + ".git", Pipelines: rows}
 	w.render(q, http.StatusOK, "project", w.newPage(q, q.project.Name, "overview", d))

@@ -263,11 +263,14 @@ func (w *Web) loadProject(q *req, path string) bool {
 		return false
 	}
 	q.member = level
-	if level == store.NoAccess {
-		if !(p.Visibility == "public" || (p.Visibility == "internal" && q.user != nil)) {
-			w.notFound(q)
-			return false
-		}
+	visible := p.Visibility == "public" || (p.Visibility == "internal" && q.user != nil)
+	if level == store.NoAccess && !visible {
+		w.notFound(q)
+		return false
+	}
+	if visible && level < store.Reporter {
+		// Outsiders and guest members alike read a visible project's
+		// code and pipelines.
 		level = store.Reporter
 	}
 	q.project, q.level = p, level

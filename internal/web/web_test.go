@@ -310,3 +310,19 @@ func TestLogRendering(t *testing.T) {
 		t.Errorf("open section not marked: %s", open)
 	}
 }
+
+func TestSafeRedirect(t *testing.T) {
+	for in, want := range map[string]string{
+		"/root/app/-/pipelines": "/root/app/-/pipelines",
+		"//evil.example":        "/",
+		"/\t/evil.example":      "/",
+		"/\\evil.example":       "/",
+		"https://evil.example":  "/",
+		"/a\nb":                 "/",
+		"relative":              "/",
+	} {
+		if got := safeRedirect(in); got != want {
+			t.Errorf("safeRedirect(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
