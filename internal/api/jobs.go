@@ -344,6 +344,12 @@ func (a *API) eraseJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 	if j.Kind != "build" {
 		return errMessage(http.StatusForbidden, "403 Forbidden - Job is not erasable!")
 	}
+	// As GitLab: a developer erases only their own jobs; maintainers any.
+	if j.UserID != c.user.ID && !c.user.IsAdmin {
+		if level, err := a.Store.AccessLevel(c.ctx, p, c.user); err != nil || level < store.Maintainer {
+			return errForbidden
+		}
+	}
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.EraseJob(c.ctx, j.ID) }); err != nil {
 		return err
 	}

@@ -521,6 +521,13 @@ func (a *API) resetRegistrationToken(w http.ResponseWriter, r *http.Request, c *
 	return nil
 }
 
+// jobTokenBlocked applies a project's job-token allowlist setting
+// (ci_job_token_scope_enabled): only its own jobs' tokens may read it, as
+// the trigger API already enforces.
+func jobTokenBlocked(p *store.Project, tokJob *store.Job) bool {
+	return tokJob != nil && p.JobTokenAllowlist && tokJob.ProjectID != p.ID
+}
+
 // readerOf resolves the caller for job endpoints GitLab opens to
 // CI_JOB_TOKEN: the authenticated user, else the job token's user.
 func (a *API) readerOf(r *http.Request, c *reqCtx) (*store.User, *store.Job) {
@@ -541,6 +548,9 @@ func (a *API) projectJob(r *http.Request, c *reqCtx) (*store.Job, error) {
 	p, level, err := a.FindProject(c.ctx, u, r.PathValue("id"))
 	if err != nil {
 		return nil, err
+	}
+	if jobTokenBlocked(p, tokJob) {
+		return nil, errForbidden
 	}
 	readable := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil) || (tokJob != nil && tokJob.ProjectID == p.ID)
 	if !readable {
@@ -605,6 +615,9 @@ func (a *API) jobArtifactsByRef(w http.ResponseWriter, r *http.Request, c *reqCt
 	p, level, err := a.FindProject(c.ctx, u, r.PathValue("id"))
 	if err != nil {
 		return err
+	}
+	if jobTokenBlocked(p, tokJob) {
+		return errForbidden
 	}
 	readable := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil) || (tokJob != nil && tokJob.ProjectID == p.ID)
 	if !readable {

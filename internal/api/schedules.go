@@ -399,7 +399,7 @@ func (a *API) takeScheduleOwnership(w http.ResponseWriter, r *http.Request, c *r
 	}
 	sc := *acc.sc
 	sc.OwnerID = c.user.ID
-	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateSchedule(c.ctx, &sc) }); err != nil {
+	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.SetScheduleOwner(c.ctx, sc.ID, sc.OwnerID) }); err != nil {
 		return err
 	}
 	a.schedulesChanged()

@@ -411,7 +411,16 @@ func (s *Service) downloadArtifacts(w http.ResponseWriter, r *http.Request) {
 			writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
 			return
 		}
-		allowed = caller.PipelineID == target.PipelineID || s.canRead(ctx, user, target.ProjectID)
+		allowed = caller.PipelineID == target.PipelineID
+		if !allowed && caller.ProjectID != target.ProjectID {
+			// Another project's job: its user's access decides, unless the
+			// target project admits only its own jobs' tokens.
+			if tp, err := s.cfg.Store.ProjectByID(ctx, target.ProjectID); err == nil && !tp.JobTokenAllowlist {
+				allowed = s.canRead(ctx, user, target.ProjectID)
+			}
+		} else if !allowed {
+			allowed = s.canRead(ctx, user, target.ProjectID)
+		}
 	} else if tok := r.Header.Get("PRIVATE-TOKEN"); tok != "" && s.cfg.UserByToken != nil {
 		u, err := s.cfg.UserByToken(ctx, tok)
 		if err != nil || u == nil {

@@ -340,3 +340,11 @@ func (t *Tx) DeleteScheduleVariable(ctx context.Context, scheduleID int64, key s
 	}
 	return nil
 }
+
+// SetScheduleOwner changes only a schedule's owner, so that taking ownership
+// never writes back a stale copy of the rest of the row (its next run time
+// in particular, which the scheduler may have moved meanwhile).
+func (t *Tx) SetScheduleOwner(ctx context.Context, id, ownerID int64) error {
+	_, err := t.Exec(ctx, `UPDATE pipeline_schedules SET owner_id = ?, last_error = '', updated_at = ? WHERE id = ?`, ownerID, Now(), id)
+	return err
+}

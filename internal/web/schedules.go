@@ -95,8 +95,16 @@ func (w *Web) loadSchedule(q *req, id int64) *store.Schedule {
 }
 
 // canEditSchedule: the owner (a Developer+) or any Maintainer.
+// canEditSchedule is the API's rule: the owner (with developer access) or an
+// admin edits; a maintainer takes ownership first, so that a schedule never
+// runs someone else's changes under its owner's name.
 func canEditSchedule(q *req, sc *store.Schedule) bool {
-	return q.user != nil && (q.level >= store.Maintainer || (q.level >= store.Developer && sc.OwnerID == q.user.ID))
+	return q.user != nil && (q.user.IsAdmin || (q.level >= store.Developer && sc.OwnerID == q.user.ID))
+}
+
+// canDeleteSchedule: the owner or a maintainer, as the API.
+func canDeleteSchedule(q *req, sc *store.Schedule) bool {
+	return canEditSchedule(q, sc) || q.level >= store.Maintainer
 }
 
 func (w *Web) scheduleList(q *req) {
@@ -325,13 +333,13 @@ func (w *Web) scheduleAction(q *req, sc *store.Schedule, action string) {
 			return
 		}
 		sc.OwnerID = q.user.ID
-		if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.UpdateSchedule(q.ctx, sc) }); err != nil {
+		if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.SetScheduleOwner(q.ctx, sc.ID, sc.OwnerID) }); err != nil {
 			w.internal(q, err)
 			return
 		}
 		w.redirect(q, list, "You are now the owner of schedule '"+sc.Description+"'.")
 	case "delete":
-		if !canEditSchedule(q, sc) {
+		if !canDeleteSchedule(q, sc) {
 			w.notFound(q)
 			return
 		}
