@@ -135,6 +135,9 @@ func (a *API) handle(pattern string, fn handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c := &reqCtx{ctx: r.Context()}
 		err := a.authenticate(r, c, method)
+		// Presenters that link to other projects check what the caller
+		// may see (see render.project).
+		c.ctx = context.WithValue(c.ctx, viewerKey{}, c.user)
 		if err == nil {
 			c.params, err = readParams(r, a.MaxBody)
 		}
@@ -256,4 +259,12 @@ func (a *API) version(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"version": "17.0.0-kiln", "revision": "kiln"})
 	return nil
+}
+
+type viewerKey struct{}
+
+// viewerOf is the user a response is rendered for (nil: anonymous).
+func viewerOf(ctx context.Context) *store.User {
+	u, _ := ctx.Value(viewerKey{}).(*store.User)
+	return u
 }

@@ -100,10 +100,13 @@ func (rc *render) pipeline(id int64) *store.Pipeline {
 	return pl
 }
 
+// project loads a project that a response links to (an upstream or
+// downstream pipeline's), or nil when the caller may not see it: a link
+// must not reveal a private project's pipelines.
 func (rc *render) project(id int64) *store.Project {
 	p, ok := rc.projects[id]
 	if !ok {
-		p, _ = rc.a.Store.ProjectByID(rc.ctx, id)
+		p, _, _ = rc.a.FindProject(rc.ctx, viewerOf(rc.ctx), strconv.FormatInt(id, 10))
 		rc.projects[id] = p
 	}
 	return p
