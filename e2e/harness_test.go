@@ -57,8 +57,7 @@ type server struct {
 	Extra   []string
 	Env     []string
 	cmd     *exec.Cmd
-	logMu   sync.Mutex
-	log     bytes.Buffer
+	log     procLog
 	done    chan struct{}
 	addr    string
 }
@@ -109,23 +108,11 @@ func (s *server) start() {
 	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD=rootpassword1", "KILN_LOG_LEVEL=debug")
 	cmd.Env = append(cmd.Env, s.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	done, err := s.log.start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			s.logMu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
-			s.logMu.Unlock()
-		}
-	}()
-	go func() { cmd.Wait(); pw.Close(); close(s.done) }()
+	s.cmd, s.done = cmd, done
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
@@ -152,8 +139,6 @@ func (s *server) start() {
 
 // Log returns what the server printed so far.
 func (s *server) Log() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
 	return s.log.String()
 }
 
@@ -283,4 +268,38 @@ func (s *server) callQuiet(method, path string, form url.Values) (int, error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// procLog collects a child process's combined output for failure reports.
+type procLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// start starts cmd with its output captured and returns a channel closed
+// once the process has exited.
+func (l *procLog) start(cmd *exec.Cmd) (chan struct{}, error) {
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.buf.WriteString(sc.Text() + "\n")
+			l.mu.Unlock()
+		}
+	}()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(done) }()
+	return done, nil
+}
+
+func (l *procLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

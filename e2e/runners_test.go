@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,8 +19,7 @@ import (
 type runnerProc struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
+	log  procLog
 	done chan struct{}
 }
 
@@ -35,28 +32,16 @@ func startRunner(t testing.TB, s *server, name, token string) *runnerProc {
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	rp := &runnerProc{t: t, cmd: cmd, done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	rp := &runnerProc{t: t, cmd: cmd}
+	done, err := rp.log.start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			rp.mu.Lock()
-			rp.log.WriteString(sc.Text() + "\n")
-			rp.mu.Unlock()
-		}
-	}()
-	go func() { cmd.Wait(); pw.Close(); close(rp.done) }()
+	rp.done = done
 	t.Cleanup(func() {
 		rp.kill()
 		if t.Failed() {
-			rp.mu.Lock()
 			t.Logf("runner %s log:\n%s", name, rp.log.String())
-			rp.mu.Unlock()
 		}
 	})
 	return rp
