@@ -258,8 +258,14 @@ func (a *API) createVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if _, err := a.Store.ProjectVariable(c.ctx, p.ID, v.Key, v.EnvironmentScope); err == nil {
 		return duplicateKey(v.Key)
 	}
-	v.ValueEnc = a.Secrets.Seal(*value)
-	err = a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateVariable(c.ctx, v) })
+	return a.saveVariable(w, c, v, *value, http.StatusCreated, func(tx *store.Tx) error { return tx.CreateVariable(c.ctx, v) })
+}
+
+// saveVariable encrypts value into v, stores it with write, and answers
+// with the variable (a key+scope clash is GitLab's "has already been taken").
+func (a *API) saveVariable(w http.ResponseWriter, c *reqCtx, v *store.Variable, value string, status int, write func(*store.Tx) error) error {
+	v.ValueEnc = a.Secrets.Seal(value)
+	err := a.Store.Write(c.ctx, write)
 	if errors.Is(err, store.ErrConflict) {
 		return duplicateKey(v.Key)
 	} else if err != nil {
@@ -269,7 +275,7 @@ func (a *API) createVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, m)
+	writeJSON(w, status, m)
 	return nil
 }
 
@@ -305,19 +311,7 @@ func (a *API) updateVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 			return duplicateKey(v.Key)
 		}
 	}
-	v.ValueEnc = a.Secrets.Seal(*value)
-	err = a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateVariable(c.ctx, v) })
-	if errors.Is(err, store.ErrConflict) {
-		return duplicateKey(v.Key)
-	} else if err != nil {
-		return err
-	}
-	m, err := a.VariableJSON(v)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, m)
-	return nil
+	return a.saveVariable(w, c, v, *value, http.StatusOK, func(tx *store.Tx) error { return tx.UpdateVariable(c.ctx, v) })
 }
 
 func (a *API) deleteVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
