@@ -123,20 +123,30 @@ type tokenRequest struct {
 	SystemID string `json:"system_id"`
 }
 
-// verify is POST /api/v4/runners/verify.
-func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
+// tokenRunner reads a runner-token request and resolves the runner; it has
+// answered (400/403/500) when it returns nil.
+func (s *Service) tokenRunner(w http.ResponseWriter, r *http.Request) (*cachedRunner, string) {
 	var req tokenRequest
 	if !readJSON(w, r, &req) {
-		return
+		return nil, ""
 	}
 	token := runnerToken(r, req.Token)
 	cr, err := s.runnerByToken(r.Context(), token)
 	if err != nil {
 		internalError(w)
-		return
+		return nil, ""
 	}
 	if cr == nil {
 		forbidden(w)
+		return nil, ""
+	}
+	return cr, token
+}
+
+// verify is POST /api/v4/runners/verify.
+func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
+	cr, token := s.tokenRunner(w, r)
+	if cr == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, runnerJSON(cr.runner().ID, token))
@@ -144,20 +154,11 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) {
 
 // unregister is DELETE /api/v4/runners: the runner deletes itself.
 func (s *Service) unregister(w http.ResponseWriter, r *http.Request) {
-	var req tokenRequest
-	if !readJSON(w, r, &req) {
+	cr, _ := s.tokenRunner(w, r)
+	if cr == nil {
 		return
 	}
 	ctx := r.Context()
-	cr, err := s.runnerByToken(ctx, runnerToken(r, req.Token))
-	if err != nil {
-		internalError(w)
-		return
-	}
-	if cr == nil {
-		forbidden(w)
-		return
-	}
 	id := cr.runner().ID
 	if err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error { return tx.DeleteRunner(ctx, id) }); err != nil {
 		internalError(w)
@@ -170,17 +171,8 @@ func (s *Service) unregister(w http.ResponseWriter, r *http.Request) {
 // unregisterManager is DELETE /api/v4/runners/managers: Kiln keeps no
 // per-machine records, so a valid token is all it checks.
 func (s *Service) unregisterManager(w http.ResponseWriter, r *http.Request) {
-	var req tokenRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	cr, err := s.runnerByToken(r.Context(), runnerToken(r, req.Token))
-	if err != nil {
-		internalError(w)
-		return
-	}
+	cr, _ := s.tokenRunner(w, r)
 	if cr == nil {
-		forbidden(w)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -188,20 +180,11 @@ func (s *Service) unregisterManager(w http.ResponseWriter, r *http.Request) {
 
 // resetToken is POST /api/v4/runners/reset_authentication_token.
 func (s *Service) resetToken(w http.ResponseWriter, r *http.Request) {
-	var req tokenRequest
-	if !readJSON(w, r, &req) {
+	cr, token := s.tokenRunner(w, r)
+	if cr == nil {
 		return
 	}
 	ctx := r.Context()
-	cr, err := s.runnerByToken(ctx, runnerToken(r, req.Token))
-	if err != nil {
-		internalError(w)
-		return
-	}
-	if cr == nil {
-		forbidden(w)
-		return
-	}
 	id := cr.runner().ID
 	token, err := s.ResetRunnerToken(ctx, id)
 	if err != nil {
