@@ -114,6 +114,17 @@ func (s *server) start() {
 	}
 	s.cmd, s.done = cmd, done
 	t.Cleanup(func() {
+		// Graceful first: built-in runners then kill their jobs' process
+		// groups, which a SIGKILL of the server would leave running (and
+		// writing into the temp dir being removed).
+		if s.cmd != nil {
+			s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-s.done:
+				s.cmd = nil
+			case <-time.After(10 * time.Second):
+			}
+		}
 		s.kill()
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.Log())
