@@ -66,7 +66,7 @@ func runProcess(ctx context.Context, grace time.Duration, dir string, env []stri
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = jobProcAttr()
 	// A daemon that escaped the process group may hold the output pipe
 	// open forever; don't wait for it once the script itself has exited.
 	cmd.WaitDelay = 2 * time.Second
