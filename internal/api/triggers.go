@@ -111,6 +111,12 @@ func (t *triggers) ownerMayRun(c *reqCtx, p *store.Project, u *store.User) bool 
 }
 
 func (t *triggers) list(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	return t.listAs(w, r, c, func(p *store.Project, tr *store.Trigger) map[string]any { return t.triggerJSON(c, p, tr, "") })
+}
+
+// listAs answers a project's triggers, paginated, in the shape render gives
+// (v4 or v3).
+func (t *triggers) listAs(w http.ResponseWriter, r *http.Request, c *reqCtx, render func(*store.Project, *store.Trigger) map[string]any) error {
 	p, _, err := t.project(r, c, store.Maintainer)
 	if err != nil {
 		return err
@@ -125,7 +131,7 @@ func (t *triggers) list(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	}
 	out := []map[string]any{}
 	for _, tr := range trs {
-		out = append(out, t.triggerJSON(c, p, tr, ""))
+		out = append(out, render(p, tr))
 	}
 	setPagination(w, r, page, total)
 	writeJSON(w, http.StatusOK, out)
@@ -272,25 +278,7 @@ func triggerV3JSON(tr *store.Trigger, secret string) map[string]any {
 }
 
 func (t *triggers) listV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
-	if err != nil {
-		return err
-	}
-	page, err := paging(r)
-	if err != nil {
-		return err
-	}
-	trs, total, err := t.Store.TriggersOfProject(c.ctx, p.ID, page)
-	if err != nil {
-		return err
-	}
-	out := []map[string]any{}
-	for _, tr := range trs {
-		out = append(out, triggerV3JSON(tr, ""))
-	}
-	setPagination(w, r, page, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return t.listAs(w, r, c, func(_ *store.Project, tr *store.Trigger) map[string]any { return triggerV3JSON(tr, "") })
 }
 
 func (t *triggers) createV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
