@@ -164,12 +164,8 @@ func (a *API) memberJSON(m store.Member) map[string]any {
 	return j
 }
 
-func (a *API) listGroupMembers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	g, _, err := a.findGroup(c, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	ms, err := a.Store.GroupMembers(c.ctx, g.ID)
+// writeMembers answers a member list (or the error loading it).
+func (a *API) writeMembers(w http.ResponseWriter, ms []store.Member, err error) error {
 	if err != nil {
 		return err
 	}
@@ -179,6 +175,15 @@ func (a *API) listGroupMembers(w http.ResponseWriter, r *http.Request, c *reqCtx
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func (a *API) listGroupMembers(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	g, _, err := a.findGroup(c, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	ms, err := a.Store.GroupMembers(c.ctx, g.ID)
+	return a.writeMembers(w, ms, err)
 }
 
 var accessLevels = map[int64]bool{10: true, 20: true, 30: true, 40: true, 50: true}
@@ -610,15 +615,7 @@ func (a *API) listProjectMembers(w http.ResponseWriter, r *http.Request, c *reqC
 		return err
 	}
 	ms, err := a.Store.ProjectMembers(c.ctx, p.ID)
-	if err != nil {
-		return err
-	}
-	out := []map[string]any{}
-	for _, m := range ms {
-		out = append(out, a.memberJSON(m))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return a.writeMembers(w, ms, err)
 }
 
 func (a *API) addProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
