@@ -9,6 +9,7 @@ const (
 	msgInvalidFormat  = "Invalid configuration format"
 	msgNoVisibleJobs  = "jobs config should contain at least one visible job"
 	msgTooBig         = "The parsed YAML is too big"
+	msgTotalTooBig    = "Total size of combined CI/CD configuration is too big"
 	msgWorkflowFilter = "Pipeline filtered out by workflow rules."
 	msgNoJobs         = "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."
 )
@@ -51,6 +52,15 @@ type Limits struct {
 	MaxJobs int
 	// MaxIncludes bounds the number of included files, nested ones too.
 	MaxIncludes int
+	// MaxExpandedBytes bounds the scalar bytes one file expands to once
+	// its aliases are replaced by copies (GitLab's max_yaml_size_bytes
+	// measures the loaded hash the same way). Checked on the node tree
+	// before anything is copied.
+	MaxExpandedBytes int
+	// MaxTotalBytes bounds the whole configuration: every included file,
+	// the copies extends and !reference make, and each job's definition
+	// times its parallel instances (GitLab's ci_max_total_yaml_size_bytes).
+	MaxTotalBytes int
 }
 
 // DefaultLimits returns limits comfortably above real-world configurations
@@ -63,6 +73,9 @@ func DefaultLimits() Limits {
 		MaxNodes:    500000,
 		MaxJobs:     5000,
 		MaxIncludes: 150,
+
+		MaxExpandedBytes: 4 << 20,
+		MaxTotalBytes:    16 << 20,
 	}
 }
 
@@ -86,6 +99,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxIncludes <= 0 {
 		l.MaxIncludes = d.MaxIncludes
+	}
+	if l.MaxExpandedBytes <= 0 {
+		l.MaxExpandedBytes = d.MaxExpandedBytes
+	}
+	if l.MaxTotalBytes <= 0 {
+		l.MaxTotalBytes = d.MaxTotalBytes
 	}
 	return l
 }

@@ -56,6 +56,22 @@ func extendsBomb(jobs int) string {
 	return b.String()
 }
 
+func extendsJobs(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "j%d: {extends: .t}\n", i)
+	}
+	return b.String()
+}
+
+func plainJobs(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "j%d: {script: echo}\n", i)
+	}
+	return b.String()
+}
+
 func TestResourceLimits(t *testing.T) {
 	deepFlow := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
 	deepBlock := func(n int) string {
@@ -76,12 +92,30 @@ func TestResourceLimits(t *testing.T) {
 		}
 		return b.String()
 	}
+	// aliasBytes is the reported attack: one large anchored string
+	// repeated through aliases (counts stay small, bytes explode).
+	aliasBytes := func(size, aliases int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, ".big: &big %q\n", strings.Repeat("x", size))
+		b.WriteString("job:\n  script: echo\n  variables:\n")
+		for i := 0; i < aliases; i++ {
+			fmt.Fprintf(&b, "    V%d: *big\n", i)
+		}
+		return b.String()
+	}
+	big := strings.Repeat("y", 1<<20)
 	cases := []struct {
 		name   string
 		src    string
 		limits Limits
 		want   string
 	}{
+		{"alias byte amplification", aliasBytes(900<<10, 7000), Limits{}, msgTooBig},
+		{"alias bytes above a lowered limit", aliasBytes(1000, 20), Limits{MaxExpandedBytes: 10000}, msgTooBig},
+		{"nested alias bytes", "s: &s " + strings.Repeat("z", 100000) + "\na: &a [" + strings.Repeat("*s, ", 50) + "*s]\njob: {script: echo, variables: {A: [*a, *a, *a]}}\n", Limits{}, msgTooBig},
+		{"extends byte amplification", ".t: {script: echo, variables: {B: " + big + "}}\n" + strings.Repeat("", 0) + extendsJobs(20), Limits{}, msgTooBig},
+		{"parallel byte amplification", "job: {script: [" + big + "], parallel: 50}\n", Limits{}, msgTotalTooBig},
+		{"default byte amplification", "default: {before_script: [" + big + "]}\n" + plainJobs(20), Limits{}, msgTotalTooBig},
 		{"billion laughs", billionLaughs(9), Limits{}, msgTooBig},
 		{"reference bomb", referenceBomb(9), Limits{}, msgTooBig},
 		{"extends amplification", extendsBomb(1000), Limits{}, msgTooBig},

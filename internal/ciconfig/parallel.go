@@ -1,6 +1,7 @@
 package ciconfig
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -12,7 +13,15 @@ import (
 func (n *normalizer) expandParallel() []*Job {
 	instances := map[string][]string{}
 	var jobs []*Job
+	total := 0
 	for _, d := range n.drafts {
+		// Every instance is stored with a copy of the job's definition;
+		// charge the copies before making them.
+		total += jobBytes(d.job) * d.instances()
+		if total > n.opts.Limits.MaxTotalBytes || total < 0 {
+			n.errs.add(msgTotalTooBig)
+			return nil
+		}
 		expanded := expandDraft(d)
 		if d.parallel != nil {
 			for _, j := range expanded {
@@ -43,6 +52,31 @@ func (n *normalizer) expandParallel() []*Job {
 		}
 	}
 	return jobs
+}
+
+// jobBytes is the size of a job's stored definition.
+func jobBytes(j *Job) int {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// instances is the number of jobs a draft expands to.
+func (d *jobDraft) instances() int {
+	p := d.parallel
+	if p == nil {
+		return 1
+	}
+	if p.count > 0 {
+		return p.count
+	}
+	n := 0
+	for _, e := range p.matrix {
+		n += len(e.combinations())
+	}
+	return n
 }
 
 func expandDraft(d *jobDraft) []*Job {

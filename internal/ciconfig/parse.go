@@ -28,7 +28,10 @@ func Parse(src []byte, opts Options) (*Config, error) {
 	}
 	// Extends and !reference copy subtrees; they share one node budget on
 	// top of what loading used, so they cannot amplify a small file.
-	b := &budget{left: opts.Limits.MaxNodes}
+	b := &budget{left: opts.Limits.MaxNodes, bytes: opts.Limits.MaxTotalBytes - valueBytes(root, opts.Limits.MaxTotalBytes)}
+	if b.bytes < 0 {
+		return nil, newErrors(msgTotalTooBig)
+	}
 	if err := applyExtends(root, b); err != nil {
 		return nil, err
 	}
@@ -63,6 +66,9 @@ func loadYAML(src []byte, limits Limits) (*mapping, error) {
 	}
 	if doc == nil {
 		return nil, newErrors(msgInvalidFormat)
+	}
+	if _, err := checkExpansion(doc, limits); err != nil {
+		return nil, err
 	}
 	l := &loader{limits: limits}
 	v := l.convert(doc, 0)

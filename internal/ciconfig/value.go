@@ -142,11 +142,15 @@ func sizeWithin(v any, limit int) int {
 // budget is a shared allowance of value nodes for the steps that copy
 // subtrees (extends, !reference), which could otherwise amplify a small
 // file the way aliases do.
-type budget struct{ left int }
+type budget struct{ left, bytes int }
 
 func (b *budget) charge(v any) bool {
 	b.left -= sizeWithin(v, b.left)
-	return b.left >= 0
+	if b.left < 0 {
+		return false
+	}
+	b.bytes -= valueBytes(v, b.bytes)
+	return b.bytes >= 0
 }
 
 // deepMerge merges over into base the way ActiveSupport's Hash#deep_merge
