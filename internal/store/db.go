@@ -182,13 +182,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	steps, err := migrationSteps()
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+	for _, step := range steps {
+		version := step.version
 		var n int
 		if err := s.write.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
 			return err
@@ -196,7 +195,17 @@ func (s *Store) migrate(ctx context.Context) error {
 		if n > 0 {
 			continue
 		}
-		body, _ := migrationFiles.ReadFile(name)
+		if step.run != nil {
+			if err := step.run(ctx, s); err != nil {
+				return fmt.Errorf("migration %s: %w", version, err)
+			}
+			if _, err := s.write.ExecContext(ctx, s.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, Now()); err != nil {
+				return err
+			}
+			s.log.Info("applied migration", "version", version)
+			continue
+		}
+		body, _ := migrationFiles.ReadFile(step.file)
 		tx, err := s.write.BeginTx(ctx, nil)
 		if err != nil {
 			return err
@@ -223,7 +232,47 @@ func (s *Store) dialectSQL(q string) string {
 	if s.Dialect == Postgres {
 		return strings.NewReplacer("{{id}}", "BIGSERIAL PRIMARY KEY", "{{bool}}", "BOOLEAN", "{{blob}}", "BYTEA").Replace(q)
 	}
-	return strings.NewReplacer("{{id}}", "INTEGER PRIMARY KEY", "{{bool}}", "BOOLEAN", "{{blob}}", "BLOB").Replace(q)
+	// AUTOINCREMENT: without it SQLite hands the id of a deleted newest row
+	// to the next insert, and old references (delivery log rows, links,
+	// trace files) would point at the new row. PostgreSQL's sequences never
+	// go back.
+	return strings.NewReplacer("{{id}}", sqliteID, "{{bool}}", "BOOLEAN", "{{blob}}", "BLOB").Replace(q)
+}
+
+// sqliteID is what {{id}} becomes on SQLite.
+const sqliteID = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+// migrationStep is one schema change: an embedded .sql file, or a Go
+// function for what SQL alone cannot do portably.
+type migrationStep struct {
+	version string
+	file    string
+	run     func(ctx context.Context, s *Store) error
+}
+
+// goMigrations are the migrations written in Go, by version. They sort
+// among the .sql files by version like any other.
+func goMigrations() map[string]func(ctx context.Context, s *Store) error {
+	return map[string]func(ctx context.Context, s *Store) error{
+		"006_sqlite_autoincrement": migrateSQLiteAutoincrement,
+	}
+}
+
+// migrationSteps lists every migration in version order.
+func migrationSteps() ([]migrationStep, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var steps []migrationStep
+	for _, name := range names {
+		steps = append(steps, migrationStep{version: strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql"), file: name})
+	}
+	for v, fn := range goMigrations() {
+		steps = append(steps, migrationStep{version: v, run: fn})
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
+	return steps, nil
 }
 
 func splitStatements(body string) []string {
