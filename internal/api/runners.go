@@ -350,7 +350,8 @@ func (a *API) listRunners(w http.ResponseWriter, r *http.Request, f store.Runner
 	return nil
 }
 
-// listMyRunners is GET /runners: runners the caller created.
+// listMyRunners is GET /runners: the runners the caller manages now (see
+// runnerAccess), not the ones they once created.
 func (a *API) listMyRunners(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
 		return err
@@ -359,7 +360,7 @@ func (a *API) listMyRunners(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err != nil {
 		return err
 	}
-	f.CreatorID = c.user.ID
+	f.ManagerID = c.user.ID
 	return a.listRunners(w, r, f)
 }
 
@@ -398,9 +399,10 @@ func (a *API) listProjectRunners(w http.ResponseWriter, r *http.Request, c *reqC
 	return a.listRunners(w, r, f)
 }
 
-// runnerFor loads {id} and checks that the caller may see (or, with manage,
-// change) it: admins any runner; others runners they created, project
-// runners of projects they maintain, group runners of groups they own.
+// runnerFor loads {id} for a caller who may see it (or, with manage,
+// change it), as runnerAccess decides. A runner the caller may not see is
+// "404 Runner Not Found" for every method, so that PUT and DELETE do not
+// reveal that it exists; one they see but may not change is 403.
 func (a *API) runnerFor(r *http.Request, c *reqCtx, manage bool) (*store.Runner, error) {
 	if err := c.requireUser(); err != nil {
 		return nil, err
@@ -415,33 +417,58 @@ func (a *API) runnerFor(r *http.Request, c *reqCtx, manage bool) (*store.Runner,
 	} else if err != nil {
 		return nil, err
 	}
-	if c.user.IsAdmin || (run.CreatorID == c.user.ID && run.RunnerType != "instance_type") {
-		return run, nil
-	}
-	allowed := false
-	switch run.RunnerType {
-	case "project_type":
-		if p, err := a.Store.ProjectByID(c.ctx, run.ProjectID); err == nil {
-			level, _ := a.Store.AccessLevel(c.ctx, p, c.user)
-			allowed = level >= store.Maintainer
-		}
-	case "group_type":
-		level, _ := a.Store.GroupAccessLevel(c.ctx, run.GroupID, c.user)
-		allowed = level >= store.Owner
-	case "instance_type":
-		// Anyone signed in may look at an instance runner; only admins change it.
-		if !manage {
-			return run, nil
-		}
+	see, change, err := a.runnerAccess(c.ctx, c.user, run)
+	switch {
+	case err != nil:
+		return nil, err
+	case !see:
+		return nil, errNotFound("Runner")
+	case manage && !change:
 		return nil, errForbidden
 	}
-	if !allowed {
-		if manage {
-			return nil, errForbidden
-		}
-		return nil, errNotFound("Runner")
-	}
 	return run, nil
+}
+
+// runnerAccess is the one place that decides who may see and who may
+// manage (edit, pause, reset the token of, delete) a runner, by current
+// membership as GitLab's project runner ownership does: administrators any
+// runner; a project runner the maintainers and owners of its project (a
+// maintainer removed from the project or demoted below maintainer loses it,
+// whoever created it); a group runner the owners of its group; an instance
+// runner is visible to every signed-in user and managed by administrators
+// only. Who created a runner plays no part.
+func (a *API) runnerAccess(ctx context.Context, u *store.User, run *store.Runner) (see, manage bool, err error) {
+	if u == nil {
+		return false, false, nil
+	}
+	if u.IsAdmin {
+		return true, true, nil
+	}
+	switch run.RunnerType {
+	case "instance_type":
+		return true, false, nil
+	case "project_type":
+		p, err := a.Store.ProjectByID(ctx, run.ProjectID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, false, nil
+		} else if err != nil {
+			return false, false, err
+		}
+		level, err := a.Store.AccessLevel(ctx, p, u)
+		if err != nil {
+			return false, false, err
+		}
+		ok := level >= store.Maintainer
+		return ok, ok, nil
+	case "group_type":
+		level, err := a.Store.GroupAccessLevel(ctx, run.GroupID, u)
+		if err != nil {
+			return false, false, err
+		}
+		ok := level >= store.Owner
+		return ok, ok, nil
+	}
+	return false, false, nil
 }
 
 func (a *API) getRunner(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

@@ -121,9 +121,13 @@ func (s *Store) RunnerByTokenHash(ctx context.Context, hash string) (*Runner, er
 
 // RunnerFilter selects runners for ListRunners.
 type RunnerFilter struct {
-	// CreatorID, ProjectIDs and GroupIDs are OR-ed together when set:
+	// ManagerID, ProjectIDs and GroupIDs are OR-ed together when set:
 	// "runners this user can see". All zero lists every runner.
-	CreatorID  int64
+	// ManagerID selects the runners a user manages through current
+	// membership: project runners of projects they maintain (directly or
+	// through the project's group) and group runners of groups they own.
+	// Who created a runner plays no part.
+	ManagerID  int64
 	ProjectIDs []int64
 	GroupIDs   []int64
 	// InstanceToo adds instance runners to a scoped listing.
@@ -137,8 +141,13 @@ type RunnerFilter struct {
 func (s *Store) ListRunners(ctx context.Context, f RunnerFilter, page Page) ([]*Runner, int, error) {
 	var conds, scope []string
 	var args, scopeArgs []any
-	if f.CreatorID != 0 {
-		scope, scopeArgs = append(scope, "creator_id = ?"), append(scopeArgs, f.CreatorID)
+	if f.ManagerID != 0 {
+		scope = append(scope, `(runner_type = 'project_type' AND project_id IN (
+			SELECT project_id FROM project_members WHERE user_id = ? AND access_level >= ?
+			UNION SELECT p.id FROM projects p JOIN group_members gm ON gm.namespace_id = p.namespace_id WHERE gm.user_id = ? AND gm.access_level >= ?
+			UNION SELECT p.id FROM projects p JOIN namespaces n ON n.id = p.namespace_id WHERE n.kind = 'user' AND n.owner_id = ?))`,
+			`(runner_type = 'group_type' AND group_id IN (SELECT namespace_id FROM group_members WHERE user_id = ? AND access_level >= ?))`)
+		scopeArgs = append(scopeArgs, f.ManagerID, Maintainer, f.ManagerID, Maintainer, f.ManagerID, f.ManagerID, Owner)
 	}
 	if len(f.ProjectIDs) > 0 {
 		scope = append(scope, "(runner_type = 'project_type' AND project_id IN ("+placeholders(len(f.ProjectIDs))+"))")
