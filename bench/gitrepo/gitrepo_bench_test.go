@@ -8,6 +8,7 @@ package gitrepo_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,4 +146,50 @@ func BenchmarkReadFile(b *testing.B) {
 		})
 		reportRate(b)
 	})
+}
+
+// BenchmarkListRefs lists refs the way a job's fetch (ls-refs for one
+// pipeline ref) and the branches API do, on the benchmark repository plus
+// 1,000 pipeline refs, loose (fresh pipelines) and packed (after gc).
+func BenchmarkListRefs(b *testing.B) {
+	r := setup(b)
+	ctx := context.Background()
+	bare := filepath.Join(r.store.Root(), "bench", "app.git")
+	for i := range 1000 {
+		if err := r.store.UpdateRef(ctx, repoName, fmt.Sprintf("refs/pipelines/%d", i+1), r.head); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pkt := func(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
+	body := pkt("command=ls-refs\n") + pkt("agent=git/2.x\n") + "0001" +
+		pkt("peel\n") + pkt("symrefs\n") + pkt("ref-prefix refs/pipelines/500\n") + "0000"
+	for _, layout := range []string{"loose", "packed"} {
+		if layout == "packed" {
+			out, err := exec.Command("git", "--git-dir="+bare, "pack-refs", "--all").CombinedOutput()
+			if err != nil {
+				b.Fatalf("pack-refs: %v: %s", err, out)
+			}
+		}
+		b.Run(layout+"/ls-refs", func(b *testing.B) {
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/bench/app.git/git-upload-pack", strings.NewReader(body))
+				req.Header.Set("Git-Protocol", "version=2")
+				req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+				w := httptest.NewRecorder()
+				r.store.ServeGit(w, req, repoName, "/git-upload-pack", false, nil)
+				if w.Code != 200 || !strings.Contains(w.Body.String(), " refs/pipelines/500\n") {
+					b.Fatalf("ls-refs: %d %q", w.Code, w.Body.String())
+				}
+			}
+			reportRate(b)
+		})
+		b.Run(layout+"/branches", func(b *testing.B) {
+			for b.Loop() {
+				if br, err := r.store.Branches(ctx, repoName); err != nil || len(br) == 0 {
+					b.Fatal(br, err)
+				}
+			}
+			reportRate(b)
+		})
+	}
 }

@@ -213,15 +213,14 @@ func (s *Store) listRefs(ctx context.Context, repo, prefix string) ([]Ref, error
 	var out []Ref
 	err := s.withRepo(ctx, repo, func(st *filesystem.Storage) error {
 		out = out[:0]
-		iter, err := st.IterReferences()
+		refs, err := storageRefs(st, prefix)
 		if err != nil {
 			return err
 		}
-		defer iter.Close()
-		return iter.ForEach(func(r *plumbing.Reference) error {
+		for _, r := range refs {
 			name := r.Name().String()
 			if !strings.HasPrefix(name, prefix) {
-				return nil
+				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return err
@@ -229,17 +228,17 @@ func (s *Store) listRefs(ctx context.Context, repo, prefix string) ([]Ref, error
 			if r.Type() == plumbing.SymbolicReference {
 				rr, err := storer.ResolveReference(st, r.Name())
 				if err != nil {
-					return nil // dangling symref: not a listable branch
+					continue // dangling symref: not a listable branch
 				}
 				r = rr
 			}
 			ref, err := makeRef(st, name, r.Hash())
 			if err != nil {
-				return nil
+				continue
 			}
 			out = append(out, ref)
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -253,17 +252,16 @@ func (s *Store) refSnapshot(ctx context.Context, repo string) (map[string]string
 	snap := make(map[string]string)
 	err := s.withRepo(ctx, repo, func(st *filesystem.Storage) error {
 		clear(snap)
-		iter, err := st.IterReferences()
+		refs, err := storageRefs(st)
 		if err != nil {
 			return err
 		}
-		defer iter.Close()
-		return iter.ForEach(func(r *plumbing.Reference) error {
-			if r.Type() == plumbing.HashReference && strings.HasPrefix(r.Name().String(), "refs/") {
+		for _, r := range refs {
+			if r.Type() == plumbing.HashReference {
 				snap[r.Name().String()] = r.Hash().String()
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	return snap, err
 }
@@ -273,19 +271,18 @@ func (s *Store) IsEmpty(ctx context.Context, repo string) (bool, error) {
 	empty := true
 	err := s.withRepo(ctx, repo, func(st *filesystem.Storage) error {
 		empty = true
-		iter, err := st.IterReferences()
+		refs, err := storageRefs(st, branchPrefix, tagPrefix)
 		if err != nil {
 			return err
 		}
-		defer iter.Close()
-		return iter.ForEach(func(r *plumbing.Reference) error {
+		for _, r := range refs {
 			n := r.Name().String()
 			if strings.HasPrefix(n, branchPrefix) || strings.HasPrefix(n, tagPrefix) {
 				empty = false
-				return storer.ErrStop
+				break
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	return empty, err
 }
@@ -374,19 +371,29 @@ func (s *Store) UpdateRef(ctx context.Context, repo, fullRef, sha string) error 
 			return fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
 		}
 		// git refuses "refs/a" next to "refs/a/b"; check packed refs too,
-		// which the file system alone would not reveal.
-		iter, err := st.IterReferences()
+		// which the file system alone would not reveal. Only refs below
+		// fullRef and its own ancestors can conflict, so only those are read.
+		below, err := storageRefs(st, fullRef+"/")
 		if err != nil {
 			return err
 		}
-		defer iter.Close()
-		return iter.ForEach(func(r *plumbing.Reference) error {
-			n := r.Name().String()
-			if strings.HasPrefix(n, fullRef+"/") || strings.HasPrefix(fullRef, n+"/") {
-				return fmt.Errorf("%w: %s conflicts with existing ref %s", ErrInvalidRef, fullRef, n)
+		if len(below) > 0 {
+			return fmt.Errorf("%w: %s conflicts with existing ref %s", ErrInvalidRef, fullRef, below[0].Name())
+		}
+		for i := len("refs/"); i < len(fullRef); i++ {
+			if fullRef[i] != '/' {
+				continue
 			}
-			return nil
-		})
+			anc := fullRef[:i]
+			_, err := st.Reference(plumbing.ReferenceName(anc))
+			switch {
+			case err == nil:
+				return fmt.Errorf("%w: %s conflicts with existing ref %s", ErrInvalidRef, fullRef, anc)
+			case !errors.Is(err, plumbing.ErrReferenceNotFound):
+				return fmt.Errorf("gitrepo: reading %s: %w", anc, err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -418,31 +417,22 @@ func (s *Store) lsRefs(ctx context.Context, repo, dir string, req lsRefsRequest)
 			}
 		}
 
-		iter, err := st.IterReferences()
+		all, err := storageRefs(st, req.prefixes...)
 		if err != nil {
 			return err
 		}
-		defer iter.Close()
 		var refs []*plumbing.Reference
-		err = iter.ForEach(func(r *plumbing.Reference) error {
+		for _, r := range all {
 			name := r.Name().String()
-			if !strings.HasPrefix(name, "refs/") || !req.match(name) {
-				return nil
+			if !req.match(name) {
+				continue
 			}
 			if r.Type() != plumbing.HashReference || checkRefName(name) != nil {
 				return errFallback
 			}
 			refs = append(refs, r)
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		sort.Slice(refs, func(i, j int) bool { return refs[i].Name() < refs[j].Name() })
-		for i, r := range refs {
-			if i > 0 && refs[i-1].Name() == r.Name() {
-				return errFallback // go-git should never list a ref twice
-			}
+		for _, r := range refs { // sorted by name, each once
 			if err := ctx.Err(); err != nil {
 				return err
 			}
