@@ -306,7 +306,7 @@ func (a *API) ProjectJSON(ctx context.Context, p *store.Project) map[string]any 
 		"readme_url": nil, "avatar_url": nil, "forks_count": 0, "star_count": 0,
 		"namespace": nsJSON, "archived": false, "empty_repo": p.DefaultBranch == "",
 		"jobs_enabled": true, "builds_access_level": "enabled", "ci_config_path": nilIfEmpty(p.CIConfigPath),
-		"ci_job_token_scope_enabled": p.JobTokenAllowlist, "shared_runners_enabled": true,
+		"ci_job_token_scope_enabled": p.JobTokenAllowlist, "shared_runners_enabled": true, "ci_separated_caches": p.SeparatedCaches,
 		"_links": map[string]any{"self": a.ExternalURL + "/api/v4/projects/" + strconv.FormatInt(p.ID, 10)},
 	}
 }
@@ -577,6 +577,11 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 		return err
 	} else if ok {
 		p.JobTokenAllowlist = v
+	}
+	if v, ok, err := c.params.Bool("ci_separated_caches"); err != nil {
+		return err
+	} else if ok {
+		p.SeparatedCaches = v
 	}
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateProject(c.ctx, p) }); err != nil {
 		return err

@@ -373,7 +373,8 @@ func (s *Service) payload(ctx context.Context, r *store.Runner, j *store.Job, to
 		if when == "" {
 			when = client.WhenOnSuccess
 		}
-		out.Cache = append(out.Cache, client.Cache{Key: key, Untracked: c.Untracked, Policy: policy, Paths: orEmpty(c.Paths), When: when, FallbackKeys: orEmpty(c.FallbackKeys)})
+		key, fallback := cacheKeys(key, c.FallbackKeys, p.SeparatedCaches, pl.Protected && !c.Unprotect)
+		out.Cache = append(out.Cache, client.Cache{Key: key, Untracked: c.Untracked, Policy: policy, Paths: orEmpty(c.Paths), When: when, FallbackKeys: orEmpty(fallback)})
 	}
 	deps, err := s.dependencies(ctx, j, sp, token)
 	if err != nil {
@@ -401,6 +402,29 @@ func tagsJSON(tags []string) string {
 	}
 	b.WriteString("]")
 	return b.String()
+}
+
+// cacheKeys applies GitLab's "separate caches for protected branches"
+// (project setting ci_separated_caches, on by default): a job of a
+// protected pipeline uses "<key>-protected", any other job (and one whose
+// cache sets unprotect: true) "<key>-non_protected", and so do the fallback
+// keys. A developer's branch therefore cannot write a cache that the
+// protected default branch restores. The suffix is appended to the key as
+// written, before the runner expands variables in it; the expansion stops
+// at "-", so no value can remove the suffix.
+func cacheKeys(key string, fallback []string, separated, protected bool) (string, []string) {
+	if !separated {
+		return key, fallback
+	}
+	suffix := "-non_protected"
+	if protected {
+		suffix = "-protected"
+	}
+	out := make([]string, len(fallback))
+	for i, k := range fallback {
+		out[i] = k + suffix
+	}
+	return key + suffix, out
 }
 
 // filesKey is cache:key:files: a hash of the named files' blob ids, so the
