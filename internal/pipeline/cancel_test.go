@@ -50,7 +50,7 @@ func downstream(t *testing.T, e *Engine, p *store.Project, up *store.Pipeline, b
 	t.Helper()
 	ctx := context.Background()
 	bid := jobID(t, e, up.ID, bridge)
-	pl, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "parent_pipeline", ChildIncludes: []string{include},
+	pl, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "parent_pipeline", ChildIncludes: []string{include},
 		UpstreamJobID: bid, UpstreamPipelineID: up.ID})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func pipelineStatus(t *testing.T, e *Engine, id int64) string {
 func TestCancelCascadesDownstream(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": cascadeChildCI, "grandchild.yml": cascadeGrandchildCI})
 	ctx := context.Background()
-	up, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	up, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCancelCascadesDownstream(t *testing.T) {
 func TestCancelLeavesFinishedDownstream(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": "c1:\n  script: echo\n"})
 	ctx := context.Background()
-	up, _ := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	up, _ := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
 	child := downstream(t, e, p, up, "child", "child.yml", true)
 	c1 := jobID(t, e, child.ID, "c1")
 	e.Store.Write(ctx, func(tx *store.Tx) error { _, err := tx.AssignJob(ctx, c1, 1, "h-c1"); return err })
@@ -135,7 +135,7 @@ func TestCancelLeavesFinishedDownstream(t *testing.T) {
 func TestCancelBeforeDownstreamLinked(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": cascadeChildCI, "grandchild.yml": cascadeGrandchildCI})
 	ctx := context.Background()
-	up, _ := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	up, _ := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
 	if err := e.CancelPipeline(ctx, up.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestCancelBeforeDownstreamLinked(t *testing.T) {
 func TestCancelCascadeCycle(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": cascadeCI})
 	ctx := context.Background()
-	up, _ := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	up, _ := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
 	child := downstream(t, e, p, up, "child", "child.yml", true)
 	// Link the child's bridge back to the upstream.
 	cb := jobID(t, e, child.ID, "child")

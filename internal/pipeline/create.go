@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/ciconfig"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/secrets"
@@ -33,6 +34,9 @@ type Engine struct {
 	Secrets     *secrets.Box
 	ExternalURL string
 	Log         *slog.Logger
+	// Access decides who may create and act on pipelines (nil: a policy
+	// over Store).
+	Access *access.Policy
 	// JobsPending is called after a commit that made build jobs pending, to
 	// wake waiting runners.
 	JobsPending func()
@@ -55,9 +59,14 @@ type Engine struct {
 
 // Request asks for a pipeline. Every source builds one of these.
 type Request struct {
-	Project   *store.Project
-	Ref       string
-	Source    string // push, web, api, trigger, schedule, pipeline, parent_pipeline
+	Project *store.Project
+	Ref     string
+	Source  string // push, web, api, trigger, schedule, pipeline, parent_pipeline
+	// User is the acting identity, whatever the source: the pusher, the
+	// API or web user, the trigger token's owner, the job token's or the
+	// upstream job's user, the schedule's owner. Create refuses the
+	// pipeline unless User may create pipelines in Project and, on a
+	// protected ref, may update that ref.
 	User      *store.User
 	Variables []Var // pipeline-level variables (highest precedence)
 	// SHA and BeforeSHA are known for pushes; otherwise the ref is resolved.
@@ -81,7 +90,12 @@ type Request struct {
 }
 
 // CreateError is a refusal with GitLab's message, for {"message":{"base":[...]}}.
-type CreateError struct{ Messages []string }
+type CreateError struct {
+	Messages []string
+	// Denied marks a refusal of the acting identity (access), as opposed to
+	// one of the ref or the configuration.
+	Denied bool
+}
 
 func (e *CreateError) Error() string { return strings.Join(e.Messages, "; ") }
 
@@ -237,38 +251,45 @@ type YAMLError struct{ Messages []string }
 
 func (e *YAMLError) Error() string { return strings.Join(e.Messages, ", ") }
 
-// IsProtected reports whether a ref is protected: the default branch always
-// is (GitLab protects it by default), plus branches and tags listed in
-// protected_refs (exact names or wildcards like release/*).
+func (e *Engine) policy() *access.Policy {
+	if e.Access != nil {
+		return e.Access
+	}
+	return access.New(e.Store)
+}
+
+// IsProtected reports whether a branch (or, with tag, a tag) name is
+// protected in p (access.RefProtected: the default branch, and protected
+// branches and tags, wildcards included). It fails closed.
 func (e *Engine) IsProtected(ctx context.Context, p *store.Project, ref string, tag bool) bool {
-	kind := "branch"
+	full := "refs/heads/" + ref
 	if tag {
-		kind = "tag"
-	} else if ref == p.DefaultBranch {
-		return true
+		full = "refs/tags/" + ref
 	}
-	refs, err := e.Store.ProtectedRefs(ctx, p.ID, kind)
-	if err != nil {
-		return false
-	}
-	for _, r := range refs {
-		if r.Name == ref {
-			return true
-		}
-		if ok, _ := path.Match(r.Name, ref); ok {
-			return true
-		}
-	}
-	return false
+	prot, _ := e.policy().Protected(ctx, p, full)
+	return prot
 }
 
 // RefProtected reports whether ref (a branch or tag name as a user gives
-// it) resolves to a protected ref of p. Callers refuse pipelines and actions
-// on protected refs to users below maintainer, as GitLab's default branch
-// protection does, because such pipelines receive protected variables.
+// it) resolves to a protected ref of p.
 func (e *Engine) RefProtected(ctx context.Context, p *store.Project, ref string) bool {
 	r, err := e.Repos.ResolveRef(ctx, p.FullPath, ref)
 	return err == nil && e.IsProtected(ctx, p, r.Name, r.Tag)
+}
+
+// authorize refuses a pipeline the acting identity may not create: GitLab
+// requires Developer access to the project and, for a protected ref, the
+// right to update that ref. Every source passes here, so no path (trigger
+// token, job token, bridge, child, schedule) skips it.
+func (e *Engine) authorize(ctx context.Context, req *Request, protected bool) error {
+	level, err := e.policy().Level(ctx, req.Project, req.User)
+	if err != nil {
+		return err
+	}
+	if msg := access.PipelineDenial(level, protected, req.Ref); msg != "" {
+		return &CreateError{Messages: []string{msg}, Denied: true}
+	}
+	return nil
 }
 
 // Create makes a pipeline for req, or returns a *CreateError with GitLab's
@@ -289,6 +310,12 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 		return nil, err
 	}
 	pl.Ref, pl.Tag, pl.SHA = ref.Name, ref.Tag, ref.SHA
+	if pl.Protected, err = e.policy().Protected(ctx, p, ref.Full); err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, &req, pl.Protected); err != nil {
+		return nil, err
+	}
 	if req.SHA != "" {
 		pl.SHA = req.SHA
 	}
@@ -312,8 +339,6 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 			}
 		}
 	}
-	pl.Protected = e.IsProtected(ctx, p, pl.Ref, pl.Tag)
-
 	cfg, err := e.loadConfig(ctx, &req, pl.SHA)
 	if err != nil {
 		var ye *YAMLError

@@ -90,7 +90,7 @@ func statuses(t *testing.T, e *Engine, plID int64) map[string]string {
 func TestCreateAndProgress(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": seedCI})
 	ctx := context.Background()
-	pl, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "trigger", Variables: []Var{{Key: "UPLOAD", Value: "true"}}})
+	pl, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "trigger", Variables: []Var{{Key: "UPLOAD", Value: "true"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestCreateAndProgress(t *testing.T) {
 		t.Fatalf("statuses %v", got)
 	}
 	// A push pipeline drops the triggers-only job.
-	pl2, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "push"})
+	pl2, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "push"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestCreateRefusals(t *testing.T) {
 		{ref.SHA, "Reference not found"},
 		{"main", "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline."},
 	} {
-		_, err := e.Create(ctx, Request{Project: p, Ref: tc.ref, Source: "trigger"})
+		_, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: tc.ref, Source: "trigger"})
 		var ce *CreateError
 		if !errors.As(err, &ce) || ce.Messages[0] != tc.want {
 			t.Errorf("ref %q: %v, want %q", tc.ref, err, tc.want)
@@ -177,7 +177,7 @@ func TestParseHumanDuration(t *testing.T) {
 func TestRecoverRedoesLostFollowUps(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": "child:\n  trigger:\n    include: child.yml\n", "child.yml": "c:\n  script: x\n"})
 	ctx := context.Background()
-	pl, err := e.Create(ctx, Request{Project: p, Ref: "main", Source: "api"})
+	pl, err := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,4 +192,15 @@ func TestRecoverRedoesLostFollowUps(t *testing.T) {
 	if len(called) != 1 {
 		t.Fatalf("BridgePending calls: %v", called)
 	}
+}
+
+// root is the admin user newEngine creates, the acting identity of tests
+// that are not about access.
+func root(t *testing.T, e *Engine) *store.User {
+	t.Helper()
+	u, err := e.Store.UserByUsername(context.Background(), "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -166,6 +166,9 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 	pl, err := b.Engine.Create(ctx, req)
 	if err != nil {
 		var ce *pipeline.CreateError
+		if errors.As(err, &ce) && ce.Denied {
+			return nil, false, &bridgeFailure{"insufficient_bridge_permissions", ce.Error()}
+		}
 		if errors.As(err, &ce) {
 			return nil, false, &bridgeFailure{"downstream_pipeline_creation_failed", ce.Error()}
 		}

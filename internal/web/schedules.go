@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"github.com/kilnci/kiln/internal/access"
 	"net/http"
 	"strconv"
 	"strings"
@@ -236,10 +237,13 @@ func (w *Web) saveSchedule(q *req, sc *store.Schedule) {
 	fullRef := ""
 	if ref, err := w.Engine.Repos.ResolveRef(q.ctx, q.project.FullPath, form["ref"]); err != nil {
 		errs = append(errs, "Target branch or tag '"+form["ref"]+"' was not found.")
-	} else if ref.Tag {
-		fullRef = "refs/tags/" + ref.Name
 	} else {
-		fullRef = "refs/heads/" + ref.Name
+		fullRef = ref.Full
+		// The schedule runs as its owner: one who may not run pipelines on
+		// a protected ref may not schedule them there either.
+		if msg := access.PipelineDenial(q.level, w.Engine.IsProtected(q.ctx, q.project, ref.Name, ref.Tag), form["ref"]); msg != "" {
+			errs = append(errs, msg)
+		}
 	}
 	seen := map[string]bool{}
 	for _, v := range vars {
