@@ -370,3 +370,64 @@ func TestAgentDoesNotBusyLoopOnImmediate204(t *testing.T) {
 		t.Fatalf("%d job requests in 1 s with a 200 ms check interval", n)
 	}
 }
+
+// runningPuts counts the job's state=running updates after the first one
+// (the two-phase start): keep-alives and status checks.
+func (fs *fakeServer) runningPuts(id int64) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := 0
+	for _, p := range fs.puts[id] {
+		if p.State == client.StateRunning {
+			n++
+		}
+	}
+	return max(n-1, 0)
+}
+
+// TestAgentStatusChecksFollowServer: a job that prints nothing asks for its
+// status as often as a Kiln server says (and so stops within about that
+// long of a cancel), but keeps GitLab Runner's 30 s keep-alive with a
+// server that says nothing.
+func TestAgentStatusChecksFollowServer(t *testing.T) {
+	t.Run("kiln", func(t *testing.T) {
+		fs := newFakeServer(t)
+		fs.statusMS = "200"
+		fs.addJob(fs.newJob(121, "echo started-121", "sleep 60", "echo not-reached"))
+		startRunner(t, fs, func(c *Config) { c.TraceInterval = time.Second })
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(fs.trace(121), "started-121"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("job did not start")
+			}
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if n := fs.runningPuts(121); n < 3 {
+			t.Errorf("a silent job sent %d status checks in 1.5 s at a 200 ms status interval", n)
+		}
+		fs.mu.Lock()
+		fs.jobStatus[121] = "canceling"
+		fs.mu.Unlock()
+		start := time.Now()
+		final, trace := fs.waitFinal(t, 121, 20*time.Second)
+		if el := time.Since(start); el > 1500*time.Millisecond {
+			t.Errorf("a silent job took %v to stop after its cancel", el)
+		}
+		if final.State != client.StateFailed || strings.Contains(trace, "not-reached\n") {
+			t.Errorf("final = %+v\n%s", final, trace)
+		}
+	})
+	t.Run("gitlab", func(t *testing.T) {
+		fs := newFakeServer(t)
+		fs.addJob(fs.newJob(122, "echo started-122", "sleep 60"))
+		startRunner(t, fs, nil)
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(fs.trace(122), "started-122"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("job did not start")
+			}
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if n := fs.runningPuts(122); n != 0 {
+			t.Errorf("without the server's say-so a silent job sent %d keep-alives in 1.5 s", n)
+		}
+	})
+}

@@ -47,9 +47,11 @@ type fakeServer struct {
 	// cancelOn sets the job's status once its trace contains the key.
 	cancelOn  map[int64][2]string
 	failFinal int
-	finalCh   chan int64
-	git       http.Handler
-	jobAvail  chan struct{}
+	// statusMS, if set, is sent as Kiln's status-interval header.
+	statusMS string
+	finalCh  chan int64
+	git      http.Handler
+	jobAvail chan struct{}
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -164,6 +166,9 @@ func (fs *fakeServer) update(w http.ResponseWriter, r *http.Request) {
 	if st := fs.jobStatus[job.ID]; st != "" {
 		w.Header().Set("Job-Status", st)
 	}
+	if fs.statusMS != "" {
+		w.Header().Set(client.StatusIntervalHeader, fs.statusMS)
+	}
 	if req.State == client.StateRunning {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -220,6 +225,9 @@ func (fs *fakeServer) patch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Job-Status", st)
 	w.Header().Set("Range", fmt.Sprintf("0-%d", len(stored)))
 	w.Header().Set("X-GitLab-Trace-Update-Interval", "3")
+	if fs.statusMS != "" {
+		w.Header().Set(client.StatusIntervalHeader, fs.statusMS)
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -331,4 +339,11 @@ func zipEntries(t *testing.T, b []byte) map[string]string {
 
 func basicAuth(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// trace returns what the server holds of the job's log.
+func (fs *fakeServer) trace(id int64) string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return string(fs.traces[id])
 }

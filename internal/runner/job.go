@@ -34,6 +34,10 @@ type jobRun struct {
 	log   *slog.Logger
 	trace *traceBuffer
 
+	// statusEvery is the status-check interval the server asked for in
+	// its answer to the job's first update (0: none).
+	statusEvery time.Duration
+
 	vars       map[string]string // expanded values, file variables as paths
 	env        []string
 	buildsDir  string
@@ -64,7 +68,7 @@ func (r *Runner) runJob(c *client.Client, slot int, job *client.JobResponse, log
 		// Older servers answer 400 here; the job can run anyway.
 		log.Warn("initial running update failed", "err", err)
 	}
-	j := &jobRun{r: r, c: c, job: job, log: log}
+	j := &jobRun{r: r, c: c, job: job, log: log, statusEvery: res.StatusInterval}
 	j.buildsDir = filepath.Join(r.cfg.BuildsDir, r.tokenHash, strconv.Itoa(slot))
 	j.projectDir = filepath.Join(j.buildsDir, filepath.FromSlash(projectPath(job)))
 	j.tmpDir = j.projectDir + ".tmp"
@@ -260,6 +264,7 @@ func (j *jobRun) run() {
 
 	st := &traceStreamer{
 		c: j.c, id: j.job.ID, token: j.job.Token, buf: j.trace, log: j.log,
+		keepAlive: r.cfg.KeepAliveInterval,
 		onStatus: func(s string) {
 			if s == "canceling" {
 				jobCancel(errCanceling)
@@ -268,9 +273,10 @@ func (j *jobRun) run() {
 			}
 		},
 	}
+	st.noteStatusInterval(j.statusEvery)
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { st.run(streamCtx, r.cfg.TraceInterval, r.cfg.KeepAliveInterval) })
+	wg.Go(func() { st.run(streamCtx, r.cfg.TraceInterval) })
 
 	out := j.execute(jobCtx, hardCtx)
 	timer.Stop()

@@ -67,7 +67,9 @@ type Config struct {
 	// TraceLimit cuts the log after this many bytes; default 4 MiB.
 	TraceLimit int64
 	// KeepAliveInterval: a job that printed nothing for this long sends a
-	// state=running update, which is how it learns it was canceled.
+	// state=running update, which is how it learns it was canceled; default
+	// 30 s, as GitLab Runner. A server sending client.StatusIntervalHeader
+	// (Kiln does, every second) shortens it for its jobs.
 	KeepAliveInterval time.Duration
 	// KillGrace is the delay between SIGTERM and SIGKILL; default 1 s.
 	KillGrace time.Duration

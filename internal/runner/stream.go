@@ -21,10 +21,39 @@ type traceStreamer struct {
 	// "canceling" (graceful) or "canceled" (abort).
 	onStatus func(status string)
 
+	// keepAlive is how long the job may go without contact with the
+	// server (GitLab Runner's 30 s force-send interval) unless the server
+	// asks for status checks more often (client.StatusIntervalHeader).
+	keepAlive time.Duration
+
 	mu          sync.Mutex
 	sent        int64
 	gone        bool // server said 404 or 403: sending more is pointless
 	lastContact time.Time
+	statusEvery time.Duration // 0: keepAlive
+}
+
+// noteStatusInterval records the status-check interval a server answer
+// asked for (0: none asked; the last one wins). Called with s.mu held.
+func (s *traceStreamer) noteStatusInterval(d time.Duration) {
+	if d > 0 {
+		s.statusEvery = max(d, minStatusInterval)
+	}
+}
+
+// minStatusInterval bounds how often a job asks for its status, whatever
+// a server says.
+const minStatusInterval = 100 * time.Millisecond
+
+// contactEvery is how long the job may stay silent before it asks the
+// server whether it should go on.
+func (s *traceStreamer) contactEvery() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statusEvery > 0 && s.statusEvery < s.keepAlive {
+		return s.statusEvery
+	}
+	return s.keepAlive
 }
 
 func (s *traceStreamer) status(st string) {
@@ -49,6 +78,7 @@ func (s *traceStreamer) flush(ctx context.Context) error {
 		}
 		prev := s.sent
 		res, err := s.c.PatchTrace(ctx, s.id, s.token, chunk, s.sent)
+		s.noteStatusInterval(res.StatusInterval)
 		s.status(res.JobStatus)
 		switch res.State {
 		case client.PatchSucceeded:
@@ -75,8 +105,9 @@ func (s *traceStreamer) flush(ctx context.Context) error {
 	return nil
 }
 
-// touch tells a silent job's server that it is alive, and learns about
-// cancellation, which otherwise only arrives in PATCH responses.
+// touch tells a silent job's server that it is alive (GitLab Runner's
+// keep-alive, a state=running update) and learns about cancellation, which
+// otherwise only arrives in PATCH responses.
 func (s *traceStreamer) touch(ctx context.Context) {
 	s.mu.Lock()
 	if s.sent != s.buf.Len() {
@@ -94,6 +125,7 @@ func (s *traceStreamer) touch(ctx context.Context) {
 	}
 	s.mu.Lock()
 	s.lastContact = time.Now()
+	s.noteStatusInterval(res.StatusInterval)
 	s.mu.Unlock()
 	s.status(res.JobStatus)
 	if res.State == client.UpdateAbort {
@@ -101,17 +133,17 @@ func (s *traceStreamer) touch(ctx context.Context) {
 	}
 }
 
-func (s *traceStreamer) run(ctx context.Context, interval, keepAlive time.Duration) {
+// run sends new log output every interval and, when the job has had no
+// contact with the server for contactEvery, a keep-alive that also asks
+// whether the job was canceled.
+func (s *traceStreamer) run(ctx context.Context, interval time.Duration) {
 	s.mu.Lock()
 	s.lastContact = time.Now()
 	s.mu.Unlock()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		tick := min(interval, s.contactEvery())
+		if !sleepCtx(ctx, tick) {
 			return
-		case <-t.C:
 		}
 		if err := s.flush(ctx); err != nil && ctx.Err() == nil {
 			s.log.Debug("trace patch failed", "err", err)
@@ -119,7 +151,9 @@ func (s *traceStreamer) run(ctx context.Context, interval, keepAlive time.Durati
 		s.mu.Lock()
 		idle := time.Since(s.lastContact)
 		s.mu.Unlock()
-		if idle >= keepAlive {
+		// Ticks and answers do not line up exactly: a contact made just
+		// after the previous tick must not push the check a whole tick on.
+		if every := s.contactEvery(); idle+tick/4 >= every {
 			s.touch(ctx)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/artifacts"
 	"github.com/kilnci/kiln/internal/pipeline"
+	"github.com/kilnci/kiln/internal/runner/client"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/traces"
 )
@@ -119,9 +120,13 @@ func (s *Service) updateJob(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch req.State {
 	case "running", "":
+		// A keep-alive, or Kiln's runner asking every StatusInterval
+		// whether its silent job was canceled: one indexed read (above)
+		// and a liveness write at most every touchEvery.
 		s.touchJob(ctx, j.ID, false)
 		w.Header().Set("Job-Status", j.Status)
 		w.Header().Set("X-GitLab-Trace-Update-Interval", "3")
+		s.setStatusInterval(w)
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, "200")
@@ -250,7 +255,15 @@ func (s *Service) patchTrace(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Range", fmt.Sprintf("0-%d", size))
 	w.Header().Set("Job-Status", j.Status)
 	w.Header().Set("X-GitLab-Trace-Update-Interval", "3")
+	s.setStatusInterval(w)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// setStatusInterval tells Kiln's runner how often to check the status of a
+// job that prints nothing (GitLab Runner ignores the header and keeps its
+// 30 s keep-alive).
+func (s *Service) setStatusInterval(w http.ResponseWriter) {
+	w.Header().Set(client.StatusIntervalHeader, strconv.FormatInt(s.cfg.StatusInterval.Milliseconds(), 10))
 }
 
 // patchBufs recycles trace PATCH bodies (usually 1 MiB each): reading

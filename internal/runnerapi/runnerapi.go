@@ -32,6 +32,9 @@ import (
 const (
 	DefaultPollTimeout  = 50 * time.Second
 	DefaultStaleTimeout = 5 * time.Minute
+	// DefaultStatusInterval is how often Kiln asks runners that understand
+	// client.StatusIntervalHeader to check a silent job's status.
+	DefaultStatusInterval = time.Second
 	// OnlineWindow is how recently a runner must have been in contact to
 	// count as online (GitLab: 2 hours).
 	OnlineWindow = 2 * time.Hour
@@ -64,6 +67,9 @@ type Config struct {
 	PollTimeout time.Duration
 	// StaleTimeout fails running jobs whose runner has not reported for this long.
 	StaleTimeout time.Duration
+	// StatusInterval is sent to runners as client.StatusIntervalHeader:
+	// how often a job with no new log asks whether it was canceled.
+	StatusInterval time.Duration
 	// UserByToken authenticates a personal access token (for artifact downloads by users).
 	UserByToken func(ctx context.Context, token string) (*store.User, error)
 	// Metrics, if set, counts polls and assignments.
@@ -117,6 +123,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.StaleTimeout <= 0 {
 		cfg.StaleTimeout = DefaultStaleTimeout
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = DefaultStatusInterval
 	}
 	if cfg.Notifier == nil {
 		cfg.Notifier = queue.NewMemory()

@@ -48,7 +48,7 @@ func (fakeRepos) Exists(ctx context.Context, repo, sha string, globs []string) (
 func (fakeRepos) UpdateRef(ctx context.Context, repo, ref, sha string) error { return nil }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	st      *store.Store
 	svc     *Service
 	srv     *httptest.Server
@@ -77,7 +77,7 @@ func eachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 	})
 }
 
-func newEnv(t *testing.T, st *store.Store, n queue.Notifier) *env {
+func newEnv(t testing.TB, st *store.Store, n queue.Notifier) *env {
 	ctx := context.Background()
 	box, err := secrets.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -302,7 +302,10 @@ func TestUpdateJobStatesAndTokens(t *testing.T) {
 				}
 				return e.do("PUT", path, hdr, body)
 			}
-			if r := put("running", nil); r.code != 200 || r.hdr.Get("Job-Status") != "running" {
+			// Kiln's runner is told to check a silent job's status every
+			// second; GitLab's update interval is unchanged.
+			if r := put("running", nil); r.code != 200 || r.hdr.Get("Job-Status") != "running" ||
+				r.hdr.Get("X-Kiln-Job-Status-Interval") != "1000" || r.hdr.Get("X-GitLab-Trace-Update-Interval") != "3" {
 				t.Fatalf("%s running: %d %v %s", where, r.code, r.hdr, r.body)
 			}
 			if r := put("bogus", nil); r.code != 400 {
@@ -316,7 +319,7 @@ func TestUpdateJobStatesAndTokens(t *testing.T) {
 				if r := put("running", nil); r.code != 200 || r.hdr.Get("Job-Status") != "canceling" {
 					t.Errorf("canceling: %d %v", r.code, r.hdr)
 				}
-				if r := e.do("PATCH", path+"/trace", map[string]string{"JOB-TOKEN": jt, "Content-Range": "0-1"}, "ok"); r.code != 202 || r.hdr.Get("Job-Status") != "canceling" {
+				if r := e.do("PATCH", path+"/trace", map[string]string{"JOB-TOKEN": jt, "Content-Range": "0-1"}, "ok"); r.code != 202 || r.hdr.Get("Job-Status") != "canceling" || r.hdr.Get("X-Kiln-Job-Status-Interval") != "1000" {
 					t.Errorf("canceling patch: %d %v", r.code, r.hdr)
 				}
 			}

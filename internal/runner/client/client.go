@@ -362,8 +362,10 @@ type UpdateResult struct {
 	// canceled, failed, …), empty if absent.
 	JobStatus string
 	// Interval is X-GitLab-Trace-Update-Interval, 0 if absent.
-	Interval   time.Duration
-	StatusCode int
+	Interval time.Duration
+	// StatusInterval is X-Kiln-Job-Status-Interval, 0 if absent.
+	StatusInterval time.Duration
+	StatusCode     int
 }
 
 func traceInterval(h http.Header) time.Duration {
@@ -372,6 +374,22 @@ func traceInterval(h http.Header) time.Duration {
 		return 0
 	}
 	return min(time.Duration(n)*time.Second, 15*time.Minute)
+}
+
+// StatusIntervalHeader is Kiln's extension of the runner protocol: a
+// server that answers job updates and trace patches cheaply says how often
+// a running job may ask for its status (a state=running update when it has
+// no log to send), in milliseconds, so that a cancel reaches a silent job
+// at once. GitLab does not send it; without it a runner keeps GitLab
+// Runner's 30 s keep-alive.
+const StatusIntervalHeader = "X-Kiln-Job-Status-Interval"
+
+func statusInterval(h http.Header) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h.Get(StatusIntervalHeader)))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Millisecond, 15*time.Minute)
 }
 
 func jobStatusAborts(s string) bool { return s == "failed" || s == "canceled" }
@@ -391,9 +409,10 @@ func (c *Client) UpdateJob(ctx context.Context, id int64, jobToken string, req U
 	}
 	body := drain(resp)
 	res := UpdateResult{
-		JobStatus:  resp.Header.Get("Job-Status"),
-		Interval:   traceInterval(resp.Header),
-		StatusCode: resp.StatusCode,
+		JobStatus:      resp.Header.Get("Job-Status"),
+		Interval:       traceInterval(resp.Header),
+		StatusInterval: statusInterval(resp.Header),
+		StatusCode:     resp.StatusCode,
 	}
 	switch {
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
@@ -436,10 +455,11 @@ type PatchResult struct {
 	State PatchState
 	// NewOffset is the server's trace length after the call, as told by
 	// its Range header (or derived from what was sent).
-	NewOffset  int64
-	JobStatus  string
-	Interval   time.Duration
-	StatusCode int
+	NewOffset      int64
+	JobStatus      string
+	Interval       time.Duration
+	StatusInterval time.Duration
+	StatusCode     int
 	// Sent is the number of bytes of content actually sent (≤ MaxPatchSize).
 	Sent int
 }
@@ -489,6 +509,7 @@ func (c *Client) PatchTrace(ctx context.Context, id int64, jobToken string, cont
 	body := drain(resp)
 	res.JobStatus = resp.Header.Get("Job-Status")
 	res.Interval = traceInterval(resp.Header)
+	res.StatusInterval = statusInterval(resp.Header)
 	res.StatusCode = resp.StatusCode
 	switch {
 	case resp.StatusCode == http.StatusForbidden || jobStatusAborts(res.JobStatus):
