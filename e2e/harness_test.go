@@ -60,6 +60,9 @@ type server struct {
 	log     procLog
 	done    chan struct{}
 	addr    string
+
+	// Wrap is a command line the binary runs under (e.g. prlimit ...).
+	Wrap []string
 }
 
 func freeAddr(t testing.TB) string {
@@ -105,6 +108,9 @@ func (s *server) start() {
 	}
 	args = append(args, s.Extra...)
 	cmd := exec.Command(kilnBin, args...)
+	if len(s.Wrap) > 0 {
+		cmd = exec.Command(s.Wrap[0], append(append(s.Wrap[1:len(s.Wrap):len(s.Wrap)], kilnBin), args...)...)
+	}
 	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD=rootpassword1", "KILN_LOG_LEVEL=debug")
 	cmd.Env = append(cmd.Env, s.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -7,7 +7,9 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"os/exec"
 	"net/url"
 	"os"
 	"strconv"
@@ -112,3 +114,96 @@ func TestHostileYAMLAmplification(t *testing.T) {
 
 var _ = http.StatusOK
 var _ url.Values
+
+// openIdle opens n keep-alive connections, each having made one request
+// and now idle, plus n silent connections that never send a byte.
+func openIdle(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			break // the server (or the kernel backlog) refuses: fine
+		}
+		conns = append(conns, c)
+		if i%2 == 0 {
+			fmt.Fprintf(c, "GET /-/liveness HTTP/1.1\r\nHost: x\r\n\r\n")
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return conns
+}
+
+// closedWithin reports whether the server closes c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			ne, ok := err.(net.Error)
+			return !(ok && ne.Timeout())
+		}
+	}
+}
+
+func TestHostileIdleConnections(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit (util-linux) not installed")
+	}
+	// A descriptor limit of 256: the server keeps its connections a
+	// quarter below it, and evicts idle ones to admit new clients.
+	s := newServer(t, "sqlite", "--builtin-runners", "0")
+	s.Wrap = []string{"prlimit", "--nofile=256:256"}
+	s.start()
+	openIdle(t, s.addr, 300)
+	for i := 0; i < 5; i++ {
+		s.servedNormally(t)
+	}
+	if n := openFDs(s.cmd.Process.Pid); n > 256 {
+		t.Fatalf("server has %d descriptors open", n)
+	}
+}
+
+func TestHostileSlowClients(t *testing.T) {
+	s := newServer(t, "sqlite", "--builtin-runners", "0", "--read-header-timeout", "1s", "--body-timeout", "1s", "--idle-timeout", "1s")
+	s.start()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Headers that never end.
+	hdr := dial()
+	fmt.Fprintf(hdr, "GET /api/v4/version HTTP/1.1\r\nHost: x\r\n")
+	// A body that never arrives.
+	body := dial()
+	fmt.Fprintf(body, "POST /api/v4/projects HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"name\":", rootToken)
+	// An idle keep-alive connection.
+	idle := dial()
+	fmt.Fprintf(idle, "GET /-/liveness HTTP/1.1\r\nHost: x\r\n\r\n")
+	for name, c := range map[string]net.Conn{"slow headers": hdr, "slow body": body, "idle keep-alive": idle} {
+		if !closedWithin(c, 8*time.Second) {
+			t.Errorf("%s: connection still open after 8s", name)
+		}
+	}
+	var projects []map[string]any
+	if s.call("GET", "/api/v4/projects", nil, &projects); len(projects) != 0 {
+		t.Fatalf("a project was written: %v", projects)
+	}
+	s.servedNormally(t)
+}
+
+func openFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}

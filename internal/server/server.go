@@ -19,6 +19,7 @@ import (
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/httplimit"
 	"github.com/kilnci/kiln/internal/metrics"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
@@ -51,6 +52,9 @@ type Config struct {
 	// MetricsAllow lists the CIDRs (comma-separated) that may read /metrics
 	// ("": DefaultMetricsAllow, loopback only).
 	MetricsAllow string
+	// HTTP holds timeouts and connection caps (zero fields: defaults
+	// derived from the descriptor limit).
+	HTTP httplimit.Config
 }
 
 // PushHook is called after a push changed refs.
@@ -221,6 +225,27 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
+// classify tells the HTTP guard how long a request may take: git and
+// artifacts move large data; event streams and runners' job requests wait
+// for something to happen and count against the long-lived caps.
+func (s *Server) classify(r *http.Request) httplimit.Class {
+	p := r.URL.Path
+	switch {
+	case p == "/api/v4/jobs/request":
+		return httplimit.LongLived
+	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/events") && strings.Contains(p, "/pipelines/"):
+		return httplimit.LongLived
+	case strings.HasPrefix(p, "/api/") && strings.Contains(p, "/artifacts"):
+		return httplimit.Transfer
+	case strings.Contains(p, "/jobs/") && (strings.Contains(p, "/artifacts") || strings.HasSuffix(p, "/trace") || strings.HasSuffix(p, "/raw")):
+		return httplimit.Transfer
+	}
+	if _, _, ok := splitGitPath(p); ok {
+		return httplimit.Transfer
+	}
+	return httplimit.Normal
+}
+
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -253,15 +278,24 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves on ln until ctx is cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hc := s.cfg.HTTP.WithDefaults(httplimit.RaiseFileLimit())
+	guard := httplimit.NewGuard(hc, s.classify)
+	lim := httplimit.NewListener(ln, hc.MaxConns)
+	ln = lim
+	// Read and write deadlines are set per request by the guard (streams
+	// and transfers need longer ones than the rest), so the server-wide
+	// ReadTimeout and WriteTimeout stay off.
 	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler:           guard.Handler(s.handler),
+		ReadHeaderTimeout: hc.ReadHeaderTimeout,
+		IdleTimeout:       hc.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+		ConnState:         lim.ConnState,
 	}
 	for _, fn := range s.onShutdown {
 		srv.RegisterOnShutdown(fn)
 	}
-	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
+	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "max_connections", hc.MaxConns, "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	for _, fn := range s.onServe {

@@ -1,0 +1,193 @@
+// Package httplimit keeps one client from exhausting the HTTP server:
+// per-request read and write deadlines chosen by route class, a cap on
+// concurrent long-lived requests (in total and per client address), and a
+// listener that bounds open connections, dropping idle ones first.
+package httplimit
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Class says how long a request may legitimately take.
+type Class int
+
+const (
+	// Normal requests read a bounded body and answer promptly.
+	Normal Class = iota
+	// Transfer requests move large data (git, artifacts): long deadlines,
+	// not counted as long-lived.
+	Transfer
+	// LongLived requests wait for something to happen (event streams, job
+	// long polls): long deadlines, counted against the concurrency caps.
+	LongLived
+)
+
+// Config holds the limits; zero values take the defaults of DefaultConfig.
+type Config struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a normal request's body.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds writing a normal request's response.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration
+	// StreamTimeout bounds transfers and long-lived requests.
+	StreamTimeout time.Duration
+	// MaxConns bounds open connections on the listener.
+	MaxConns int
+	// MaxLongLived and MaxLongLivedPerClient bound concurrent long-lived
+	// requests, in total and per client address.
+	MaxLongLived, MaxLongLivedPerClient int
+}
+
+// DefaultConfig returns the defaults for a process allowed fdLimit open
+// descriptors: connections stay a quarter (at least 64) below it, so the
+// database, repositories and job processes always have descriptors left.
+func DefaultConfig(fdLimit int) Config {
+	reserve := fdLimit / 4
+	if reserve < 64 {
+		reserve = 64
+	}
+	conns := fdLimit - reserve
+	if conns < 16 {
+		conns = 16
+	}
+	return Config{
+		ReadHeaderTimeout:     10 * time.Second,
+		BodyTimeout:           60 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		StreamTimeout:         time.Hour,
+		MaxConns:              conns,
+		MaxLongLived:          conns / 2,
+		MaxLongLivedPerClient: 64,
+	}
+}
+
+// WithDefaults fills zero fields from DefaultConfig(fdLimit).
+func (c Config) WithDefaults(fdLimit int) Config {
+	d := DefaultConfig(fdLimit)
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	set(&c.BodyTimeout, d.BodyTimeout)
+	set(&c.WriteTimeout, d.WriteTimeout)
+	set(&c.IdleTimeout, d.IdleTimeout)
+	set(&c.StreamTimeout, d.StreamTimeout)
+	if c.MaxConns <= 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.MaxLongLived <= 0 {
+		c.MaxLongLived = c.MaxConns / 2
+	}
+	if c.MaxLongLivedPerClient <= 0 {
+		c.MaxLongLivedPerClient = d.MaxLongLivedPerClient
+	}
+	return c
+}
+
+// Guard applies deadlines and long-lived caps to requests.
+type Guard struct {
+	cfg      Config
+	classify func(*http.Request) Class
+	now      func() time.Time
+
+	mu       sync.Mutex
+	total    int
+	byClient map[string]int
+}
+
+// NewGuard returns a Guard classifying requests with classify.
+func NewGuard(cfg Config, classify func(*http.Request) Class) *Guard {
+	return &Guard{cfg: cfg, classify: classify, now: time.Now, byClient: map[string]int{}}
+}
+
+// Config returns the guard's (defaulted) configuration.
+func (g *Guard) Config() Config { return g.cfg }
+
+// acquire takes a long-lived slot for client, reporting false when a cap
+// is reached.
+func (g *Guard) acquire(client string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.total >= g.cfg.MaxLongLived || g.byClient[client] >= g.cfg.MaxLongLivedPerClient {
+		return false
+	}
+	g.total++
+	g.byClient[client]++
+	return true
+}
+
+func (g *Guard) release(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.total--
+	if g.byClient[client]--; g.byClient[client] <= 0 {
+		delete(g.byClient, client)
+	}
+}
+
+// LongLived returns the number of long-lived requests in flight.
+func (g *Guard) LongLived() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.total
+}
+
+// ClientAddr is the client address limits are kept per: the TCP peer.
+func ClientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Handler wraps next with the deadlines and caps.
+func (g *Guard) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := g.now()
+		switch g.classify(r) {
+		case LongLived:
+			client := ClientAddr(r)
+			if !g.acquire(client) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Retry-After", "10")
+				w.Header().Set("X-Content-Type-Options", "nosniff")
+				w.WriteHeader(http.StatusTooManyRequests)
+				fmt.Fprintln(w, `{"message":"429 Too Many Requests - too many open streams from this address or in total, retry later"}`)
+				return
+			}
+			defer g.release(client)
+			_ = rc.SetReadDeadline(now.Add(g.cfg.StreamTimeout))
+			_ = rc.SetWriteDeadline(now.Add(g.cfg.StreamTimeout))
+		case Transfer:
+			_ = rc.SetReadDeadline(now.Add(g.cfg.StreamTimeout))
+			_ = rc.SetWriteDeadline(now.Add(g.cfg.StreamTimeout))
+		default:
+			_ = rc.SetReadDeadline(now.Add(g.cfg.BodyTimeout))
+			_ = rc.SetWriteDeadline(now.Add(g.cfg.BodyTimeout + g.cfg.WriteTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RetryAfterSeconds renders d as a Retry-After value (whole seconds, at
+// least 1).
+func RetryAfterSeconds(d time.Duration) string {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return strconv.Itoa(s)
+}
