@@ -353,14 +353,31 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 		fmt.Fprintf(j.trace, "Running on %s...\n", host)
 		return j.prepareEnv()
 	})
+	var attempts attemptSettings
 	if err == nil {
-		err = j.section("get_sources", "Getting source from Git repository", func() error { return j.getSources(jobCtx) })
+		var warnings []string
+		attempts, warnings = j.attemptSettings()
+		for _, w := range warnings {
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: %s\x1b[0;m\n", w)
+		}
+		err = j.attemptStage(jobCtx, "get_sources", "Getting source from Git repository", attempts.getSources,
+			func() error { return j.getSources(jobCtx) })
+	}
+	if err == nil {
+		// The range is checked whether or not there is a cache, as GitLab
+		// Runner does.
+		err = checkAttempts("restore_cache", attempts.restoreCache)
 	}
 	if err == nil && j.hasCache(true) {
-		err = j.section("restore_cache", "Restoring cache", func() error { j.restoreCache(); return nil })
+		err = j.attemptStage(jobCtx, "restore_cache", "Restoring cache", attempts.restoreCache,
+			func() error { j.restoreCache(); return nil })
+	}
+	if err == nil {
+		err = checkAttempts("download_artifacts", attempts.artifactDownload)
 	}
 	if err == nil && j.hasDependencies() {
-		err = j.section("download_artifacts", "Downloading artifacts", func() error { return j.downloadArtifacts(jobCtx) })
+		err = j.attemptStage(jobCtx, "download_artifacts", "Downloading artifacts", attempts.artifactDownload,
+			func() error { return j.downloadArtifacts(jobCtx) })
 	}
 	if err == nil {
 		err = j.section("step_script", "Executing \"step_script\" stage of the job script", func() error {
