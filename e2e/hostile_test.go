@@ -6,7 +6,9 @@ package e2e
 // client is still served.
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -112,9 +114,6 @@ func TestHostileYAMLAmplification(t *testing.T) {
 	}
 }
 
-var _ = http.StatusOK
-var _ url.Values
-
 // openIdle opens n keep-alive connections, each having made one request
 // and now idle, plus n silent connections that never send a byte.
 func openIdle(t *testing.T, addr string, n int) []net.Conn {
@@ -206,4 +205,89 @@ func openFDs(pid int) int {
 		return -1
 	}
 	return len(ents)
+}
+
+// blockedPipeline creates a public project whose pipeline waits on a
+// manual job forever (no runner needed) and returns project and pipeline ids.
+func blockedPipeline(t *testing.T, s *server, path string) (string, string) {
+	t.Helper()
+	var proj map[string]any
+	if code, _ := s.call("POST", "/api/v4/projects", url.Values{"name": {path}, "path": {path}, "visibility": {"public"}}, &proj); code != 201 {
+		t.Fatalf("create project: %d %v", code, proj)
+	}
+	pid := jsonID(proj["id"])
+	pushBranch(t, s, "root/"+path, "main", map[string]string{".gitlab-ci.yml": "gate:\n  script: echo\n  when: manual\n  allow_failure: false\nafter:\n  stage: deploy\n  script: echo\n"})
+	var pls []map[string]any
+	waitFor(t, 20*time.Second, "pipeline", func() bool {
+		s.call("GET", "/api/v4/projects/"+pid+"/pipelines", nil, &pls)
+		return len(pls) > 0 && pls[0]["status"] != "created"
+	})
+	return pid, jsonID(pls[0]["id"])
+}
+
+func TestHostileEventStreams(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind, "--builtin-runners", "0", "--max-streams-per-client", "20", "--event-stream-timeout", "3s")
+			s.start()
+			pid, plID := blockedPipeline(t, s, "pub")
+			u := s.URL + "/api/v4/projects/" + pid + "/pipelines/" + plID + "/events"
+			type result struct {
+				code  int
+				lines int
+				err   error
+			}
+			results := make(chan result, 25)
+			opened := make(chan struct{}, 25)
+			start := time.Now()
+			for i := 0; i < 20; i++ {
+				go func() {
+					resp, err := http.Get(u) // anonymous, on a public project
+					opened <- struct{}{}
+					if err != nil {
+						results <- result{err: err}
+						return
+					}
+					defer resp.Body.Close()
+					b, err := io.ReadAll(resp.Body)
+					results <- result{code: resp.StatusCode, lines: strings.Count(string(b), "\n"), err: err}
+				}()
+			}
+			for i := 0; i < 20; i++ {
+				<-opened
+			}
+			// With 20 open, the 21st is refused in GitLab's error shape.
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(fmt.Sprint(body["message"]), "429 Too Many Requests") {
+				t.Fatalf("21st stream: %d %v", resp.StatusCode, body)
+			}
+			s.servedNormally(t)
+			// Every stream ends on its own (the bound), with a last line.
+			for i := 0; i < 20; i++ {
+				select {
+				case r := <-results:
+					if r.err != nil || r.code != 200 || r.lines < 2 {
+						t.Fatalf("stream: %+v", r)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("streams still open after %v", time.Since(start))
+				}
+			}
+			// Slots are free again.
+			resp, err = http.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("after the streams ended: %d", resp.StatusCode)
+			}
+		})
+	}
 }

@@ -114,6 +114,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.HTTP.WriteTimeout, "write-timeout", envDuration("KILN_WRITE_TIMEOUT", 60*time.Second), "time an ordinary response may take to write (KILN_WRITE_TIMEOUT)")
 	fs.DurationVar(&cfg.HTTP.IdleTimeout, "idle-timeout", envDuration("KILN_IDLE_TIMEOUT", 60*time.Second), "close keep-alive connections idle this long (KILN_IDLE_TIMEOUT)")
 	fs.DurationVar(&cfg.HTTP.StreamTimeout, "stream-timeout", envDuration("KILN_STREAM_TIMEOUT", time.Hour), "longest git transfer, artifacts transfer, event stream or job long poll (KILN_STREAM_TIMEOUT)")
+	fs.DurationVar(&cfg.EventStreamMax, "event-stream-timeout", envDuration("KILN_EVENT_STREAM_TIMEOUT", 30*time.Minute), "a pipeline event stream ends after this long even if the pipeline has not finished; clients reconnect (KILN_EVENT_STREAM_TIMEOUT)")
 	fs.IntVar(&cfg.HTTP.MaxConns, "max-connections", envInt("KILN_MAX_CONNECTIONS", 0), "open client connections; 0: three quarters of the descriptor limit (KILN_MAX_CONNECTIONS)")
 	fs.IntVar(&cfg.HTTP.MaxLongLived, "max-streams", envInt("KILN_MAX_STREAMS", 0), "concurrent event streams and job long polls; 0: half of --max-connections (KILN_MAX_STREAMS)")
 	fs.IntVar(&cfg.HTTP.MaxLongLivedPerClient, "max-streams-per-client", envInt("KILN_MAX_STREAMS_PER_CLIENT", 64), "concurrent event streams and job long polls per client address (KILN_MAX_STREAMS_PER_CLIENT)")

@@ -169,7 +169,7 @@ func followOnce(ctx context.Context, root, token string, id int64, stdout io.Wri
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		err := fmt.Errorf("event stream: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
 			return "", false, &fatalErr{err.Error()}
 		}
 		return "", false, err

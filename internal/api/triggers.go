@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/trigger"
 )
@@ -29,6 +30,11 @@ type TriggerOptions struct {
 	// Observe, if set, is told the HTTP status of every trigger call
 	// (metrics).
 	Observe func(status int)
+	// EventStreamMax bounds one pipeline event stream (0: 30 minutes).
+	EventStreamMax time.Duration
+	// Watch shares pipeline polls among event streams (nil: one is made;
+	// the server passes its own so it can stop it at shutdown).
+	Watch *pipewatch.Hub
 }
 
 // triggers serves the trigger token, trigger and delivery endpoints.
@@ -37,6 +43,7 @@ type triggers struct {
 	opts     TriggerOptions
 	authFail *trigger.Limiter // failed token attempts per client address
 	creates  *trigger.Limiter // pipeline creations per project
+	hub      *pipewatch.Hub   // shared polls of followed pipelines
 }
 
 // RegisterTriggers adds GitLab's trigger endpoints (v4 and v3 token CRUD,
@@ -45,7 +52,10 @@ func (a *API) RegisterTriggers(o TriggerOptions) {
 	if o.Limits.MaxBody == 0 {
 		o.Limits = trigger.DefaultLimits
 	}
-	t := &triggers{API: a, opts: o}
+	t := &triggers{API: a, opts: o, hub: o.Watch}
+	if t.hub == nil {
+		t.hub = pipewatch.New(a.Store, eventPoll)
+	}
 	if o.FailedAuthBurst > 0 {
 		t.authFail = trigger.NewLimiter(o.FailedAuthBurst, o.FailedAuthPerMinute)
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,13 +9,29 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
 )
 
-// eventPoll is how often the event stream looks at the pipeline. Polling
-// the read pool by primary key costs little and needs no coupling to the
-// engine's commit path.
-const eventPoll = 150 * time.Millisecond
+// eventPoll is how often a followed pipeline is read (once per pipeline,
+// however many follow it). Polling the read pool by primary key costs
+// little and needs no coupling to the engine's commit path.
+const eventPoll = EventPoll
+
+// EventPoll is the interval servers give their pipewatch hub.
+const EventPoll = 250 * time.Millisecond
+
+// defaultEventStreamMax bounds one event stream; clients reconnect.
+const defaultEventStreamMax = 30 * time.Minute
+
+func (t *triggers) watch() *pipewatch.Hub { return t.hub }
+
+func (t *triggers) eventStreamMax() time.Duration {
+	if t.opts.EventStreamMax > 0 {
+		return t.opts.EventStreamMax
+	}
+	return defaultEventStreamMax
+}
 
 // eventHeartbeat keeps idle connections (and proxies) from timing out.
 const eventHeartbeat = 15 * time.Second
@@ -74,26 +91,46 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 		}
 		return rc.Flush() == nil
 	}
+	// Every follower of this pipeline shares one poll of it; the stream
+	// ends when the pipeline is finished or deleted, or after the bound
+	// (a client wanting more reconnects).
+	f := t.watch().Follow(pl.ID)
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, t.eventStreamMax())
+	defer cancel()
 	web := t.ExternalURL + "/" + p.FullPath
 	jobSeen := map[int64]string{}
 	lastStatus := ""
-	lastBeat := time.Now()
-	tick := time.NewTicker(eventPoll)
-	defer tick.Stop()
 	for {
-		if pl.Status != lastStatus {
-			lastStatus = pl.Status
-			if !send(map[string]any{"event": "pipeline", "id": pl.ID, "iid": pl.IID, "project_id": p.ID, "status": pl.Status,
-				"ref": pl.Ref, "sha": pl.SHA, "source": pl.Source, "web_url": web + "/-/pipelines/" + strconv.FormatInt(pl.ID, 10)}) {
+		beat, stopBeat := context.WithTimeout(ctx, eventHeartbeat)
+		snap, err := f.Next(beat)
+		stopBeat()
+		if err != nil {
+			if ctx.Err() == context.DeadlineExceeded && c.ctx.Err() == nil {
+				send(map[string]any{"event": "timeout", "id": pl.ID})
 				return nil
 			}
-			lastBeat = time.Now()
+			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+				return nil
+			}
+			if !send(map[string]any{"event": "heartbeat"}) {
+				return nil
+			}
+			continue
 		}
-		jobs, err := t.Store.JobsOfPipeline(c.ctx, pl.ID)
-		if err != nil {
+		if snap.Gone {
+			send(map[string]any{"event": "end", "id": id, "status": "deleted"})
 			return nil
 		}
-		for _, j := range jobs {
+		cur := snap.Pipeline
+		if cur.Status != lastStatus {
+			lastStatus = cur.Status
+			if !send(map[string]any{"event": "pipeline", "id": cur.ID, "iid": cur.IID, "project_id": p.ID, "status": cur.Status,
+				"ref": cur.Ref, "sha": cur.SHA, "source": cur.Source, "web_url": web + "/-/pipelines/" + strconv.FormatInt(cur.ID, 10)}) {
+				return nil
+			}
+		}
+		for _, j := range snap.Jobs {
 			if j.Retried && jobSeen[j.ID] == "" {
 				continue
 			}
@@ -110,25 +147,9 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			if !send(ev) {
 				return nil
 			}
-			lastBeat = time.Now()
 		}
-		if isFinished(pl.Status) {
-			send(map[string]any{"event": "end", "id": pl.ID, "status": pl.Status})
-			return nil
-		}
-		if time.Since(lastBeat) > eventHeartbeat {
-			if !send(map[string]any{"event": "heartbeat"}) {
-				return nil
-			}
-			lastBeat = time.Now()
-		}
-		select {
-		case <-c.ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		if pl, err = t.Store.PipelineByID(c.ctx, pl.ID); err != nil {
-			send(map[string]any{"event": "end", "id": id, "status": "deleted"})
+		if snap.Final {
+			send(map[string]any{"event": "end", "id": cur.ID, "status": cur.Status})
 			return nil
 		}
 	}

@@ -55,6 +55,8 @@ type Config struct {
 	// HTTP holds timeouts and connection caps (zero fields: defaults
 	// derived from the descriptor limit).
 	HTTP httplimit.Config
+	// EventStreamMax bounds one pipeline event stream (0: 30 minutes).
+	EventStreamMax time.Duration
 }
 
 // PushHook is called after a push changed refs.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/api"
+	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/trigger"
 )
@@ -15,7 +16,12 @@ const deliveryRetention = 30 * 24 * time.Hour
 // wireTriggers registers the trigger endpoints, runs `trigger:` bridge jobs
 // and prunes the deliveries log.
 func (s *Server) wireTriggers(ctx context.Context) error {
+	hub := pipewatch.New(s.store, api.EventPoll)
+	s.onShutdown = append(s.onShutdown, hub.Close)
+	s.closers = append(s.closers, hub.Close)
 	s.api.RegisterTriggers(api.TriggerOptions{
+		Watch:               hub,
+		EventStreamMax:      s.cfg.EventStreamMax,
 		PipelinesPerMinute:  s.cfg.TriggerRateLimit,
 		FailedAuthBurst:     30,
 		FailedAuthPerMinute: 30,
