@@ -33,6 +33,19 @@ type Deps struct {
 	// Runners gives access to runner-side state (job tokens, stuck jobs,
 	// traces, artifacts); the runner wiring fills it in (see runners.go).
 	Runners RunnerHooks
+	// FilesDeleted removes the files that a committed deletion queued
+	// (store.FileDeletion): the server's sweeper fills it in; nil in tests
+	// that do not wire it, where the queue simply waits.
+	FilesDeleted func(ctx context.Context)
+}
+
+// filesDeleted runs the sweeper after a deletion committed. It is not
+// bound to the request: a client that hangs up does not stop the removal,
+// and what fails is retried by the sweeper's loop.
+func (a *API) filesDeleted(ctx context.Context) {
+	if a.FilesDeleted != nil {
+		a.FilesDeleted(context.WithoutCancel(ctx))
+	}
 }
 
 // API is the REST handler set.

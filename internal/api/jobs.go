@@ -353,6 +353,6 @@ func (a *API) eraseJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.EraseJob(c.ctx, j.ID) }); err != nil {
 		return err
 	}
-	a.eraseJobFiles(j.ID)
+	a.filesDeleted(c.ctx)
 	return a.reloadJob(w, c, p, j.ID)
 }

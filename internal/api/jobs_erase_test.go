@@ -11,6 +11,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/artifacts"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/sweep"
 	"github.com/kilnci/kiln/internal/traces"
 )
 
@@ -28,6 +29,8 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.api.Runners.Traces, e.api.Runners.Artifacts = tr, ar
+	sw := sweep.New(sweep.Config{Store: e.st, JobFiles: []sweep.Files{tr, ar}})
+	e.api.FilesDeleted = func(ctx context.Context) { sw.Sweep(ctx) }
 	base := "/api/v4/projects/group%2Fapp"
 	pl := obj(e.expect(201, "maintainer", "POST", base+"/pipeline", map[string]any{"ref": "main"}))
 	id := jobIDs(e.expect(200, "reporter", "GET", base+fmt.Sprintf("/pipelines/%d/jobs", num(pl["id"])), nil))["build"]

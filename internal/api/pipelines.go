@@ -576,6 +576,7 @@ func (a *API) deletePipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.DeletePipeline(c.ctx, pl.ID) }); err != nil {
 		return err
 	}
+	a.filesDeleted(c.ctx)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

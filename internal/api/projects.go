@@ -601,12 +601,17 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err != nil {
 		return err
 	}
+	// One transaction deletes the rows and the project's runners and queues
+	// its files; the sweeper then removes the repository, traces,
+	// artifacts, caches and build directories (and again at the next start
+	// if the server dies before it is done).
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.DeleteProject(c.ctx, p.ID) }); err != nil {
 		return err
 	}
-	if err := a.Repos.Delete(context.WithoutCancel(c.ctx), p.FullPath); err != nil {
-		a.Log.Warn("repository removal failed", "project", p.FullPath, "err", err)
+	if a.Runners.Changed != nil {
+		a.Runners.Changed()
 	}
+	a.filesDeleted(c.ctx)
 	writeJSON(w, http.StatusAccepted, map[string]any{"message": "202 Accepted"})
 	return nil
 }

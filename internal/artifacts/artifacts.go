@@ -96,3 +96,19 @@ func (s *Store) Open(id int64, name string) (*os.File, error) {
 func (s *Store) Delete(id int64) error {
 	return os.RemoveAll(s.jobDir(id))
 }
+
+// IDs lists the jobs that have an artifacts directory, for the sweeper
+// that removes files whose job is gone.
+func (s *Store) IDs() ([]int64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, e := range ents {
+		if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id > 0 && e.IsDir() {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}

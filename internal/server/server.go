@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.api = api.New(api.Deps{Store: st, Repos: repos, Engine: s.engine, Secrets: s.secrets, Log: log, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody})
 	s.mux = http.NewServeMux()
 	// Each area wires its routes and background work in its own file.
-	for _, wire := range []func(context.Context) error{s.wireMetrics, s.wirePipelinesAPI, s.wireRunners, s.wireTriggers, s.wireSchedules, s.wireWeb} {
+	for _, wire := range []func(context.Context) error{s.wireMetrics, s.wirePipelinesAPI, s.wireRunners, s.wireCleanup, s.wireTriggers, s.wireSchedules, s.wireWeb} {
 		if err := wire(ctx); err != nil {
 			s.Close()
 			return nil, err

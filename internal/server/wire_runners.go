@@ -155,8 +155,8 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 		for i, tok := range tokens {
 			r := runner.New(runner.Config{
 				URL: url, Token: tok, Name: "kiln-builtin-" + strconv.Itoa(i+1), Concurrent: 1,
-				BuildsDir:     filepath.Join(s.cfg.DataDir, "builds", strconv.Itoa(i+1)),
-				CacheDir:      filepath.Join(s.cfg.DataDir, "cache"),
+				BuildsDir:     filepath.Join(s.builtinBuildsDir(), strconv.Itoa(i+1)),
+				CacheDir:      s.builtinCacheDir(),
 				CheckInterval: -1, // long-polling is the wait
 				// The agent's log limit follows --max-trace-size (its log is
 				// spooled to a temporary file, not kept in the server's memory).

@@ -292,8 +292,12 @@ func (t *Tx) SetJobDownstream(ctx context.Context, jobID, pipelineID int64) erro
 	return err
 }
 
-// EraseJob removes a job's trace and artifacts references.
+// EraseJob removes a job's trace and artifacts references and queues the
+// files for removal (see FileDeletion).
 func (t *Tx) EraseJob(ctx context.Context, id int64) error {
+	if err := t.recordJobFiles(ctx, `id = ?`, id); err != nil {
+		return err
+	}
 	_, err := t.Exec(ctx, `UPDATE jobs SET erased_at = ?, artifacts_file = '', artifacts_size = 0, trace_size = 0 WHERE id = ?`, Now(), id)
 	return err
 }

@@ -283,8 +283,13 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// DeletePipeline removes a pipeline and its jobs and variables.
+// DeletePipeline removes a pipeline and its jobs and variables, and queues
+// the jobs' traces and artifacts for removal (see FileDeletion) in the same
+// transaction.
 func (t *Tx) DeletePipeline(ctx context.Context, id int64) error {
+	if err := t.recordJobFiles(ctx, `pipeline_id = ?`, id); err != nil {
+		return err
+	}
 	if _, err := t.Exec(ctx, `DELETE FROM jobs WHERE pipeline_id = ?`, id); err != nil {
 		return err
 	}

@@ -214,6 +214,13 @@ func scanProject(row interface{ Scan(...any) error }) (*Project, error) {
 // CreateProject inserts a project; the creator becomes its owner member when
 // the project lives in a group (in a personal namespace the owner is implied).
 func (t *Tx) CreateProject(ctx context.Context, p *Project) error {
+	// A deleted project's repository at this path may still be on its way
+	// out; the path is taken until it is gone.
+	if pending, err := t.projectPathPendingDeletion(ctx, p.FullPath); err != nil {
+		return err
+	} else if pending {
+		return ErrConflict
+	}
 	now := Now()
 	id, err := t.InsertID(ctx, `INSERT INTO projects (namespace_id, name, path, full_path, description, visibility, default_branch, creator_id, ci_config_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.NamespaceID, p.Name, p.Path, strings.ToLower(p.FullPath), p.Description, p.Visibility, p.DefaultBranch, p.CreatorID, p.CIConfigPath, now, now)
@@ -244,8 +251,28 @@ func (t *Tx) SetDefaultBranchIfEmpty(ctx context.Context, projectID int64, branc
 	return n > 0, nil
 }
 
-// DeleteProject removes a project row (and, by cascade, its memberships).
+// DeleteProject removes a project with everything that belongs to it, as
+// one transaction: its rows (pipelines, jobs, variables, triggers,
+// schedules and memberships by cascade), its trigger delivery log, its
+// project runners, and queues its files (every job's trace and artifacts,
+// the repository, caches and build directories) for removal after commit.
 func (t *Tx) DeleteProject(ctx context.Context, id int64) error {
+	var path string
+	if err := t.QueryRow(ctx, `SELECT full_path FROM projects WHERE id = ?`, id).Scan(&path); err != nil {
+		return mapErr(err)
+	}
+	if err := t.recordJobFiles(ctx, `project_id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO file_deletions (project_path, created_at) VALUES (?, ?)`, path, Now()); err != nil {
+		return err
+	}
+	if _, err := t.Exec(ctx, `DELETE FROM runners WHERE runner_type = 'project_type' AND project_id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := t.Exec(ctx, `DELETE FROM trigger_deliveries WHERE project_id = ?`, id); err != nil {
+		return err
+	}
 	_, err := t.Exec(ctx, `DELETE FROM projects WHERE id = ?`, id)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -219,3 +220,28 @@ func (s *Store) Delete(id int64) error {
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// IDs lists the jobs that have a trace (or a cut marker) on disk, for the
+// sweeper that removes files whose job is gone.
+func (s *Store) IDs() ([]int64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int64]bool{}
+	var out []int64
+	for _, e := range ents {
+		name := e.Name()
+		base, ok := strings.CutSuffix(name, ".log")
+		if !ok {
+			base, ok = strings.CutSuffix(name, ".cut")
+		}
+		id, err := strconv.ParseInt(base, 10, 64)
+		if !ok || err != nil || id <= 0 || seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, id)
+	}
+	return out, nil
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"strings"
+)
+
+// FileDeletion is a pending removal of files whose rows are gone: a job's
+// trace and artifacts (JobID), or a project's repository, caches and build
+// directories (ProjectPath).
+type FileDeletion struct {
+	ID          int64
+	JobID       int64
+	ProjectPath string
+}
+
+// recordJobFiles queues the files of every job matched by where (a
+// condition on jobs with one ? argument) for removal after commit.
+func (t *Tx) recordJobFiles(ctx context.Context, where string, arg any) error {
+	_, err := t.Exec(ctx, `INSERT INTO file_deletions (job_id, created_at) SELECT id, ? FROM jobs WHERE `+where, Now(), arg)
+	return err
+}
+
+// PendingFileDeletions lists queued file removals, oldest first.
+func (s *Store) PendingFileDeletions(ctx context.Context, limit int) ([]FileDeletion, error) {
+	rows, err := s.query(ctx, `SELECT id, COALESCE(job_id, 0), project_path FROM file_deletions ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []FileDeletion
+	for rows.Next() {
+		var d FileDeletion
+		if err := rows.Scan(&d.ID, &d.JobID, &d.ProjectPath); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DoneFileDeletions forgets removals that were carried out.
+func (t *Tx) DoneFileDeletions(ctx context.Context, ids []int64) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		if _, err := t.Exec(ctx, `DELETE FROM file_deletions WHERE id IN (`+placeholders(n)+`)`, args...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// projectPathPendingDeletion reports whether a deleted project's files at
+// path (lower-cased full path) are still being removed.
+func (t *Tx) projectPathPendingDeletion(ctx context.Context, path string) (bool, error) {
+	var n int
+	err := t.QueryRow(ctx, `SELECT COUNT(*) FROM file_deletions WHERE project_path = ?`, strings.ToLower(path)).Scan(&n)
+	return n > 0, err
+}
+
+// ExistingJobIDs returns which of ids are jobs that exist.
+func (s *Store) ExistingJobIDs(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		rows, err := s.query(ctx, `SELECT id FROM jobs WHERE id IN (`+placeholders(n)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
