@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/artifacts"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/traces"
@@ -429,46 +430,10 @@ func (a *API) runnerFor(r *http.Request, c *reqCtx, manage bool) (*store.Runner,
 	return run, nil
 }
 
-// runnerAccess is the one place that decides who may see and who may
-// manage (edit, pause, reset the token of, delete) a runner, by current
-// membership as GitLab's project runner ownership does: administrators any
-// runner; a project runner the maintainers and owners of its project (a
-// maintainer removed from the project or demoted below maintainer loses it,
-// whoever created it); a group runner the owners of its group; an instance
-// runner is visible to every signed-in user and managed by administrators
-// only. Who created a runner plays no part.
+// runnerAccess asks the access policy what u may do with run (see
+// access.RunnerRights: current membership decides, not who created it).
 func (a *API) runnerAccess(ctx context.Context, u *store.User, run *store.Runner) (see, manage bool, err error) {
-	if u == nil {
-		return false, false, nil
-	}
-	if u.IsAdmin {
-		return true, true, nil
-	}
-	switch run.RunnerType {
-	case "instance_type":
-		return true, false, nil
-	case "project_type":
-		p, err := a.Store.ProjectByID(ctx, run.ProjectID)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, false, nil
-		} else if err != nil {
-			return false, false, err
-		}
-		level, err := a.Store.AccessLevel(ctx, p, u)
-		if err != nil {
-			return false, false, err
-		}
-		ok := level >= store.Maintainer
-		return ok, ok, nil
-	case "group_type":
-		level, err := a.Store.GroupAccessLevel(ctx, run.GroupID, u)
-		if err != nil {
-			return false, false, err
-		}
-		ok := level >= store.Owner
-		return ok, ok, nil
-	}
-	return false, false, nil
+	return access.New(a.Store).Runner(ctx, u, run)
 }
 
 func (a *API) getRunner(w http.ResponseWriter, r *http.Request, c *reqCtx) error {

@@ -126,7 +126,8 @@ type RunnerFilter struct {
 	// ManagerID selects the runners a user manages through current
 	// membership: project runners of projects they maintain (directly or
 	// through the project's group) and group runners of groups they own.
-	// Who created a runner plays no part.
+	// Who created a runner plays no part (the rule of access.RunnerRights,
+	// as a query).
 	ManagerID  int64
 	ProjectIDs []int64
 	GroupIDs   []int64
