@@ -291,3 +291,81 @@ func TestHostileEventStreams(t *testing.T) {
 		})
 	}
 }
+
+// signIn posts the web sign-in form (with its CSRF token) and returns the
+// status, whether a session cookie was set, and the page.
+func (s *server) signInWeb(t *testing.T, user, password string) (int, bool, string) {
+	t.Helper()
+	resp, err := http.Get(s.URL + "/users/sign_in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var csrf string
+	for _, c := range resp.Cookies() {
+		if c.Name == "_kiln_csrf" {
+			csrf = c.Value
+		}
+	}
+	form := url.Values{"authenticity_token": {csrf}, "username": {user}, "password": {password}}
+	req, _ := http.NewRequest("POST", s.URL+"/users/sign_in", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "_kiln_csrf", Value: csrf})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	session := false
+	for _, c := range resp.Cookies() {
+		if c.Name == "_kiln_session" && c.Value != "" {
+			session = true
+		}
+	}
+	return resp.StatusCode, session, string(b)
+}
+
+func TestHostileSignInGuessing(t *testing.T) {
+	s := newServer(t, "sqlite", "--builtin-runners", "0")
+	s.start()
+	newCIProject(t, s, "app")
+	// The right password works before anything happened.
+	if code, ok, _ := s.signInWeb(t, "root", "rootpassword1"); code != 303 || !ok {
+		t.Fatalf("first sign-in: %d session=%v", code, ok)
+	}
+	// 10 failures lock the account (GitLab: 10 attempts, 10 minutes) ...
+	for i := 0; i < 10; i++ {
+		if code, _, _ := s.signInWeb(t, "root", fmt.Sprintf("guess-%d", i)); code != 401 {
+			t.Fatalf("guess %d: %d", i, code)
+		}
+	}
+	// ... after which even the right password fails, on the web and git.
+	code, ok, page := s.signInWeb(t, "ROOT", "rootpassword1")
+	if code != 401 || ok || !strings.Contains(page, "Your account is locked.") {
+		t.Fatalf("locked account signed in: %d session=%v", code, ok)
+	}
+	if out, err := gitErr(t.TempDir(), "ls-remote", strings.Replace(s.authURL("root/app"), rootToken, "rootpassword1", 1)); err == nil {
+		t.Fatalf("git with a locked account's password worked: %s", out)
+	}
+	// Names that do not exist lock the same way (nothing to enumerate).
+	for i := 0; i < 10; i++ {
+		s.signInWeb(t, "nobody", "x")
+	}
+	if _, _, page := s.signInWeb(t, "nobody", "x"); !strings.Contains(page, "Your account is locked.") {
+		t.Fatalf("unknown name not locked like a real one")
+	}
+	// The address has now used up its failures: refused before any
+	// password work, with Retry-After.
+	var last int
+	for i := 0; i < 15 && last != 429; i++ {
+		last, _, _ = s.signInWeb(t, fmt.Sprintf("user%d", i), "x")
+	}
+	if last != 429 {
+		t.Fatalf("address never throttled: %d", last)
+	}
+	// Token users are unaffected.
+	s.servedNormally(t)
+}

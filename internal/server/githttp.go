@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -50,7 +49,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	var who *gitPrincipal
 	if _, _, ok := r.BasicAuth(); ok {
 		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if blocked, retry, _ := s.gitAuthFail.Blocked(ip); blocked {
+		if blocked, retry := s.throttle.AddressBlocked(ip); blocked {
 			// Guessing passwords or tokens costs the guesser time.
 			w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 			http.Error(w, "Too many failed authentication attempts; retry later.", http.StatusTooManyRequests)
@@ -59,7 +58,8 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		var err error
 		who, err = s.gitAuthenticate(ctx, r)
 		if err != nil || who == nil {
-			s.gitAuthFail.Take(ip)
+			user, _, _ := r.BasicAuth()
+			s.throttle.Fail(ip, user)
 			challenge()
 			return
 		}
@@ -139,13 +139,20 @@ func (s *Server) gitAuthenticate(ctx context.Context, r *http.Request) (*gitPrin
 	if u, k, err := s.api.CheckToken(ctx, pass); err == nil {
 		return &gitPrincipal{user: u, token: k}, nil
 	}
+	// Passwords go through the shared throttle: a locked account fails
+	// whatever the password, and every failure costs one hash.
+	locked, _ := s.throttle.AccountLocked(user)
 	u, err := s.store.UserByUsername(ctx, user)
-	if err != nil || u.PasswordHash == "" {
-		// Same work for unknown users, so timing does not tell which exist.
-		auth.CheckPassword(dummyPasswordHash, pass)
-		return nil, nil
+	stored, real := dummyPasswordHash, false
+	if err == nil && u.PasswordHash != "" && !locked {
+		stored, real = u.PasswordHash, true
 	}
-	if u.State == "active" && auth.CheckPassword(u.PasswordHash, pass) {
+	ok, err := s.throttle.CheckPassword(ctx, stored, pass)
+	if err != nil {
+		return nil, err
+	}
+	if ok && real && u.State == "active" {
+		s.throttle.Succeed(user)
 		return &gitPrincipal{user: u}, nil
 	}
 	return nil, nil

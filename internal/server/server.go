@@ -24,7 +24,6 @@ import (
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
-	"github.com/kilnci/kiln/internal/trigger"
 )
 
 // Config holds `kiln server` settings.
@@ -81,8 +80,9 @@ type Server struct {
 	// jobTokens authenticates CI job tokens for git (set by the runner API).
 	jobTokens func(ctx context.Context, token string) (*store.User, int64, bool)
 	closers   []func()
-	// gitAuthFail limits failed git Basic-auth attempts per client address.
-	gitAuthFail *trigger.Limiter
+	// throttle limits password and token guessing over git Basic auth and
+	// web sign-in (one shared home: per address, per account, PBKDF2 work).
+	throttle *auth.Throttle
 	// bg tracks background work (push handling) that Close waits for.
 	bg sync.WaitGroup
 	// onShutdown wakes long-polling requests so that shutdown is quick.
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, repos: repos, gitAuthFail: trigger.NewLimiter(30, 30)}
+	s := &Server{cfg: cfg, log: log, store: st, repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
 	if err := s.bootstrap(ctx); err != nil {
 		s.Close()

@@ -19,7 +19,7 @@ func (s *Server) wireWeb(ctx context.Context) error {
 	}
 	d := web.Deps{
 		Store: s.store, Repos: s.repos, Engine: s.engine, Secrets: s.secrets, Log: s.log,
-		ExternalURL: s.cfg.ExternalURL,
+		ExternalURL: s.cfg.ExternalURL, Throttle: s.throttle,
 		ReadTrace: func(ctx context.Context, jobID, offset int64, max int) ([]byte, int64, error) {
 			return tr.ReadAt(jobID, offset, max)
 		},

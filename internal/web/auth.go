@@ -2,8 +2,10 @@ package web
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,17 +141,39 @@ func (w *Web) signIn(q *req) {
 	case http.MethodPost:
 		username := strings.TrimSpace(q.r.PostForm.Get("username"))
 		password := q.r.PostForm.Get("password")
-		u, err := w.Store.UserByUsername(q.ctx, username)
-		ok := false
-		if err == nil && u.PasswordHash != "" {
-			ok = auth.CheckPassword(u.PasswordHash, password)
-		} else {
-			auth.CheckPassword(w.dummyHash, password)
+		ip := clientAddr(q.r)
+		// An address that used up its failures is refused before any
+		// password work (the check is cheap, so is the refusal).
+		if blocked, retry := w.Throttle.AddressBlocked(ip); blocked {
+			q.w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+			w.renderSignIn(q, http.StatusTooManyRequests, "Too many failed sign-in attempts from this address. Try again later.", username, redirectTo)
+			return
 		}
-		if !ok || u.State != "active" || len(password) > 1024 {
+		// Every other failure costs one password hash, the same whether the
+		// user exists, is locked or mistyped, so timing tells nothing.
+		locked, _ := w.Throttle.AccountLocked(username)
+		u, err := w.Store.UserByUsername(q.ctx, username)
+		stored, real := w.dummyHash, false
+		if err == nil && u.PasswordHash != "" && !locked {
+			stored, real = u.PasswordHash, true
+		}
+		ok, cerr := w.Throttle.CheckPassword(q.ctx, stored, password)
+		if errors.Is(cerr, auth.ErrBusy) {
+			q.w.Header().Set("Retry-After", "5")
+			w.renderSignIn(q, http.StatusServiceUnavailable, "Too many sign-ins at once. Try again in a few seconds.", username, redirectTo)
+			return
+		}
+		if locked {
+			// Locks apply to any name, existing or not (Devise's message).
+			w.renderSignIn(q, http.StatusUnauthorized, "Your account is locked.", username, redirectTo)
+			return
+		}
+		if !ok || !real || u.State != "active" || len(password) > 1024 {
+			w.Throttle.Fail(ip, username)
 			w.renderSignIn(q, http.StatusUnauthorized, "Invalid login or password.", username, redirectTo)
 			return
 		}
+		w.Throttle.Succeed(username)
 		if err := w.startSession(q, u); err != nil {
 			w.internal(q, err)
 			return
@@ -158,6 +182,15 @@ func (w *Web) signIn(q *req) {
 	default:
 		http.Error(q.w, "Method Not Allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// clientAddr is the address failures are counted against: the TCP peer.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (w *Web) renderSignIn(q *req, status int, errMsg, username, redirectTo string) {

@@ -64,6 +64,9 @@ type Deps struct {
 	Health func(ctx context.Context) []HealthItem
 	// SessionTTL is how long a sign-in lasts (default 7 days).
 	SessionTTL time.Duration
+	// Throttle limits password guessing; the server shares one with git
+	// Basic auth (nil: the UI makes its own).
+	Throttle *auth.Throttle
 }
 
 // HealthItem is one line of the admin health table.
@@ -91,6 +94,9 @@ func New(d Deps) (*Web, error) {
 	}
 	if d.SessionTTL == 0 {
 		d.SessionTTL = 7 * 24 * time.Hour
+	}
+	if d.Throttle == nil {
+		d.Throttle = auth.NewThrottle(auth.ThrottleConfig{})
 	}
 	w := &Web{Deps: d, secure: strings.HasPrefix(d.ExternalURL, "https://")}
 	var err error

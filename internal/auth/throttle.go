@@ -1,0 +1,224 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Throttle is the one home of password-guessing defences, shared by web
+// sign-in and git Basic auth:
+//
+//   - per account (the lower-cased user name, whether or not it exists, so
+//     a lock says nothing about which accounts exist): MaxAttempts failures
+//     lock it for LockFor, as GitLab's Devise lockable does (10 failures, 10
+//     minutes); a success resets the count;
+//   - per client address: a token bucket of AddressBurst failures refilled
+//     at AddressPerMinute, beyond which requests are refused before any
+//     password work;
+//   - password hashing (PBKDF2, deliberately slow) runs at most Parallel at
+//     a time; others wait up to Wait and are then refused as busy.
+//
+// State lives in memory, per server process: a restart forgives everyone.
+type Throttle struct {
+	cfg ThrottleConfig
+	now func() time.Time
+	sem chan struct{}
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	addrs    map[string]*addrBucket
+	sweep    time.Time
+}
+
+// ThrottleConfig holds the limits; zero fields take DefaultThrottleConfig's.
+type ThrottleConfig struct {
+	MaxAttempts      int
+	LockFor          time.Duration
+	AddressBurst     int
+	AddressPerMinute float64
+	Parallel         int
+	Wait             time.Duration
+	// MaxEntries bounds the accounts and addresses remembered; beyond it
+	// the oldest idle entries are forgotten first.
+	MaxEntries int
+}
+
+// DefaultThrottleConfig follows GitLab: 10 failures lock an account for 10
+// minutes.
+func DefaultThrottleConfig() ThrottleConfig {
+	return ThrottleConfig{MaxAttempts: 10, LockFor: 10 * time.Minute, AddressBurst: 30, AddressPerMinute: 30, Parallel: 2, Wait: 5 * time.Second, MaxEntries: 100000}
+}
+
+type account struct {
+	failures    int
+	lockedUntil time.Time
+	last        time.Time
+}
+
+type addrBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewThrottle returns a throttle with cfg's limits.
+func NewThrottle(cfg ThrottleConfig) *Throttle {
+	d := DefaultThrottleConfig()
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = d.MaxAttempts
+	}
+	if cfg.LockFor <= 0 {
+		cfg.LockFor = d.LockFor
+	}
+	if cfg.AddressBurst <= 0 {
+		cfg.AddressBurst = d.AddressBurst
+	}
+	if cfg.AddressPerMinute <= 0 {
+		cfg.AddressPerMinute = d.AddressPerMinute
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = d.Parallel
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = d.Wait
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = d.MaxEntries
+	}
+	return &Throttle{cfg: cfg, now: time.Now, sem: make(chan struct{}, cfg.Parallel), accounts: map[string]*account{}, addrs: map[string]*addrBucket{}}
+}
+
+func accountKey(username string) string { return strings.ToLower(strings.TrimSpace(username)) }
+
+// sweepLocked forgets entries that carry no state any more, and the
+// oldest ones when over MaxEntries.
+func (t *Throttle) sweepLocked(now time.Time) {
+	if now.Sub(t.sweep) < time.Minute && len(t.accounts)+len(t.addrs) < t.cfg.MaxEntries {
+		return
+	}
+	t.sweep = now
+	for k, a := range t.accounts {
+		if now.After(a.lockedUntil) && now.Sub(a.last) > t.cfg.LockFor {
+			delete(t.accounts, k)
+		}
+	}
+	rate := t.cfg.AddressPerMinute / 60
+	for k, b := range t.addrs {
+		if b.tokens+now.Sub(b.at).Seconds()*rate >= float64(t.cfg.AddressBurst) {
+			delete(t.addrs, k)
+		}
+	}
+	// Still too many (a flood of distinct names): forget unlocked accounts.
+	for k, a := range t.accounts {
+		if len(t.accounts)+len(t.addrs) < t.cfg.MaxEntries {
+			break
+		}
+		if now.After(a.lockedUntil) {
+			delete(t.accounts, k)
+		}
+	}
+}
+
+func (t *Throttle) addrLocked(ip string, now time.Time) *addrBucket {
+	b := t.addrs[ip]
+	burst := float64(t.cfg.AddressBurst)
+	if b == nil {
+		b = &addrBucket{tokens: burst, at: now}
+		t.addrs[ip] = b
+		return b
+	}
+	b.tokens += now.Sub(b.at).Seconds() * t.cfg.AddressPerMinute / 60
+	if b.tokens > burst {
+		b.tokens = burst
+	}
+	b.at = now
+	return b
+}
+
+// AddressBlocked reports whether ip has used up its failures, and how long
+// until it may try again.
+func (t *Throttle) AddressBlocked(ip string) (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.sweepLocked(now)
+	b := t.addrLocked(ip, now)
+	if b.tokens >= 1 {
+		return false, 0
+	}
+	wait := time.Duration((1 - b.tokens) / (t.cfg.AddressPerMinute / 60) * float64(time.Second))
+	if wait < time.Second {
+		wait = time.Second
+	}
+	return true, wait
+}
+
+// AccountLocked reports whether username is locked, and until when.
+func (t *Throttle) AccountLocked(username string) (bool, time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.accounts[accountKey(username)]
+	if a == nil || !t.now().Before(a.lockedUntil) {
+		return false, time.Time{}
+	}
+	return true, a.lockedUntil
+}
+
+// Fail records a failed attempt from ip for username ("" when no user name
+// was involved, e.g. a token guess).
+func (t *Throttle) Fail(ip, username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.sweepLocked(now)
+	if b := t.addrLocked(ip, now); b.tokens >= 1 {
+		b.tokens--
+	} else {
+		b.tokens = 0
+	}
+	if username == "" {
+		return
+	}
+	k := accountKey(username)
+	a := t.accounts[k]
+	if a == nil {
+		a = &account{}
+		t.accounts[k] = a
+	}
+	if !now.Before(a.lockedUntil) && !a.lockedUntil.IsZero() {
+		// The lock expired: start counting afresh, as Devise does.
+		a.failures, a.lockedUntil = 0, time.Time{}
+	}
+	a.failures++
+	a.last = now
+	if a.failures >= t.cfg.MaxAttempts && a.lockedUntil.IsZero() {
+		a.lockedUntil = now.Add(t.cfg.LockFor)
+	}
+}
+
+// Succeed clears username's failure count.
+func (t *Throttle) Succeed(username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.accounts, accountKey(username))
+}
+
+// ErrBusy means too many password checks are running; retry later.
+var ErrBusy = errors.New("auth: too many password checks in progress")
+
+// CheckPassword is auth.CheckPassword run under the parallelism bound.
+func (t *Throttle) CheckPassword(ctx context.Context, stored, password string) (bool, error) {
+	timer := time.NewTimer(t.cfg.Wait)
+	defer timer.Stop()
+	select {
+	case t.sem <- struct{}{}:
+	case <-timer.C:
+		return false, ErrBusy
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-t.sem }()
+	return CheckPassword(stored, password), nil
+}
