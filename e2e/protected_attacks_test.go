@@ -295,3 +295,59 @@ func (w *webClient) post(t *testing.T, path string, page webResp, form url.Value
 	b, _ := io.ReadAll(resp.Body)
 	return webResp{resp.StatusCode, string(b)}
 }
+
+// TestProtectedRefPlayedBridge: a maintainer's pipeline on an unprotected
+// branch holds a manual bridge to grp/app's main. A developer who plays it
+// becomes the bridge's user, so the downstream pipeline would run as the
+// developer on the protected main: refused.
+func TestProtectedRefPlayedBridge(t *testing.T) {
+	f := newAttackFixture(t)
+	s := f.s
+	// maint may push grp/tools branches: make them a maintainer there too.
+	if code, _ := s.call("POST", "/api/v4/projects/"+f.toolsID+"/members", url.Values{"user_id": {fmt.Sprint(f.maintID)}, "access_level": {"40"}}, nil); code != 201 {
+		t.Fatalf("maint member of tools: %d", code)
+	}
+	ci := `deploy-app:
+  when: manual
+  trigger:
+    project: grp/app
+    branch: main
+`
+	w := newWorkRepo(t, "maint-feature", map[string]string{".gitlab-ci.yml": ci})
+	maintURL := strings.Replace(s.authURL("grp/tools"), "root:"+rootToken, "maint:"+f.maintTok, 1)
+	git(t, w, "push", "-q", maintURL, "maint-feature")
+	var pls []map[string]any
+	if !waitFor(t, 30*time.Second, "pipeline", func() bool {
+		pls = f.pipelines(f.toolsID, "maint-feature")
+		return len(pls) == 1 && (pls[0]["status"] == "manual" || pls[0]["status"] == "skipped")
+	}) {
+		t.Fatalf("maintainer's pipeline: %v", pls)
+	}
+	before := len(f.pipelines(f.appID, "main"))
+	var bridges []map[string]any
+	s.call("GET", "/api/v4/projects/"+f.toolsID+"/pipelines/"+jsonID(pls[0]["id"])+"/bridges", nil, &bridges)
+	if len(bridges) != 1 {
+		t.Fatalf("bridges: %v", bridges)
+	}
+	var out map[string]any
+	code, _ := s.callAs(f.devTok, "POST", "/api/v4/projects/"+f.toolsID+"/jobs/"+jsonID(bridges[0]["id"])+"/play", nil, &out)
+	if code != 201 && code != 200 {
+		t.Fatalf("developer plays the manual bridge (allowed: the branch is not protected): %d %v", code, out)
+	}
+	if !waitFor(t, 30*time.Second, "bridge to fail", func() bool {
+		s.call("GET", "/api/v4/projects/"+f.toolsID+"/pipelines/"+jsonID(pls[0]["id"])+"/bridges", nil, &bridges)
+		return len(bridges) == 1 && bridges[0]["status"] != "manual" && bridges[0]["status"] != "pending" && bridges[0]["status"] != "created"
+	}) {
+		t.Fatalf("bridge did not finish: %v", bridges)
+	}
+	if bridges[0]["status"] != "failed" || bridges[0]["failure_reason"] != "insufficient_bridge_permissions" || bridges[0]["downstream_pipeline"] != nil {
+		t.Errorf("bridge played by a developer: status %v reason %v downstream %v", bridges[0]["status"], bridges[0]["failure_reason"], bridges[0]["downstream_pipeline"])
+	}
+	if u, _ := bridges[0]["user"].(map[string]any); u == nil || u["username"] != "dev" {
+		t.Errorf("played bridge's user: %v, want dev", bridges[0]["user"])
+	}
+	if n := len(f.pipelines(f.appID, "main")); n != before {
+		t.Errorf("pipelines on grp/app main: %d, want %d", n, before)
+	}
+	f.assertNoSecretInLogs(t)
+}

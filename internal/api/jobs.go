@@ -256,7 +256,7 @@ func (a *API) jobForAction(r *http.Request, c *reqCtx) (*store.Project, *store.J
 	if err := c.requireUser(); err != nil {
 		return nil, nil, err
 	}
-	p, level, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, store.Developer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,8 +268,9 @@ func (a *API) jobForAction(r *http.Request, c *reqCtx) (*store.Project, *store.J
 	if err != nil {
 		return nil, nil, err
 	}
-	if level < actionLevel(pl) {
-		return nil, nil, errForbidden
+	// The engine decides (protected refs need more than Developer).
+	if err := a.Engine.MayAct(c.ctx, c.user, pl); err != nil {
+		return nil, nil, actionErr(err)
 	}
 	return p, j, nil
 }
@@ -293,11 +294,11 @@ func (a *API) playJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := a.Engine.PlayJob(c.ctx, j.ID, vars); err != nil {
+	if err := a.Engine.PlayJob(c.ctx, c.user, j.ID, vars); err != nil {
 		if errors.Is(err, pipeline.ErrNotPlayable) {
 			return errBadRequest("Unplayable Job")
 		}
-		return err
+		return actionErr(err)
 	}
 	return a.reloadJob(w, c, p, j.ID)
 }
@@ -307,12 +308,12 @@ func (a *API) retryJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 	if err != nil {
 		return err
 	}
-	nj, err := a.Engine.RetryJob(c.ctx, j.ID)
+	nj, err := a.Engine.RetryJob(c.ctx, c.user, j.ID)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrNotRetryable) {
 			return errMessage(http.StatusForbidden, "403 Forbidden - Job is not retryable")
 		}
-		return err
+		return actionErr(err)
 	}
 	a.writeJob(w, c, p, nj, http.StatusCreated)
 	return nil
@@ -325,8 +326,8 @@ func (a *API) cancelJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	}
 	// Like GitLab, canceling a job that can no longer be canceled answers
 	// with the job unchanged rather than an error.
-	if err := a.Engine.CancelJob(c.ctx, j.ID); err != nil && !errors.Is(err, pipeline.ErrNotCancelable) {
-		return err
+	if err := a.Engine.CancelJob(c.ctx, c.user, j.ID); err != nil && !errors.Is(err, pipeline.ErrNotCancelable) {
+		return actionErr(err)
 	}
 	return a.reloadJob(w, c, p, j.ID)
 }

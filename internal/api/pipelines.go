@@ -531,14 +531,12 @@ func (a *API) latestPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	return nil
 }
 
-// actionLevel is the access level that changing a pipeline's or job's state
-// takes: developer, or maintainer when the ref is protected (GitLab's
-// protected_ref policy), since such pipelines run with protected variables.
-func actionLevel(pl *store.Pipeline) int {
-	if pl.Protected {
-		return store.Maintainer
+// actionErr answers the engine's refusal of an actor with 403.
+func actionErr(err error) error {
+	if errors.Is(err, pipeline.ErrForbidden) {
+		return errForbidden
 	}
-	return store.Developer
+	return err
 }
 
 // pipelineForAction resolves project and pipeline for a state change and
@@ -547,7 +545,7 @@ func (a *API) pipelineForAction(r *http.Request, c *reqCtx) (*store.Project, *st
 	if err := c.requireUser(); err != nil {
 		return nil, nil, err
 	}
-	p, level, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, store.Developer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -555,8 +553,8 @@ func (a *API) pipelineForAction(r *http.Request, c *reqCtx) (*store.Project, *st
 	if err != nil {
 		return nil, nil, err
 	}
-	if level < actionLevel(pl) {
-		return nil, nil, errForbidden
+	if err := a.Engine.MayAct(c.ctx, c.user, pl); err != nil {
+		return nil, nil, actionErr(err)
 	}
 	return p, pl, nil
 }
@@ -586,11 +584,11 @@ func (a *API) retryPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err != nil {
 		return err
 	}
-	if err := a.Engine.RetryPipeline(c.ctx, pl.ID); err != nil {
+	if err := a.Engine.RetryPipeline(c.ctx, c.user, pl.ID); err != nil {
 		if errors.Is(err, pipeline.ErrNotRetryable) {
 			return errMessage(http.StatusForbidden, "403 Forbidden - Pipeline is not retryable")
 		}
-		return err
+		return actionErr(err)
 	}
 	return a.writePipeline(w, c, p, pl.ID)
 }
@@ -600,8 +598,8 @@ func (a *API) cancelPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
-	if err := a.Engine.CancelPipeline(c.ctx, pl.ID); err != nil {
-		return err
+	if err := a.Engine.CancelPipeline(c.ctx, c.user, pl.ID); err != nil {
+		return actionErr(err)
 	}
 	return a.writePipeline(w, c, p, pl.ID)
 }

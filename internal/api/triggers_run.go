@@ -323,9 +323,14 @@ func (t *triggers) jobTokenRequest(ctx context.Context, token string, p *store.P
 		return baseRefusal(fmt.Sprintf("job %d: pipeline hierarchy deeper than %d", j.ID, trigger.MaxDepth),
 			fmt.Sprintf("Downstream pipeline cannot be created: the pipeline hierarchy is limited to %d levels", trigger.MaxDepth))
 	}
+	// A job token acts as the job's user (who ran, retried or played it).
+	uid := j.UserID
+	if uid == 0 {
+		uid = up.UserID
+	}
 	var user *store.User
-	if up.UserID != 0 {
-		user, _ = t.Store.UserByID(ctx, up.UserID)
+	if uid != 0 {
+		user, _ = t.Store.UserByID(ctx, uid)
 	}
 	if p.JobTokenAllowlist && j.ProjectID != p.ID {
 		src, _ := t.Store.ProjectByID(ctx, j.ProjectID)

@@ -34,7 +34,7 @@ func (e *Engine) BridgeCreated(ctx context.Context, jobID, downstreamID int64, d
 		if j.Status == string(state.Canceled) || j.Status == string(state.Canceling) {
 			// The upstream was canceled while the downstream was being
 			// created: it goes the way of its bridge.
-			if err := e.cancelPipelineTx(ctx, tx, downstreamID, 1, map[int64]bool{j.PipelineID: true}); err != nil {
+			if err := e.cancelPipelineTx(ctx, tx, nil, downstreamID, 1, map[int64]bool{j.PipelineID: true}); err != nil {
 				return err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline/state"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -18,7 +19,7 @@ const maxCancelDepth = 10
 // GitLab cascades a cancel to downstream pipelines. Locks are taken parent
 // first, then child, the order every other path uses. seen holds the
 // pipelines already canceled by this call.
-func (e *Engine) cancelPipelineTx(ctx context.Context, tx *store.Tx, pipelineID int64, depth int, seen map[int64]bool) error {
+func (e *Engine) cancelPipelineTx(ctx context.Context, tx *store.Tx, actor *store.User, pipelineID int64, depth int, seen map[int64]bool) error {
 	pl, err := tx.LockPipeline(ctx, pipelineID)
 	if err != nil {
 		return err
@@ -41,11 +42,14 @@ func (e *Engine) cancelPipelineTx(ctx context.Context, tx *store.Tx, pipelineID 
 	if err := e.process(ctx, tx, pipelineID); err != nil {
 		return err
 	}
-	return e.cancelDownstream(ctx, tx, rows, depth, seen)
+	return e.cancelDownstream(ctx, tx, actor, rows, depth, seen)
 }
 
-// cancelDownstream cancels the pipelines the bridges among rows created.
-func (e *Engine) cancelDownstream(ctx context.Context, tx *store.Tx, rows []*store.Job, depth int, seen map[int64]bool) error {
+// cancelDownstream cancels the pipelines the bridges among rows created
+// that actor may act on; others (another project actor cannot see, a
+// protected ref there) keep running, as GitLab cascades only where the
+// user has permission.
+func (e *Engine) cancelDownstream(ctx context.Context, tx *store.Tx, actor *store.User, rows []*store.Job, depth int, seen map[int64]bool) error {
 	if depth >= maxCancelDepth {
 		return nil
 	}
@@ -54,7 +58,16 @@ func (e *Engine) cancelDownstream(ctx context.Context, tx *store.Tx, rows []*sto
 		if j.Kind != "bridge" || id == 0 || seen[id] {
 			continue
 		}
-		err := e.cancelPipelineTx(ctx, tx, id, depth+1, seen)
+		var err error
+		if actor != nil { // nil: the engine's own cancel of what a bridge just made
+			_, err = e.mayActOn(ctx, actor, id)
+		}
+		if errors.Is(err, ErrForbidden) {
+			continue
+		}
+		if err == nil {
+			err = e.cancelPipelineTx(ctx, tx, actor, id, depth+1, seen)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted downstream
 		}
@@ -63,4 +76,55 @@ func (e *Engine) cancelDownstream(ctx context.Context, tx *store.Tx, rows []*sto
 		}
 	}
 	return nil
+}
+
+// MayAct reports (nil) whether actor may retry, cancel or play jobs of pl:
+// Developer access to its project, and the right to update its ref when
+// that ref is protected, now or when the pipeline was created. Otherwise
+// it returns ErrForbidden.
+func (e *Engine) MayAct(ctx context.Context, actor *store.User, pl *store.Pipeline) error {
+	p, err := e.Store.ProjectByID(ctx, pl.ProjectID)
+	if err != nil {
+		return err
+	}
+	level, err := e.policy().Level(ctx, p, actor)
+	if err != nil {
+		return err
+	}
+	protected := pl.Protected
+	if !protected {
+		if protected, err = e.policy().Protected(ctx, p, FullRef(pl)); err != nil {
+			return err
+		}
+	}
+	if !access.CanActOnPipeline(level, protected) {
+		return ErrForbidden
+	}
+	return nil
+}
+
+func (e *Engine) mayActOn(ctx context.Context, actor *store.User, pipelineID int64) (*store.Pipeline, error) {
+	pl, err := e.Store.PipelineByID(ctx, pipelineID)
+	if err != nil {
+		return nil, err
+	}
+	return pl, e.MayAct(ctx, actor, pl)
+}
+
+func (e *Engine) mayActOnJob(ctx context.Context, actor *store.User, jobID int64) error {
+	j, err := e.Store.JobByID(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	_, err = e.mayActOn(ctx, actor, j.PipelineID)
+	return err
+}
+
+// FullRef is a pipeline's ref as git names it (refs/heads/x, refs/tags/x),
+// which never needs resolving again.
+func FullRef(pl *store.Pipeline) string {
+	if pl.Tag {
+		return "refs/tags/" + pl.Ref
+	}
+	return "refs/heads/" + pl.Ref
 }

@@ -87,7 +87,7 @@ func TestCancelCascadesDownstream(t *testing.T) {
 		t.Fatalf("child before cancel: %v", st)
 	}
 
-	if err := e.CancelPipeline(ctx, up.ID); err != nil {
+	if err := e.CancelPipeline(ctx, root(t, e), up.ID); err != nil {
 		t.Fatal(err)
 	}
 	if st := statuses(t, e, up.ID); st["build"] != "canceled" || st["child"] == "running" {
@@ -122,7 +122,7 @@ func TestCancelLeavesFinishedDownstream(t *testing.T) {
 	if _, err := e.FinishJob(ctx, c1, "success", "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.CancelPipeline(ctx, up.ID); err != nil {
+	if err := e.CancelPipeline(ctx, root(t, e), up.ID); err != nil {
 		t.Fatal(err)
 	}
 	if s := pipelineStatus(t, e, child.ID); s != "success" {
@@ -136,7 +136,7 @@ func TestCancelBeforeDownstreamLinked(t *testing.T) {
 	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": cascadeChildCI, "grandchild.yml": cascadeGrandchildCI})
 	ctx := context.Background()
 	up, _ := e.Create(ctx, Request{User: root(t, e), Project: p, Ref: "main", Source: "api"})
-	if err := e.CancelPipeline(ctx, up.ID); err != nil {
+	if err := e.CancelPipeline(ctx, root(t, e), up.ID); err != nil {
 		t.Fatal(err)
 	}
 	child := downstream(t, e, p, up, "child", "child.yml", true)
@@ -156,10 +156,57 @@ func TestCancelCascadeCycle(t *testing.T) {
 	if err := e.Store.Write(ctx, func(tx *store.Tx) error { return tx.SetJobDownstream(ctx, cb, up.ID) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.CancelPipeline(ctx, up.ID); err != nil {
+	if err := e.CancelPipeline(ctx, root(t, e), up.ID); err != nil {
 		t.Fatal(err)
 	}
 	if s := pipelineStatus(t, e, child.ID); s != "canceled" {
 		t.Fatalf("child pipeline %s", s)
+	}
+}
+
+// A cancel cascades only into downstream pipelines the caller may act on:
+// a developer canceling their pipeline on an unprotected branch leaves a
+// downstream on the protected main running, and cannot cancel it directly.
+func TestCancelCascadeStopsWhereCallerMayNotAct(t *testing.T) {
+	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": cascadeCI, "child.yml": cascadeChildCI, "grandchild.yml": cascadeGrandchildCI})
+	ctx := context.Background()
+	if err := e.Repos.UpdateRef(ctx, p.FullPath, "refs/heads/feature", headSHA(t, e, p)); err != nil {
+		t.Fatal(err)
+	}
+	dev := &store.User{Username: "dev"}
+	if err := e.Store.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateUser(ctx, dev); err != nil {
+			return err
+		}
+		return tx.SetProjectMember(ctx, p.ID, dev.ID, store.Developer)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	up, err := e.Create(ctx, Request{User: dev, Project: p, Ref: "feature", Source: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	protectedDown := downstream(t, e, p, up, "child", "child.yml", true) // on main, as root
+	if err := e.CancelPipeline(ctx, dev, protectedDown.ID); err != ErrForbidden {
+		t.Fatalf("developer cancels a protected pipeline: %v", err)
+	}
+	if err := e.CancelPipeline(ctx, dev, up.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := statuses(t, e, up.ID); st["build"] != "canceled" {
+		t.Fatalf("upstream jobs: %v", st)
+	}
+	if st := statuses(t, e, protectedDown.ID); st["c1"] == "canceled" || st["c1"] == "canceling" {
+		t.Fatalf("downstream on the protected main was canceled by a developer: %v", st)
+	}
+	for name, f := range map[string]func() error{
+		"retry":  func() error { return e.RetryPipeline(ctx, dev, protectedDown.ID) },
+		"cancel": func() error { return e.CancelJob(ctx, dev, jobID(t, e, protectedDown.ID, "c1")) },
+		"play":   func() error { return e.PlayJob(ctx, dev, jobID(t, e, protectedDown.ID, "c1"), nil) },
+		"nobody": func() error { return e.CancelPipeline(ctx, nil, up.ID) },
+	} {
+		if err := f(); err != ErrForbidden {
+			t.Errorf("%s on a protected pipeline by a developer: %v, want ErrForbidden", name, err)
+		}
 	}
 }

@@ -19,6 +19,9 @@ var (
 	ErrNotRetryable  = errors.New("job is not retryable")
 	ErrNotPlayable   = errors.New("job is not playable")
 	ErrNotCancelable = errors.New("job is not cancelable")
+	// ErrForbidden: the actor may not act on the pipeline (its project
+	// access, or the protection of its ref, does not allow it).
+	ErrForbidden = errors.New("insufficient permissions for this pipeline")
 )
 
 func toStateJobs(rows []*store.Job) ([]state.Job, map[int64]*store.Job) {
@@ -266,7 +269,7 @@ func (e *Engine) FinishJob(ctx context.Context, jobID int64, result, failureReas
 		}
 		e.observeJobFinished(tx, j, final)
 		if to == state.Failed && shouldRetry(sp, j, failureReason) {
-			if err := e.cloneJob(ctx, tx, j); err != nil {
+			if err := e.cloneJob(ctx, tx, j, j.UserID); err != nil {
 				return err
 			}
 		}
@@ -276,13 +279,14 @@ func (e *Engine) FinishJob(ctx context.Context, jobID int64, result, failureReas
 }
 
 // cloneJob supersedes j with a fresh created copy (a retry).
-func (e *Engine) cloneJob(ctx context.Context, tx *store.Tx, j *store.Job) error {
+// The copy runs as userID, who retried it (GitLab's job user).
+func (e *Engine) cloneJob(ctx context.Context, tx *store.Tx, j *store.Job, userID int64) error {
 	if err := tx.MarkJobRetried(ctx, j.ID); err != nil {
 		return err
 	}
 	c := &store.Job{PipelineID: j.PipelineID, ProjectID: j.ProjectID, Name: j.Name, Stage: j.Stage, StageIdx: j.StageIdx,
 		Status: "created", When: j.When, AllowFailure: j.AllowFailure, Kind: j.Kind, Spec: j.Spec, Tags: j.Tags,
-		UserID: j.UserID, RetryCount: j.RetryCount + 1}
+		UserID: userID, RetryCount: j.RetryCount + 1}
 	if sp, _ := ParseSpec(j.Spec); sp != nil && sp.AllowFailureExitCodes != nil {
 		// allow_failure may have been set by an exit code; the copy starts over.
 		c.AllowFailure = false
@@ -293,14 +297,23 @@ func (e *Engine) cloneJob(ctx context.Context, tx *store.Tx, j *store.Job) error
 // CancelPipeline cancels every unfinished job; running jobs go to canceling
 // and their runners are told to stop. Unfinished downstream pipelines
 // created by its bridges are canceled too (cancel.go).
-func (e *Engine) CancelPipeline(ctx context.Context, pipelineID int64) error {
+// actor must be allowed to act on the pipeline (Engine.MayAct); the cancel
+// cascades only into downstream pipelines actor may act on as well.
+func (e *Engine) CancelPipeline(ctx context.Context, actor *store.User, pipelineID int64) error {
+	if _, err := e.mayActOn(ctx, actor, pipelineID); err != nil {
+		return err
+	}
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
-		return e.cancelPipelineTx(ctx, tx, pipelineID, 0, map[int64]bool{})
+		return e.cancelPipelineTx(ctx, tx, actor, pipelineID, 0, map[int64]bool{})
 	})
 }
 
 // RetryPipeline retries failed and canceled jobs and re-runs skipped ones.
-func (e *Engine) RetryPipeline(ctx context.Context, pipelineID int64) error {
+// The retried jobs run as actor, who must be allowed to act on it.
+func (e *Engine) RetryPipeline(ctx context.Context, actor *store.User, pipelineID int64) error {
+	if _, err := e.mayActOn(ctx, actor, pipelineID); err != nil {
+		return err
+	}
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
 		pl, err := tx.LockPipeline(ctx, pipelineID)
 		if err != nil {
@@ -316,7 +329,7 @@ func (e *Engine) RetryPipeline(ctx context.Context, pipelineID int64) error {
 			return ErrNotRetryable
 		}
 		for _, id := range clone {
-			if err := e.cloneJob(ctx, tx, byID[id]); err != nil {
+			if err := e.cloneJob(ctx, tx, byID[id], actor.ID); err != nil {
 				return err
 			}
 		}
@@ -335,7 +348,11 @@ func (e *Engine) RetryPipeline(ctx context.Context, pipelineID int64) error {
 }
 
 // RetryJob clones one finished job and runs it again; it returns the new job.
-func (e *Engine) RetryJob(ctx context.Context, jobID int64) (*store.Job, error) {
+// The copy runs as actor, who must be allowed to act on its pipeline.
+func (e *Engine) RetryJob(ctx context.Context, actor *store.User, jobID int64) (*store.Job, error) {
+	if err := e.mayActOnJob(ctx, actor, jobID); err != nil {
+		return nil, err
+	}
 	var newID int64
 	err := e.Store.Write(ctx, func(tx *store.Tx) error {
 		j, err := lockJob(ctx, tx, jobID)
@@ -348,7 +365,7 @@ func (e *Engine) RetryJob(ctx context.Context, jobID int64) (*store.Job, error) 
 		if _, err := tx.LockPipeline(ctx, j.PipelineID); err != nil {
 			return err
 		}
-		if err := e.cloneJob(ctx, tx, j); err != nil {
+		if err := e.cloneJob(ctx, tx, j, actor.ID); err != nil {
 			return err
 		}
 		rows, err := tx.JobsOfPipeline(ctx, j.PipelineID)
@@ -373,8 +390,11 @@ func (e *Engine) RetryJob(ctx context.Context, jobID int64) (*store.Job, error) 
 	return e.Store.JobByID(ctx, newID)
 }
 
-// CancelJob cancels one job.
-func (e *Engine) CancelJob(ctx context.Context, jobID int64) error {
+// CancelJob cancels one job, for an actor allowed to act on its pipeline.
+func (e *Engine) CancelJob(ctx context.Context, actor *store.User, jobID int64) error {
+	if err := e.mayActOnJob(ctx, actor, jobID); err != nil {
+		return err
+	}
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
 		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
@@ -396,8 +416,12 @@ func (e *Engine) CancelJob(ctx context.Context, jobID int64) error {
 	})
 }
 
-// PlayJob starts a manual (or scheduled) job, with optional variables.
-func (e *Engine) PlayJob(ctx context.Context, jobID int64, vars []Var) error {
+// PlayJob starts a manual (or scheduled) job, with optional variables. The
+// job then runs as actor, who must be allowed to act on its pipeline.
+func (e *Engine) PlayJob(ctx context.Context, actor *store.User, jobID int64, vars []Var) error {
+	if err := e.mayActOnJob(ctx, actor, jobID); err != nil {
+		return err
+	}
 	return e.Store.Write(ctx, func(tx *store.Tx) error {
 		j, err := lockJob(ctx, tx, jobID)
 		if err != nil {
@@ -419,25 +443,35 @@ func (e *Engine) PlayJob(ctx context.Context, jobID int64, vars []Var) error {
 		if err != nil {
 			return err
 		}
-		jobs, _ := toStateJobs(rows)
+		jobs, byID := toStateJobs(rows)
 		trs, err := state.Play(jobs, jobID)
 		if err != nil {
 			return ErrNotPlayable
 		}
+		spec := ""
 		if len(vars) > 0 {
-			sp, _ := ParseSpec(j.Spec)
-			if sp != nil {
+			if sp, _ := ParseSpec(j.Spec); sp != nil {
 				sp.PlayVariables = vars
-				if _, err := tx.Exec(ctx, `UPDATE jobs SET spec = ? WHERE id = ?`, sp.encode(), jobID); err != nil {
-					return err
-				}
+				spec = sp.encode()
 			}
+		}
+		if err := tx.SetJobPlay(ctx, jobID, actor.ID, spec); err != nil {
+			return err
 		}
 		for _, tr := range trs {
 			if err := tx.SetJobStatus(ctx, tr.JobID, store.JobUpdate{Status: string(tr.To)}); err != nil {
 				return err
 			}
-			if tr.To == state.Pending && e.JobsPending != nil {
+			switch {
+			case tr.To != state.Pending:
+			case byID[tr.JobID] != nil && byID[tr.JobID].Kind == "bridge":
+				// A played bridge creates its downstream now, as one that
+				// became pending by itself does (process).
+				if e.BridgePending != nil {
+					id := tr.JobID
+					tx.AfterCommit(func() { e.BridgePending(context.WithoutCancel(ctx), id) })
+				}
+			case e.JobsPending != nil:
 				tx.AfterCommit(e.JobsPending)
 			}
 		}

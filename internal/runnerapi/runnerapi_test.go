@@ -313,7 +313,7 @@ func TestUpdateJobStatesAndTokens(t *testing.T) {
 			}
 			// The job is canceled by a user: the runner is told.
 			if i == 2 {
-				if err := e.svc.cfg.Engine.CancelJob(ctx, idOf(job)); err != nil {
+				if err := e.svc.cfg.Engine.CancelJob(ctx, e.user, idOf(job)); err != nil {
 					t.Fatal(err)
 				}
 				if r := put("running", nil); r.code != 200 || r.hdr.Get("Job-Status") != "canceling" {

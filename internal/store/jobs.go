@@ -256,6 +256,17 @@ func (t *Tx) SetJobStatus(ctx context.Context, id int64, u JobUpdate) error {
 }
 
 // MarkJobRetried flags a job as superseded by a retry.
+// SetJobPlay records who played a manual job and the variables they gave
+// (in its spec): the job then runs as that user, as on GitLab.
+func (t *Tx) SetJobPlay(ctx context.Context, id, userID int64, spec string) error {
+	if spec == "" {
+		_, err := t.Exec(ctx, `UPDATE jobs SET user_id = ? WHERE id = ?`, nullID(userID), id)
+		return err
+	}
+	_, err := t.Exec(ctx, `UPDATE jobs SET user_id = ?, spec = ? WHERE id = ?`, nullID(userID), spec, id)
+	return err
+}
+
 func (t *Tx) MarkJobRetried(ctx context.Context, id int64) error {
 	_, err := t.Exec(ctx, `UPDATE jobs SET retried = TRUE WHERE id = ?`, id)
 	return err

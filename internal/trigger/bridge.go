@@ -101,9 +101,15 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 	if Depth(ctx, b.Store, up) >= MaxDepth {
 		return nil, false, &bridgeFailure{"reached_max_pipeline_hierarchy_size", "too many upstream pipelines"}
 	}
+	// The downstream runs as the bridge's user: whoever ran (or last
+	// retried or played) it, as on GitLab.
+	uid := j.UserID
+	if uid == 0 {
+		uid = up.UserID
+	}
 	var user *store.User
-	if up.UserID != 0 {
-		if user, err = b.Store.UserByID(ctx, up.UserID); err != nil {
+	if uid != 0 {
+		if user, err = b.Store.UserByID(ctx, uid); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, false, err
 		}
 	}

@@ -291,11 +291,9 @@ func (w *Web) jobAction(q *req, id int64, action string) {
 	if !ok {
 		return
 	}
-	if q.level < store.Maintainer {
-		if pl, err := w.Store.PipelineByID(q.ctx, j.PipelineID); err != nil || pl.Protected {
-			w.notFound(q) // as the API: protected pipelines are maintainers' to act on
-			return
-		}
+	if pl, err := w.Store.PipelineByID(q.ctx, j.PipelineID); err != nil || w.Engine.MayAct(q.ctx, q.user, pl) != nil {
+		w.notFound(q) // protected pipelines are maintainers' to act on
+		return
 	}
 	to := projectURL(q.project) + "/-/jobs/" + strconv.FormatInt(j.ID, 10)
 	var err error
@@ -303,14 +301,14 @@ func (w *Web) jobAction(q *req, id int64, action string) {
 	switch action {
 	case "retry":
 		var nj *store.Job
-		nj, err = w.Engine.RetryJob(q.ctx, j.ID)
+		nj, err = w.Engine.RetryJob(q.ctx, q.user, j.ID)
 		if err == nil {
 			to = projectURL(q.project) + "/-/jobs/" + strconv.FormatInt(nj.ID, 10)
 		}
 	case "cancel":
-		err = w.Engine.CancelJob(q.ctx, j.ID)
+		err = w.Engine.CancelJob(q.ctx, q.user, j.ID)
 	case "play":
-		err = w.Engine.PlayJob(q.ctx, j.ID, nil)
+		err = w.Engine.PlayJob(q.ctx, q.user, j.ID, nil)
 	default:
 		w.notFound(q)
 		return

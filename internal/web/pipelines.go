@@ -370,17 +370,17 @@ func (w *Web) pipelineAction(q *req, id int64, action string) {
 	if !ok {
 		return
 	}
-	if pl.Protected && q.level < store.Maintainer {
-		w.notFound(q) // as the API: protected pipelines are maintainers' to act on
+	if err := w.Engine.MayAct(q.ctx, q.user, pl); err != nil {
+		w.notFound(q) // protected pipelines are maintainers' to act on
 		return
 	}
 	var err error
 	var msg string
 	switch action {
 	case "retry":
-		err, msg = w.Engine.RetryPipeline(q.ctx, pl.ID), "Pipeline retried."
+		err, msg = w.Engine.RetryPipeline(q.ctx, q.user, pl.ID), "Pipeline retried."
 	case "cancel":
-		err, msg = w.Engine.CancelPipeline(q.ctx, pl.ID), "Pipeline canceled."
+		err, msg = w.Engine.CancelPipeline(q.ctx, q.user, pl.ID), "Pipeline canceled."
 	default:
 		w.notFound(q)
 		return
