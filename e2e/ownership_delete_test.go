@@ -110,9 +110,28 @@ func TestDeletingRemovesFilesAndRunners(t *testing.T) {
 				t.Fatalf("job %s should have a trace and artifacts on disk: %v", jobID, jobFiles(s.DataDir, jobID))
 			}
 
+			repoDir := filepath.Join(s.DataDir, "repositories", "root", "app.git")
+			pipeRef := "refs/pipelines/" + plID
+			if _, err := gitErr(repoDir, "--git-dir", repoDir, "show-ref", "--verify", pipeRef); err != nil {
+				t.Fatalf("the pipeline's ref %s should exist once its job ran: %v", pipeRef, err)
+			}
+
 			// Delete the newest pipeline.
 			if code, _ := s.call("DELETE", "/api/v4/projects/"+pid+"/pipelines/"+plID, nil, nil); code != 204 {
 				t.Fatalf("delete pipeline: %d", code)
+			}
+			if out, err := gitErr(repoDir, "--git-dir", repoDir, "show-ref", "--verify", pipeRef); err == nil {
+				t.Errorf("the deleted pipeline's ref remains in the repository: %s", out)
+			}
+			// Trigger ids are not reused either.
+			var tr1, tr2 map[string]any
+			s.call("POST", "/api/v4/projects/"+pid+"/triggers", map[string]any{"description": "one"}, &tr1)
+			if code, _ := s.call("DELETE", "/api/v4/projects/"+pid+"/triggers/"+jsonID(tr1["id"]), nil, nil); code != 204 {
+				t.Fatalf("delete trigger: %d", code)
+			}
+			s.call("POST", "/api/v4/projects/"+pid+"/triggers", map[string]any{"description": "two"}, &tr2)
+			if jsonID(tr2["id"]) == jsonID(tr1["id"]) {
+				t.Errorf("the revoked trigger's id %s was reused", jsonID(tr1["id"]))
 			}
 			for _, path := range []string{"/pipelines/" + plID, "/jobs/" + jobID, "/jobs/" + jobID + "/trace", "/jobs/" + jobID + "/artifacts"} {
 				if code, _ := s.call("GET", "/api/v4/projects/"+pid+path, nil, nil); code != 404 {

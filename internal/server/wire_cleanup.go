@@ -27,7 +27,9 @@ func (s *Server) wireCleanup(ctx context.Context) error {
 	}
 	sw := sweep.New(sweep.Config{
 		Store: s.store, JobFiles: files, Repos: s.repos, Log: s.log,
-		RepoGone:    func(err error) bool { return errors.Is(err, gitrepo.ErrRepoNotFound) },
+		RepoGone: func(err error) bool {
+			return errors.Is(err, gitrepo.ErrRepoNotFound) || errors.Is(err, gitrepo.ErrRefNotFound)
+		},
 		ProjectDirs: s.builtinProjectDirs,
 	})
 	if err := sw.Sweep(ctx); err != nil {

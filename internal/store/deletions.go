@@ -6,12 +6,14 @@ import (
 )
 
 // FileDeletion is a pending removal of files whose rows are gone: a job's
-// trace and artifacts (JobID), or a project's repository, caches and build
-// directories (ProjectPath).
+// trace and artifacts (JobID); a deleted pipeline's ref GitRef in the
+// repository at ProjectPath; or, with ProjectPath and no GitRef, a whole
+// project's repository, caches and build directories.
 type FileDeletion struct {
 	ID          int64
 	JobID       int64
 	ProjectPath string
+	GitRef      string
 }
 
 // recordJobFiles queues the files of every job matched by where (a
@@ -23,7 +25,7 @@ func (t *Tx) recordJobFiles(ctx context.Context, where string, arg any) error {
 
 // PendingFileDeletions lists queued file removals, oldest first.
 func (s *Store) PendingFileDeletions(ctx context.Context, limit int) ([]FileDeletion, error) {
-	rows, err := s.query(ctx, `SELECT id, COALESCE(job_id, 0), project_path FROM file_deletions ORDER BY id LIMIT ?`, limit)
+	rows, err := s.query(ctx, `SELECT id, COALESCE(job_id, 0), project_path, git_ref FROM file_deletions ORDER BY id LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +33,7 @@ func (s *Store) PendingFileDeletions(ctx context.Context, limit int) ([]FileDele
 	var out []FileDeletion
 	for rows.Next() {
 		var d FileDeletion
-		if err := rows.Scan(&d.ID, &d.JobID, &d.ProjectPath); err != nil {
+		if err := rows.Scan(&d.ID, &d.JobID, &d.ProjectPath, &d.GitRef); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -59,7 +61,7 @@ func (t *Tx) DoneFileDeletions(ctx context.Context, ids []int64) error {
 // path (lower-cased full path) are still being removed.
 func (t *Tx) projectPathPendingDeletion(ctx context.Context, path string) (bool, error) {
 	var n int
-	err := t.QueryRow(ctx, `SELECT COUNT(*) FROM file_deletions WHERE project_path = ?`, strings.ToLower(path)).Scan(&n)
+	err := t.QueryRow(ctx, `SELECT COUNT(*) FROM file_deletions WHERE project_path = ? AND git_ref = ''`, strings.ToLower(path)).Scan(&n)
 	return n > 0, err
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -288,6 +289,11 @@ func placeholders(n int) string {
 // transaction.
 func (t *Tx) DeletePipeline(ctx context.Context, id int64) error {
 	if err := t.recordJobFiles(ctx, `pipeline_id = ?`, id); err != nil {
+		return err
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO file_deletions (project_path, git_ref, created_at)
+		SELECT p.full_path, ?, ? FROM pipelines pl JOIN projects p ON p.id = pl.project_id WHERE pl.id = ?`,
+		"refs/pipelines/"+strconv.FormatInt(id, 10), Now(), id); err != nil {
 		return err
 	}
 	if _, err := t.Exec(ctx, `DELETE FROM jobs WHERE pipeline_id = ?`, id); err != nil {

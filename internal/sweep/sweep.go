@@ -23,10 +23,12 @@ type Files interface {
 	IDs() ([]int64, error)
 }
 
-// Repos deletes a project's repository; a missing one is not an error the
-// sweeper cares about (IsNotFound says which errors mean "already gone").
+// Repos deletes a project's repository or one of its refs; a missing one
+// is not an error the sweeper cares about (Config.RepoGone says which
+// errors mean "already gone").
 type Repos interface {
 	Delete(ctx context.Context, repo string) error
+	DeleteRef(ctx context.Context, repo, fullRef string) error
 }
 
 // Config is what a Sweeper works with.
@@ -130,6 +132,15 @@ func (s *Sweeper) remove(ctx context.Context, d store.FileDeletion) error {
 		}
 	}
 	if d.ProjectPath == "" {
+		return nil
+	}
+	if d.GitRef != "" {
+		if s.cfg.Repos == nil {
+			return nil
+		}
+		if err := s.cfg.Repos.DeleteRef(ctx, d.ProjectPath, d.GitRef); err != nil && (s.cfg.RepoGone == nil || !s.cfg.RepoGone(err)) {
+			return err
+		}
 		return nil
 	}
 	if s.cfg.ProjectDirs != nil {

@@ -94,7 +94,9 @@ func (f *fixture) job(t *testing.T, p *store.Project) (*store.Pipeline, *store.J
 
 func (f *fixture) sweeper(dirs ...string) *Sweeper {
 	return New(Config{Store: f.st, JobFiles: []Files{f.tr, f.ar}, Repos: f.repos,
-		RepoGone:    func(err error) bool { return errors.Is(err, gitrepo.ErrRepoNotFound) },
+		RepoGone: func(err error) bool {
+			return errors.Is(err, gitrepo.ErrRepoNotFound) || errors.Is(err, gitrepo.ErrRefNotFound)
+		},
 		ProjectDirs: func(string) []string { return dirs }})
 }
 
