@@ -369,3 +369,53 @@ func TestHostileSignInGuessing(t *testing.T) {
 	// Token users are unaffected.
 	s.servedNormally(t)
 }
+
+func TestHostileDeliveriesWriteChannel(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind, "--builtin-runners", "0")
+			s.start()
+			pid := newCIProject(t, s, "secret") // private
+			u := s.URL + "/api/v4/projects/" + pid + "/trigger/pipeline"
+			post := func(form url.Values, hdr map[string]string) (int, string) {
+				req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				for k, v := range hdr {
+					req.Header.Set(k, v)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			// Anonymous calls that are refused for reasons other than a bad
+			// token (no token, loop guard) ...
+			var last int
+			for i := 0; i < 80 && last != 429; i++ {
+				switch i % 2 {
+				case 0:
+					last, _ = post(url.Values{"ref": {"main"}}, nil)
+				case 1:
+					last, _ = post(url.Values{"ref": {"main"}, "token": {"x"}}, map[string]string{"X-Gitlab-Event": "Pipeline Hook"})
+				}
+			}
+			// ... are rate-limited per address ...
+			if last != 429 {
+				t.Fatalf("refusals never rate-limited: %d", last)
+			}
+			code, body := post(url.Values{"ref": {"main"}}, nil)
+			if code != 429 || !strings.Contains(body, `"message":"429 Too Many Requests`) {
+				t.Fatalf("blocked: %d %s", code, body)
+			}
+			// ... and none of them reached the private project's log.
+			var ds []map[string]any
+			if code, _ := s.call("GET", "/api/v4/projects/"+pid+"/triggers/deliveries", nil, &ds); code != 200 || len(ds) != 0 {
+				t.Fatalf("deliveries written by anonymous callers: %d %v", code, ds)
+			}
+			s.servedNormally(t)
+		})
+	}
+}

@@ -408,15 +408,14 @@ func testTriggers(t *testing.T, kind string) {
 		trigForm(t, api+"/trigger/pipeline", "token", "glptt-ffff000000000000000000000000000000000000", "ref", "main").want(t, 404, "bad token")
 		var ds []map[string]any
 		code, hdr := s.call("GET", "/api/v4/projects/"+f.appID+"/triggers/deliveries?per_page=100", nil, &ds)
-		if code != 200 || hdr.Get("X-Total") == "" || len(ds) < 20 {
+		if code != 200 || hdr.Get("X-Total") == "" || len(ds) < 5 {
 			t.Fatalf("deliveries: %d %d", code, len(ds))
 		}
-		if ds[0]["result"] != "refused" || ds[0]["status_code"] != float64(404) || ds[0]["reason"] != "unknown or revoked token" || ds[0]["short_token"] != "ffff" {
-			t.Fatalf("newest delivery: %v", ds[0])
-		}
-		if ds[1]["result"] != "created" || ds[1]["pipeline_id"] == nil || ds[1]["source_ip"] != "127.0.0.1" ||
-			fmt.Sprint(ds[1]["variables"]) != "[SECRET_THING]" || ds[1]["short_token"] != f.token[6:10] {
-			t.Fatalf("accepted delivery: %v", ds[1])
+		// The bad token's call is not in the log: only callers holding a
+		// token of the project write to it.
+		if ds[0]["result"] != "created" || ds[0]["pipeline_id"] == nil || ds[0]["source_ip"] != "127.0.0.1" ||
+			fmt.Sprint(ds[0]["variables"]) != "[SECRET_THING]" || ds[0]["short_token"] != f.token[6:10] {
+			t.Fatalf("accepted delivery: %v", ds[0])
 		}
 		var raw bytes.Buffer
 		for _, d := range ds {
@@ -429,10 +428,15 @@ func testTriggers(t *testing.T, kind string) {
 		for _, d := range ds {
 			reasons[d["reason"].(string)] = true
 		}
-		for _, want := range []string{"token of another project", "token is missing", "Reference not found", "Missing CI config file",
+		for _, want := range []string{"Reference not found", "Missing CI config file",
 			"loop guard: X-Gitlab-Event: Pipeline Hook is refused", "variables needs to be a map of key-valued strings"} {
 			if !reasons[want] {
 				t.Errorf("no delivery with reason %q (have %v)", want, reasons)
+			}
+		}
+		for _, unwanted := range []string{"unknown or revoked token", "token of another project", "token is missing"} {
+			if reasons[unwanted] {
+				t.Errorf("a call without a token of the project was logged: %q", unwanted)
 			}
 		}
 		if strings.Contains(s.Log(), "hunter2-value") || strings.Contains(s.Log(), f.token) {
@@ -567,8 +571,11 @@ func testTriggers(t *testing.T, kind string) {
 				n++
 			}
 		}
-		if n != 1 {
-			t.Fatalf("want exactly one 429 delivery per blocked spell, got %d: %v", n, ds)
+		// A blocked address's calls are refused before any token is
+		// checked, so none of them is written to the project's log (the
+		// metrics count them).
+		if n != 0 {
+			t.Fatalf("blocked calls were logged: %d: %v", n, ds)
 		}
 	})
 	s.stop()

@@ -25,6 +25,10 @@ type TriggerOptions struct {
 	// address at once, then FailedAuthPerMinute; 0 disables the limit.
 	FailedAuthBurst     int
 	FailedAuthPerMinute float64
+	// RefusalBurst refused calls of any kind are allowed from one client
+	// address at once, then RefusalPerMinute; 0 disables the limit.
+	RefusalBurst     int
+	RefusalPerMinute float64
 	// Limits bound request bodies, variables and JSON nesting.
 	Limits trigger.Limits
 	// Observe, if set, is told the HTTP status of every trigger call
@@ -43,6 +47,7 @@ type triggers struct {
 	opts     TriggerOptions
 	authFail *trigger.Limiter // failed token attempts per client address
 	creates  *trigger.Limiter // pipeline creations per project
+	refusals *trigger.Limiter // refused calls of any kind per client address
 	hub      *pipewatch.Hub   // shared polls of followed pipelines
 }
 
@@ -58,6 +63,9 @@ func (a *API) RegisterTriggers(o TriggerOptions) {
 	}
 	if o.FailedAuthBurst > 0 {
 		t.authFail = trigger.NewLimiter(o.FailedAuthBurst, o.FailedAuthPerMinute)
+	}
+	if o.RefusalBurst > 0 {
+		t.refusals = trigger.NewLimiter(o.RefusalBurst, o.RefusalPerMinute)
 	}
 	if o.PipelinesPerMinute > 0 {
 		t.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute))

@@ -50,6 +50,12 @@ type runCall struct {
 	webhook bool
 	project *store.Project
 	d       store.Delivery
+	// token is the token the call carried, once parsed; owned is set once
+	// it is known to be a trigger token of project or a real job's token.
+	// Only owned calls are written to the project's deliveries log, so
+	// that the log is no write channel for anyone who knows a project id.
+	token string
+	owned bool
 }
 
 // clientIP is the peer address. X-Forwarded-For is not trusted: anyone can
@@ -107,12 +113,18 @@ func (t *triggers) run(w http.ResponseWriter, r *http.Request, rc *runCall) (*st
 	if rf.authFailure {
 		t.authFail.Take(rc.d.SourceIP)
 	}
+	// Every refusal, not only bad tokens, spends the address's budget.
+	t.refusals.Take(rc.d.SourceIP)
 	if rf.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((rf.retryAfter+time.Second-1)/time.Second)))
 	}
 	writeJSON(w, rf.status, rf.body)
-	if rc.project == nil || rf.reason == "" {
-		// Unknown project: there is nothing to file the call under.
+	if rc.project != nil && !rc.owned && rc.token != "" && rf.reason != "" {
+		rc.owned = t.tokenOwned(ctx, rc.token, rc.project)
+	}
+	if rc.project == nil || rf.reason == "" || !rc.owned {
+		// Unknown project, or a caller who showed no token of it: nothing
+		// is written (metrics count the call by status).
 		t.Log.Debug("trigger refused", "endpoint", rc.d.Endpoint, "ip", rc.d.SourceIP, "status", rf.status, "reason", rf.reason)
 		return nil, nil, ""
 	}
@@ -139,6 +151,24 @@ func (t *triggers) recordDelivery(ctx context.Context, d *store.Delivery) {
 	}
 }
 
+// tokenOwned reports whether token is a trigger token of p (expired ones
+// included: the project's maintainers want to see those calls) or the
+// token of an existing job.
+func (t *triggers) tokenOwned(ctx context.Context, token string, p *store.Project) bool {
+	if token == "" || len(token) > 256 {
+		return false
+	}
+	h := auth.Hash(token)
+	if tr, err := t.Store.TriggerByHash(ctx, h); err == nil {
+		return auth.Equal(tr.TokenHash, h) && tr.ProjectID == p.ID
+	}
+	if strings.HasPrefix(token, auth.JobPrefix) {
+		_, err := t.Store.JobByTokenHash(ctx, h)
+		return err == nil
+	}
+	return false
+}
+
 // projectByID finds a project by numeric id or full path, regardless of
 // visibility: trigger calls carry no user, the token decides.
 func (t *triggers) projectByID(ctx context.Context, id string) (*store.Project, error) {
@@ -150,23 +180,30 @@ func (t *triggers) projectByID(ctx context.Context, id string) (*store.Project, 
 
 // attempt runs the checks and creates the pipeline, or returns the refusal.
 func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*store.Pipeline, map[string]string, string, *refusal) {
-	// 1. Loop guard: a pipeline webhook pointed at a trigger URL would
+	// A client that failed too often waits, whatever it sends now: refusing
+	// only its wrong tokens would still tell it which guess was right.
+	// Refusals of any kind are budgeted too, so that refused calls are
+	// never free.
+	if blocked, retry, _ := t.authFail.Blocked(rc.d.SourceIP); blocked {
+		rf := refuse(http.StatusTooManyRequests, "429 Too Many Requests - too many failed trigger attempts from this address, retry later", "")
+		rf.retryAfter = retry
+		return nil, nil, "", rf
+	}
+	if blocked, retry, _ := t.refusals.Blocked(rc.d.SourceIP); blocked {
+		rf := refuse(http.StatusTooManyRequests, "429 Too Many Requests - too many refused trigger calls from this address, retry later", "")
+		rf.retryAfter = retry
+		return nil, nil, "", rf
+	}
+	// 1. Parameters.
+	req, err := trigger.Parse(r, r.PathValue("ref"), r.PathValue("id"), t.opts.Limits)
+	if req != nil {
+		rc.token = req.Token
+	}
+	// 2. Loop guard: a pipeline webhook pointed at a trigger URL would
 	// start a pipeline per pipeline event, forever.
 	if r.Header.Get("X-Gitlab-Event") == "Pipeline Hook" {
 		return nil, nil, "", refuse(http.StatusForbidden, "403 Forbidden", "loop guard: X-Gitlab-Event: Pipeline Hook is refused")
 	}
-	// A client that failed too often waits, whatever it sends now: refusing
-	// only its wrong tokens would still tell it which guess was right.
-	if blocked, retry, first := t.authFail.Blocked(rc.d.SourceIP); blocked {
-		rf := refuse(http.StatusTooManyRequests, "429 Too Many Requests - too many failed trigger attempts from this address, retry later", "")
-		if first {
-			rf.reason = "rate limited: too many failed token attempts from " + rc.d.SourceIP
-		}
-		rf.retryAfter = retry
-		return nil, nil, "", rf
-	}
-	// 2. Parameters.
-	req, err := trigger.Parse(r, r.PathValue("ref"), r.PathValue("id"), t.opts.Limits)
 	if err != nil {
 		if req != nil {
 			rc.d.Ref, rc.d.ShortToken = req.Ref, auth.ShortToken(req.Token)
@@ -269,6 +306,7 @@ func (t *triggers) triggerRequest(ctx context.Context, token string, p *store.Pr
 		rc.d.TriggerID = 0 // it belongs to another project's log, not this one's
 		return nil, notFound("token of another project")
 	}
+	rc.owned = true
 	if tr.Expired(time.Now()) {
 		return nil, notFound("token expired at " + isoTime(*tr.ExpiresAt))
 	}
@@ -312,6 +350,7 @@ func (t *triggers) jobTokenRequest(ctx context.Context, token string, p *store.P
 		return refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error looking up the job token")
 	}
 	rc.d.Reason = fmt.Sprintf("CI_JOB_TOKEN of job %d", j.ID)
+	rc.owned = true // a real job's token: an authenticated caller
 	if j.Status != "running" {
 		return notRunning(fmt.Sprintf("job %d is %s, not running", j.ID, j.Status))
 	}

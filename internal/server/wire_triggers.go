@@ -25,6 +25,8 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		PipelinesPerMinute:  s.cfg.TriggerRateLimit,
 		FailedAuthBurst:     30,
 		FailedAuthPerMinute: 30,
+		RefusalBurst:        60,
+		RefusalPerMinute:    60,
 		Limits:              trigger.DefaultLimits,
 		Observe:             s.metrics.TriggerResult,
 	})
