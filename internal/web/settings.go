@@ -188,6 +188,8 @@ func (w *Web) settingsAction(q *req, seg []string) {
 		id, _ = strconv.ParseInt(seg[1], 10, 64)
 	}
 	switch {
+	case seg[0] == "general" && len(seg) == 1:
+		w.saveGeneralPipelines(q)
 	case seg[0] == "triggers" && len(seg) == 1:
 		w.createTrigger(q)
 	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "revoke" && id > 0:
@@ -201,6 +203,20 @@ func (w *Web) settingsAction(q *req, seg []string) {
 	default:
 		w.notFound(q)
 	}
+}
+
+// saveGeneralPipelines saves the "General pipelines" settings: "Use
+// separate caches for protected branches" (ci_separated_caches). An
+// unchecked box is not sent, so its absence means off.
+func (w *Web) saveGeneralPipelines(q *req) {
+	p := *q.project
+	p.SeparatedCaches = q.r.PostForm.Get("ci_separated_caches") == "1"
+	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.UpdateProject(q.ctx, &p) }); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.Log.Info("project settings changed", "project", p.FullPath, "ci_separated_caches", p.SeparatedCaches, "user", q.user.Username, "via", "web")
+	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#general", "General pipelines settings were saved.")
 }
 
 // createTrigger answers with the settings page itself rather than a
