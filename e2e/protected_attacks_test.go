@@ -351,3 +351,59 @@ func TestProtectedRefPlayedBridge(t *testing.T) {
 	}
 	f.assertNoSecretInLogs(t)
 }
+
+// TestProtectedRefNestedRefName: a branch named refs/heads/main (pushed as
+// HEAD:refs/heads/refs/heads/main) would be a pipeline ref that reads as
+// main; its child pipeline re-resolved that name to the protected main.
+// The push is refused whole, and the name is refused wherever else a ref
+// name enters (schedules).
+func TestProtectedRefNestedRefName(t *testing.T) {
+	f := newAttackFixture(t)
+	s := f.s
+	ci := `spawn:
+  trigger:
+    include: child.yml
+`
+	child := `leak:
+  script:
+    - echo "$DEPLOY_SECRET" | base64
+`
+	w := newWorkRepo(t, "x", map[string]string{".gitlab-ci.yml": ci, "child.yml": child})
+	before := len(f.pipelines(f.appID, "main"))
+	for _, ref := range []string{"refs/heads/refs/heads/main", "refs/heads/HEAD", "refs/tags/refs/heads/main",
+		"refs/heads/0123456789abcdef0123456789abcdef01234567"} {
+		out, err := gitErr(w, "push", f.devURL("grp/app"), "HEAD:"+ref)
+		if err == nil || !strings.Contains(out, "kiln: refusing ref '"+ref+"'") {
+			t.Errorf("push to %s: err %v\n%s", ref, err, out)
+		}
+	}
+	var branches []map[string]any
+	s.call("GET", "/api/v4/projects/"+f.appID+"/repository/branches", nil, &branches)
+	if len(branches) != 1 || branches[0]["name"] != "main" {
+		t.Errorf("branches after refused pushes: %v", branches)
+	}
+	// Everyone can still push main by its short name.
+	root := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": attackMainCI, "README": "2\n"})
+	git(t, root, "remote", "add", "origin", s.authURL("grp/app"))
+	git(t, root, "fetch", "-q", "origin")
+	git(t, root, "reset", "-q", "--hard", "origin/main")
+	git(t, root, "commit", "-q", "--allow-empty", "-m", "next")
+	if out, err := gitErr(root, "push", "origin", "main"); err != nil {
+		t.Errorf("git push origin main: %v\n%s", err, out)
+	}
+	waitFor(t, 30*time.Second, "push pipeline", func() bool { return len(f.pipelines(f.appID, "main")) == before+1 })
+	waitPipeline(t, s, f.appID, "main", 60*time.Second)
+	if n := len(f.pipelines(f.appID, "main")); n != before+1 {
+		t.Errorf("pipelines on main: %d, want %d (only the maintainer's push)", n, before+1)
+	}
+	for _, p := range f.pipelines(f.appID, "refs/heads/main") {
+		t.Errorf("pipeline on the nested ref: %v", p)
+	}
+	var out map[string]any
+	code, _ := s.callAs(f.devTok, "POST", "/api/v4/projects/"+f.appID+"/pipeline_schedules",
+		map[string]any{"description": "x", "ref": "refs/heads/refs/heads/main", "cron": "0 4 * * *"}, &out)
+	if code != 400 || fmt.Sprint(out) != "map[message:map[ref:[is invalid]]]" {
+		t.Errorf("schedule on a nested ref name: %d %v", code, out)
+	}
+	f.assertNoSecretInLogs(t)
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"github.com/kilnci/kiln/internal/gitrepo"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -451,18 +452,11 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	return nil
 }
 
-// validRefName is a conservative check of a branch name given by a user.
+// validRefName checks a branch or tag name given by a user with GitLab's
+// rules (gitrepo.CheckNewRefName: check-ref-format, and no "refs/" prefix,
+// "HEAD" or hexadecimal object-id-like names).
 func validRefName(s string) bool {
-	if s == "" || len(s) > 255 || strings.HasPrefix(s, "-") || strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") ||
-		strings.HasSuffix(s, ".lock") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") || strings.Contains(s, "//") || strings.Contains(s, "@{") || s == "HEAD" {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) {
-			return false
-		}
-	}
-	return true
+	return len(s) <= 255 && gitrepo.CheckNewRefName(s) == nil
 }
 
 // FindProject resolves :id (numeric or URL-encoded path) to a project the

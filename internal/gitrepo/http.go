@@ -194,7 +194,7 @@ func (s *Store) reconcilePush(ctx context.Context, repo string, before, after ma
 			if !ok {
 				old = ZeroSHA
 			}
-			if err := checkRefName(name); err != nil {
+			if err := checkPushedRef(name); err != nil {
 				s.log.Error("gitrepo: removing invalid ref created by push", "repo", repo, "ref", name)
 				if derr := s.deleteRefLocked(ctx, repo, name); derr != nil {
 					s.log.Error("gitrepo: removing invalid ref", "repo", repo, "ref", name, "err", derr)

@@ -163,6 +163,13 @@ func TestHostileRefPushRefused(t *testing.T) {
 		"refs/heads/-x",
 		"refs/tags/a/-b",
 		"refs/heads/HEAD",
+		"refs/tags/HEAD",
+		"refs/heads/refs/heads/main", // would read as main wherever full refs are accepted
+		"refs/heads/refs/tags/v1",
+		"refs/tags/refs/heads/x",
+		"refs/heads/0123456789abcdef0123456789abcdef01234567", // SHA-1-like
+		"refs/tags/0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", // SHA-256-like
+		"refs/pipelines/1",
 	} {
 		out, err := e.tryGit(w, "push", e.url("app"), "HEAD:"+ref)
 		if err == nil {
@@ -178,6 +185,13 @@ func TestHostileRefPushRefused(t *testing.T) {
 	if err != nil || len(branches) != 1 || branches[0].Name != "main" {
 		t.Errorf("Branches after refused pushes = %+v, %v", branches, err)
 	}
+	// Names that merely look close are fine.
+	for _, ref := range []string{"refs/heads/0123456789abcdef0123456789abcdef0123456", "refs/heads/head", "refs/heads/x/refs/y", "refs/tags/HEADS"} {
+		if out, err := e.tryGit(w, "push", e.url("app"), "HEAD:"+ref); err != nil {
+			t.Errorf("push of %q refused:\n%s", ref, out)
+		}
+	}
+	e.takeEvents()
 	// A mixed push is refused atomically: the valid ref is not created either.
 	if _, err := e.tryGit(w, "push", e.url("app"), "HEAD:refs/heads/ok", "HEAD:refs/heads/-bad"); err == nil {
 		t.Error("mixed push succeeded")

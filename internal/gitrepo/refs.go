@@ -108,6 +108,41 @@ func checkRefName(full string) error {
 	return nil
 }
 
+// CheckNewRefName applies the rules GitLab applies to a new branch or tag
+// name, given short ("main", "release/1.0"): git check-ref-format for the
+// full ref, and further no name that starts with "refs/" (a branch
+// "refs/heads/main" would be ambiguous with main wherever a full ref is
+// accepted), no "HEAD", and no 40- or 64-character hexadecimal name (it
+// reads as a commit id). The pre-receive hook enforces the same rules on
+// pushes (preReceiveHook).
+func CheckNewRefName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("%w: %q: %s", ErrInvalidRef, name, why) }
+	switch {
+	case name == "":
+		return bad("empty")
+	case strings.HasPrefix(name, "refs/"):
+		return bad("starts with refs/")
+	case name == "HEAD":
+		return bad("is HEAD")
+	case looksLikeSHA(name):
+		return bad("is a 40- or 64-character hexadecimal name")
+	}
+	return checkRefName(branchPrefix + name)
+}
+
+// checkPushedRef applies CheckNewRefName to a pushed branch or tag.
+func checkPushedRef(full string) error {
+	if err := checkRefName(full); err != nil {
+		return err
+	}
+	for _, prefix := range []string{branchPrefix, tagPrefix} {
+		if name, ok := strings.CutPrefix(full, prefix); ok {
+			return CheckNewRefName(name)
+		}
+	}
+	return nil
+}
+
 // ResolveRef resolves a branch or tag name ("main", "feature/x", "v1.0", or
 // fully qualified "refs/heads/x" / "refs/tags/x") to a commit. A branch wins
 // over a tag of the same name, as on GitLab. SHAs, "HEAD" and other ref

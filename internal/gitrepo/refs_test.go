@@ -256,3 +256,45 @@ func TestDefaultBranchAndEmptiness(t *testing.T) {
 		t.Errorf("DefaultBranch(empty) = %q", b)
 	}
 }
+
+func TestCheckNewRefName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"main", true},
+		{"release/1.0", true},
+		{"feature/x-y_z", true},
+		{"refs/heads/main", false},
+		{"refs/x", false},
+		{"HEAD", false},
+		{"head", true},
+		{"0123456789abcdef0123456789abcdef01234567", false},
+		{"0123456789abcdef0123456789abcdef0123456", true},
+		{strings.Repeat("a", 64), false},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("g", 40), true},
+		{"-x", false},
+		{"a/-b", false},
+		{"a..b", false},
+		{"a b", false},
+		{"a~b", false},
+		{"a^b", false},
+		{"a:b", false},
+		{"a?b", false},
+		{"a*b", false},
+		{"a[b", false},
+		{`a\b`, false},
+		{"a@{b", false},
+		{"a.lock", false},
+		{"a/", false},
+		{"a//b", false},
+		{".a", false},
+		{"a.", false},
+		{"", false},
+	} {
+		if err := CheckNewRefName(tc.name); (err == nil) != tc.ok {
+			t.Errorf("CheckNewRefName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

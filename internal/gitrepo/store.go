@@ -542,11 +542,36 @@ while read -r old new ref; do
 		echo "kiln: refusing ref '$ref': a name component starts with '-'" >&2
 		status=1
 		;;
-	/refs/heads/HEAD)
-		echo "kiln: refusing branch named HEAD" >&2
+	esac
+	# Branch and tag names GitLab refuses (gitrepo.CheckNewRefName).
+	name=
+	case "$ref" in
+	refs/heads/*) name=${ref#refs/heads/} ;;
+	refs/tags/*) name=${ref#refs/tags/} ;;
+	refs/pipelines/*)
+		echo "kiln: refusing ref '$ref': refs/pipelines/ is kept by the server" >&2
 		status=1
 		;;
 	esac
+	if [ -n "$name" ]; then
+		case "$name" in
+		refs/*)
+			echo "kiln: refusing ref '$ref': a branch or tag name cannot start with 'refs/'" >&2
+			status=1
+			;;
+		HEAD)
+			echo "kiln: refusing ref '$ref': a branch or tag cannot be named HEAD" >&2
+			status=1
+			;;
+		*[!0-9a-fA-F]*) ;;
+		*)
+			if [ ${#name} -eq 40 ] || [ ${#name} -eq 64 ]; then
+				echo "kiln: refusing ref '$ref': a branch or tag name cannot be a 40- or 64-character hexadecimal string" >&2
+				status=1
+			fi
+			;;
+		esac
+	fi
 done
 exit $status
 `

@@ -140,10 +140,9 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 		if err != nil {
 			return nil, false, err
 		}
-		req.Project, req.Ref, req.SHA, req.Source, req.ChildIncludes = p, up.Ref, up.SHA, "parent_pipeline", tr.Include
-		if up.Tag {
-			req.Ref = "refs/tags/" + up.Ref
-		}
+		// The parent's exact ref and commit: a short name could resolve to
+		// another ref than the parent's (a tag and a branch of one name).
+		req.Project, req.Ref, req.SHA, req.Source, req.ChildIncludes = p, pipeline.FullRef(up), up.SHA, "parent_pipeline", tr.Include
 	case tr.Project != "":
 		p, err := b.Store.ProjectByPath(ctx, tr.Project)
 		if errors.Is(err, store.ErrNotFound) {
