@@ -157,6 +157,8 @@ type Image struct {
 	Alias      string
 	Command    []string
 	PullPolicy []string
+	// Variables apply to services only (services:variables).
+	Variables []Variable `json:",omitempty"`
 }
 
 // Trigger is the trigger: keyword of a bridge job.

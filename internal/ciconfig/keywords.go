@@ -166,6 +166,13 @@ func parseImage(v any, loc string, service bool) (*Image, []string) {
 			}
 			img.PullPolicy = list
 		}
+		if service {
+			if v, ok := t.get("variables"); ok {
+				vars, m := parseVariables(v, loc+":variables", false)
+				msgs = append(msgs, m...)
+				img.Variables = vars
+			}
+		}
 		return img, msgs
 	}
 	return nil, []string{loc + " config should be a hash or a string"}

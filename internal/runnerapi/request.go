@@ -344,10 +344,14 @@ func (s *Service) payload(ctx context.Context, r *store.Runner, j *store.Job, to
 		out.Steps = append(out.Steps, client.Step{Name: client.StepNameAfterScript, Script: sp.AfterScript, Timeout: int(timeout), When: client.WhenAlways})
 	}
 	if sp.Image != nil && sp.Image.Name != "" {
-		out.Image = &client.Image{Name: sp.Image.Name, Entrypoint: sp.Image.Entrypoint}
+		out.Image = &client.Image{Name: sp.Image.Name, Entrypoint: sp.Image.Entrypoint, PullPolicy: sp.Image.PullPolicy}
 	}
 	for _, sv := range sp.Services {
-		out.Services = append(out.Services, client.Image{Name: sv.Name, Alias: sv.Alias, Command: sv.Command, Entrypoint: sv.Entrypoint})
+		img := client.Image{Name: sv.Name, Alias: sv.Alias, Command: sv.Command, Entrypoint: sv.Entrypoint, PullPolicy: sv.PullPolicy}
+		for _, v := range sv.Variables {
+			img.Variables = append(img.Variables, client.Variable{Key: v.Key, Value: v.Value, Public: true, Raw: !v.Expand})
+		}
+		out.Services = append(out.Services, img)
 	}
 	if a := sp.Artifacts; a != nil && (len(a.Paths) > 0 || a.Untracked) {
 		when := a.When

@@ -159,12 +159,18 @@ type Step struct {
 	AllowFailure bool     `json:"allow_failure"`
 }
 
-// Image is a container image reference; the shell executor ignores it.
+// Image is a container image reference (image: or one services: entry);
+// the shell executor ignores it.
 type Image struct {
 	Name       string   `json:"name"`
 	Alias      string   `json:"alias,omitempty"`
 	Command    []string `json:"command,omitempty"`
 	Entrypoint []string `json:"entrypoint,omitempty"`
+	// PullPolicy lists pull policies to try in order (GitLab's
+	// image:pull_policy); empty means the runner's default.
+	PullPolicy []string `json:"pull_policy,omitempty"`
+	// Variables are a service's own variables (services:variables).
+	Variables []Variable `json:"variables,omitempty"`
 }
 
 // Artifact is one artifacts entry of a job.
