@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +78,15 @@ func envOr(key, def string) string {
 	return def
 }
 
+// envBool is true when key is set to 1, true, yes or on.
+func envBool(key string) bool {
+	switch strings.ToLower(os.Getenv(key)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
 func envInt(key string, def int) int {
 	if v, ok := os.LookupEnv(key); ok {
 		if n, err := strconv.Atoi(v); err == nil {
@@ -104,6 +114,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Database, "database", envOr("KILN_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// URL (KILN_DATABASE)")
 	fs.StringVar(&cfg.ExternalURL, "external-url", envOr("KILN_EXTERNAL_URL", ""), "URL users and runners reach this server at (KILN_EXTERNAL_URL; default from --listen)")
 	fs.IntVar(&cfg.BuiltinRunners, "builtin-runners", envInt("KILN_BUILTIN_RUNNERS", runtime.NumCPU()), "runners started in-process, 0 to disable (KILN_BUILTIN_RUNNERS)")
+	fs.BoolVar(&cfg.BuiltinRunnersUnsafe, "builtin-runners-unsafe", envBool("KILN_BUILTIN_RUNNERS_UNSAFE"), "run built-in runners' jobs without the sandbox, as the server's user: any job can read the data dir (KILN_BUILTIN_RUNNERS_UNSAFE=1)")
 	fs.IntVar(&cfg.TriggerRateLimit, "trigger-rate-limit", envInt("KILN_TRIGGER_RATE_LIMIT", 0), "pipelines the trigger API may create per project and minute, 0 for no limit (KILN_TRIGGER_RATE_LIMIT)")
 	fs.DurationVar(&cfg.RunnerStaleTimeout, "runner-stale-timeout", envDuration("KILN_RUNNER_STALE_TIMEOUT", 5*time.Minute), "fail a running job whose runner has not reported for this long (KILN_RUNNER_STALE_TIMEOUT)")
 	fs.Int64Var(&cfg.MaxTraceSize, "max-trace-size", int64(envInt("KILN_MAX_TRACE_SIZE", 100<<20)), "bytes of job log kept; the rest is cut with a note (KILN_MAX_TRACE_SIZE)")

@@ -4,12 +4,12 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -138,11 +138,10 @@ func collectFiles(root string, patterns, excludes, extra []string) ([]string, er
 }
 
 // untrackedFiles lists files git does not track, ignoring .gitignore as
-// GitLab's "untracked: true" does.
-func untrackedFiles(dir string) []string {
-	cmd := exec.Command("git", "ls-files", "--others", "-z")
-	cmd.Dir = dir
-	out, err := cmd.Output()
+// GitLab's "untracked: true" does. git runs through the job's executor:
+// the repository's configuration is the job's and may run commands.
+func untrackedFiles(ctx context.Context, s ExecSession, dir string, env []string) []string {
+	out, err := runOutput(ctx, s, Cmd{Args: []string{"git", "ls-files", "--others", "-z"}, Dir: dir, Env: env})
 	if err != nil {
 		return nil
 	}
@@ -158,6 +157,13 @@ func untrackedFiles(dir string) []string {
 // writeZip archives the given paths (relative to root). Symlinks are stored
 // as links, not followed.
 func writeZip(w io.Writer, root string, rels []string) error {
+	// Files are opened through an os.Root: a symlinked directory in a path
+	// (one the job planted) must not lead the agent outside root.
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
 	zw := zip.NewWriter(w)
 	for _, rel := range rels {
 		full := filepath.Join(root, filepath.FromSlash(rel))
@@ -199,7 +205,7 @@ func writeZip(w io.Writer, root string, rels []string) error {
 			if err != nil {
 				return err
 			}
-			f, err := os.Open(full)
+			f, err := rt.Open(filepath.FromSlash(rel))
 			if err != nil {
 				return err
 			}
@@ -216,6 +222,11 @@ func writeZip(w io.Writer, root string, rels []string) error {
 // writeGzip writes each regular file as one gzip member, the layout GitLab
 // expects for artifact_format=gzip (e.g. junit reports).
 func writeGzip(w io.Writer, root string, rels []string) error {
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
 	for _, rel := range rels {
 		full := filepath.Join(root, filepath.FromSlash(rel))
 		fi, err := os.Lstat(full)
@@ -225,7 +236,7 @@ func writeGzip(w io.Writer, root string, rels []string) error {
 		zw := gzip.NewWriter(w)
 		zw.Name = rel
 		zw.ModTime = fi.ModTime()
-		f, err := os.Open(full)
+		f, err := rt.Open(filepath.FromSlash(rel))
 		if err != nil {
 			return err
 		}

@@ -34,10 +34,10 @@ func (j *jobRun) patterns(paths []string) []string {
 }
 
 // collect resolves paths/exclude/untracked to the files to archive.
-func (j *jobRun) collect(paths, exclude []string, untracked bool) ([]string, error) {
+func (j *jobRun) collect(ctx context.Context, paths, exclude []string, untracked bool) ([]string, error) {
 	var extra []string
 	if untracked {
-		extra = untrackedFiles(j.projectDir)
+		extra = untrackedFiles(ctx, j.sess, j.projectDir, j.env)
 	}
 	return collectFiles(j.projectDir, j.patterns(paths), j.patterns(exclude), extra)
 }
@@ -122,7 +122,7 @@ func (j *jobRun) uploadArtifacts(ctx context.Context, success bool) error {
 		if !(len(a.Paths) > 0 || a.Untracked) || !whenMatches(a.When, success) {
 			continue
 		}
-		files, err := j.collect(a.Paths, a.Exclude, a.Untracked)
+		files, err := j.collect(ctx, a.Paths, a.Exclude, a.Untracked)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -156,7 +156,8 @@ func (j *jobRun) uploadArtifacts(ctx context.Context, success bool) error {
 		case "raw":
 			filename = filepath.Base(files[0])
 			var b []byte
-			if b, err = os.ReadFile(filepath.Join(j.projectDir, files[0])); err == nil {
+			// Through an os.Root: the file may be a symlink the job planted.
+			if b, err = readInRoot(j.projectDir, files[0]); err == nil {
 				_, err = f.Write(b)
 			}
 		default:
@@ -250,7 +251,7 @@ func (j *jobRun) restoreCache() {
 	}
 }
 
-func (j *jobRun) saveCache(success bool) {
+func (j *jobRun) saveCache(ctx context.Context, success bool) {
 	for _, c := range j.job.Cache {
 		if c.Policy == client.CachePolicyPull || (len(c.Paths) == 0 && !c.Untracked) || !whenMatches(c.When, success) {
 			continue
@@ -259,7 +260,7 @@ func (j *jobRun) saveCache(success bool) {
 		if !ok {
 			continue
 		}
-		files, err := j.collect(c.Paths, nil, c.Untracked)
+		files, err := j.collect(ctx, c.Paths, nil, c.Untracked)
 		if err == nil && len(files) == 0 {
 			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: %s: no matching files\x1b[0;m\n", strings.Join(c.Paths, ", "))
 			continue
@@ -290,4 +291,15 @@ func (j *jobRun) saveCache(success bool) {
 		}
 		fmt.Fprintf(j.trace, "Creating cache %s...\n%d files and directories\nCreated cache\n", c.Key, len(files))
 	}
+}
+
+// readInRoot reads rel below root, following symlinks only while they stay
+// inside root.
+func readInRoot(root, rel string) ([]byte, error) {
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	return rt.ReadFile(filepath.FromSlash(rel))
 }

@@ -33,6 +33,7 @@ type jobRun struct {
 	job   *client.JobResponse
 	log   *slog.Logger
 	trace *traceBuffer
+	sess  ExecSession // set by execute once the environment is prepared
 
 	// statusEvery is the status-check interval the server asked for in
 	// its answer to the job's first update (0: none).
@@ -176,6 +177,9 @@ func (j *jobRun) prepareEnv() error {
 		// and initial root credentials, all of which live in KILN_*.
 		if strings.HasPrefix(kv, "KILN_") {
 			continue
+		}
+		if h, ok := j.r.cfg.Executor.(interface{ jobHome() string }); ok && strings.HasPrefix(kv, "HOME=") {
+			kv = "HOME=" + h.jobHome()
 		}
 		env = append(env, kv)
 	}
@@ -345,14 +349,32 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 	r := j.r
 	host, _ := os.Hostname()
 	fmt.Fprintf(j.trace, "\x1b[0KRunning with kiln-runner %s\x1b[0;m\n\x1b[0K  on %s, system ID: %s\x1b[0;m\n", client.Version, r.cfg.Name, r.cfg.SystemID)
-	_ = j.section("prepare_executor", "Preparing the \"shell\" executor", func() error {
-		fmt.Fprintf(j.trace, "Using Shell (%s) executor...\n", filepath.Base(r.cfg.Shell))
+	ex := r.cfg.Executor
+	_ = j.section("prepare_executor", "Preparing the \""+ex.Name()+"\" executor", func() error {
+		if _, ok := ex.(ShellExecutor); ok {
+			fmt.Fprintf(j.trace, "Using Shell (%s) executor...\n", filepath.Base(r.cfg.Shell))
+		} else {
+			fmt.Fprintf(j.trace, "Using %s executor with shell %s...\n", ex.Name(), filepath.Base(r.cfg.Shell))
+		}
 		return nil
 	})
 	err := j.section("prepare_script", "Preparing environment", func() error {
 		fmt.Fprintf(j.trace, "Running on %s...\n", host)
-		return j.prepareEnv()
+		if err := j.prepareEnv(); err != nil {
+			return err
+		}
+		sess, err := ex.Prepare(jobCtx, ExecJob{BuildDir: j.projectDir, TmpDir: j.tmpDir, KillGrace: r.cfg.KillGrace})
+		if err != nil {
+			return err
+		}
+		j.sess = sess
+		return nil
 	})
+	defer func() {
+		if j.sess != nil {
+			_ = j.sess.Cleanup()
+		}
+	}()
 	var attempts attemptSettings
 	if err == nil {
 		var warnings []string
@@ -370,14 +392,19 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 	}
 	if err == nil && j.hasCache(true) {
 		err = j.attemptStage(jobCtx, "restore_cache", "Restoring cache", attempts.restoreCache,
-			func() error { j.restoreCache(); return nil })
+			func() error { j.restoreCache(); return j.sess.Adopt(j.projectDir) })
 	}
 	if err == nil {
 		err = checkAttempts("download_artifacts", attempts.artifactDownload)
 	}
 	if err == nil && j.hasDependencies() {
 		err = j.attemptStage(jobCtx, "download_artifacts", "Downloading artifacts", attempts.artifactDownload,
-			func() error { return j.downloadArtifacts(jobCtx) })
+			func() error {
+				if err := j.downloadArtifacts(jobCtx); err != nil {
+					return err
+				}
+				return j.sess.Adopt(j.projectDir)
+			})
 	}
 	if err == nil {
 		err = j.section("step_script", "Executing \"step_script\" stage of the job script", func() error {
@@ -386,7 +413,7 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 	}
 	out := j.classify(err, jobCtx, hardCtx)
 	success := out.state == client.StateSuccess
-	if hardCtx.Err() != nil {
+	if hardCtx.Err() != nil || j.sess == nil {
 		return out
 	}
 	if lines := j.scriptLines(true); len(lines) > 0 {
@@ -415,7 +442,7 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 		if !success {
 			name = "archive_cache_on_failure"
 		}
-		_ = j.section(name, "Saving cache", func() error { j.saveCache(success); return nil })
+		_ = j.section(name, "Saving cache", func() error { j.saveCache(hardCtx, success); return nil })
 	}
 	if j.hasArtifacts(success) {
 		name := "upload_artifacts_on_success"

@@ -55,6 +55,9 @@ type Config struct {
 	CacheDir string
 	// Shell is the bash-compatible shell scripts run in; default "bash".
 	Shell string
+	// Executor runs the job's processes; default ShellExecutor (on the
+	// host, as the agent's user). See SandboxExecutor.
+	Executor Executor
 
 	// PollTimeout bounds one job request; the server may hold it ~50 s.
 	PollTimeout time.Duration
@@ -116,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Shell == "" {
 		c.Shell = "bash"
+	}
+	if c.Executor == nil {
+		c.Executor = ShellExecutor{}
 	}
 	if c.PollTimeout <= 0 {
 		c.PollTimeout = DefaultPollTimeout

@@ -53,19 +53,28 @@ func buildScript(cmds []string) string {
 	return b.String()
 }
 
-// runProcess runs a command in its own process group, streaming output to
-// out. When ctx ends the whole group gets SIGTERM, then SIGKILL after
-// grace, so background children of the script die too. It returns nil, a
-// *scriptExit, ctx's cause, or a start error.
+// runProcess runs a command on the host in its own process group,
+// streaming output to out (see runCmd).
 func runProcess(ctx context.Context, grace time.Duration, dir string, env []string, out io.Writer, name string, args ...string) error {
-	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
-	}
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = env
+	return runCmd(ctx, grace, cmd, out, nil)
+}
+
+// runCmd runs cmd in its own process group, streaming output to out (and
+// errOut, nil meaning out). When ctx ends the whole group gets SIGTERM,
+// then SIGKILL after grace, so background children of the script die too.
+// It returns nil, a *scriptExit, ctx's cause, or a start error.
+func runCmd(ctx context.Context, grace time.Duration, cmd *exec.Cmd, out, errOut io.Writer) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if errOut == nil {
+		errOut = out
+	}
 	cmd.Stdout = out
-	cmd.Stderr = out
+	cmd.Stderr = errOut
 	cmd.SysProcAttr = jobProcAttr()
 	// A daemon that escaped the process group may hold the output pipe
 	// open forever; don't wait for it once the script itself has exited.
@@ -123,12 +132,15 @@ func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string, ext
 	if err := os.WriteFile(path, []byte(buildScript(cmds)), 0o700); err != nil {
 		return err
 	}
+	if err := j.sess.Adopt(path); err != nil {
+		return err
+	}
 	args := []string{path}
 	if strings.Contains(filepath.Base(j.r.cfg.Shell), "bash") {
 		args = []string{"--noprofile", "--norc", path}
 	}
 	env := append(slices.Clip(j.env), extraEnv...)
-	return runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, env, j.trace, j.r.cfg.Shell, args...)
+	return j.sess.Run(ctx, Cmd{Args: append([]string{j.r.cfg.Shell}, args...), Dir: j.projectDir, Env: env, Out: j.trace})
 }
 
 // gitAuth returns the repository URL without credentials and the
@@ -164,13 +176,19 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	switch strategy {
 	case "none":
 		fmt.Fprintf(j.trace, "Skipping Git repository setup\n")
-		return os.MkdirAll(j.projectDir, 0o755)
+		if err := os.MkdirAll(j.projectDir, 0o755); err != nil {
+			return err
+		}
+		return j.sess.Adopt(j.projectDir)
 	case "empty":
 		fmt.Fprintf(j.trace, "Skipping Git repository setup and creating an empty build directory\n")
 		if err := os.RemoveAll(j.projectDir); err != nil {
 			return err
 		}
-		return os.MkdirAll(j.projectDir, 0o755)
+		if err := os.MkdirAll(j.projectDir, 0o755); err != nil {
+			return err
+		}
+		return j.sess.Adopt(j.projectDir)
 	case "clone":
 		if err := os.RemoveAll(j.projectDir); err != nil {
 			return err
@@ -192,7 +210,7 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		env = withGitConfig(baseEnv, "http."+base.String()+".extraHeader", auth)
 	}
 	git := func(dir string, args ...string) error {
-		return runProcess(ctx, j.r.cfg.KillGrace, dir, env, j.trace, "git", args...)
+		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: dir, Env: env, Out: j.trace})
 	}
 	depth := gi.Depth
 	if v := j.vars["GIT_DEPTH"]; v != "" {
@@ -216,6 +234,9 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		if err := os.MkdirAll(j.projectDir, 0o755); err != nil {
 			return err
 		}
+		if err := j.sess.Adopt(j.projectDir); err != nil {
+			return err
+		}
 		args := []string{"-c", "init.defaultBranch=main", "init", "-q", "--template", tmpl}
 		if gi.RepoObjectFormat == "sha256" {
 			args = append(args, "--object-format=sha256")
@@ -225,8 +246,11 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		}
 		fmt.Fprintf(j.trace, "Created fresh repository.\n")
 	} else {
-		for _, lock := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock"} {
-			_ = os.Remove(filepath.Join(gitDir, lock))
+		// A .git symlink, left by a job, must not steer these removals.
+		if fi, err := os.Lstat(gitDir); err == nil && fi.IsDir() {
+			for _, lock := range []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock"} {
+				_ = os.Remove(filepath.Join(gitDir, lock))
+			}
 		}
 		// gitlab-runner runs "git init" here too; on an existing repository
 		// that only re-copies template files, so it is skipped.
@@ -272,8 +296,9 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		// Same command, with origin's URL rewritten to the repository's
 		// directory for this one fetch (remote.origin.url is unchanged).
 		var out strings.Builder
-		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote)
-		err := runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, lenv, &out, "git", args...)
+		// safe.directory: in a sandbox the job's user does not own it.
+		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote, "safe.directory", local)
+		err := j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: lenv, Out: &out, ReadOnly: []string{local}})
 		io.WriteString(j.trace, out.String())
 		switch {
 		case err == nil:

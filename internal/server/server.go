@@ -34,6 +34,11 @@ type Config struct {
 	ExternalURL string // "" = derived from Listen
 	// BuiltinRunners is how many runners run in-process (-1: number of CPUs).
 	BuiltinRunners int
+	// BuiltinRunnersUnsafe runs built-in runners' jobs without the sandbox,
+	// as the server's own user: any job can then read and change the data
+	// dir. Without it, built-in runners need a working sandbox (bubblewrap
+	// and namespaces) and the server refuses to start otherwise.
+	BuiltinRunnersUnsafe bool
 	// InitialRootToken and InitialRootPassword apply on first start only.
 	InitialRootToken    string
 	InitialRootPassword string

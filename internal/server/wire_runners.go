@@ -121,6 +121,13 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 	if n < 0 {
 		n = runtime.NumCPU()
 	}
+	var executor runner.Executor
+	if n > 0 {
+		var err error
+		if executor, err = s.builtinExecutor(ctx); err != nil {
+			return err
+		}
+	}
 	suffix := builtinSuffix(s.cfg.DataDir)
 	// Rows of a previous run of this server (and long-dead ones of any
 	// replica) go; their jobs are failed by the liveness loop.
@@ -157,6 +164,7 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 				URL: url, Token: tok, Name: "kiln-builtin-" + strconv.Itoa(i+1), Concurrent: 1,
 				BuildsDir:     filepath.Join(s.builtinBuildsDir(), strconv.Itoa(i+1)),
 				CacheDir:      s.builtinCacheDir(),
+				Executor:      executor,
 				CheckInterval: -1, // long-polling is the wait
 				// The agent's log limit follows --max-trace-size (its log is
 				// spooled to a temporary file, not kept in the server's memory).
@@ -197,6 +205,31 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 	s.beforeShutdown = append(s.beforeShutdown, stop)
 	s.closers = append(s.closers, stop)
 	return nil
+}
+
+// builtinExecutor is how built-in runners run jobs: in a sandbox that hides
+// the data dir, unless the operator chose --builtin-runners-unsafe. When
+// the sandbox does not work here, the server refuses to start and says why.
+func (s *Server) builtinExecutor(ctx context.Context) (runner.Executor, error) {
+	if s.cfg.BuiltinRunnersUnsafe {
+		s.log.Warn("built-in runners run jobs WITHOUT a sandbox, as the server's own user (--builtin-runners-unsafe): " +
+			"any job of any project can read and change the data dir (database, secrets.key, repositories)")
+		return runner.ShellExecutor{}, nil
+	}
+	dataDir, err := filepath.Abs(s.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ex := runner.SandboxExecutor{Hide: []string{dataDir}}
+	if err := ex.Check(ctx); err != nil {
+		s.log.Error("built-in runners cannot sandbox jobs", "err", err)
+		return nil, fmt.Errorf("built-in runners refuse to run jobs unsandboxed: %w; "+
+			"install bubblewrap (Debian: apt-get install bubblewrap) on a kernel with user namespaces, "+
+			"or start with --builtin-runners=0 and use external runners, "+
+			"or accept that any job can read the data dir with --builtin-runners-unsafe (KILN_BUILTIN_RUNNERS_UNSAFE=1)", err)
+	}
+	s.log.Info("built-in runners run jobs in a sandbox", "executor", ex.Name(), "hidden", dataDir)
+	return ex, nil
 }
 
 // loopback turns a listener address into one this process can dial.
