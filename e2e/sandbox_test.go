@@ -211,3 +211,71 @@ func TestSandboxUnavailableRefused(t *testing.T) {
 	none.Env = []string{"PATH=" + bin}
 	none.start()
 }
+
+// TestSandboxExternalRunnerOption: "kiln runner run --executor
+// shell-sandbox" isolates jobs the same way: the job runs as uid 65534,
+// cannot read the runner's configuration file (it holds the runner token)
+// nor another project's checkout or the caches, and a normal job with a
+// checkout and artifacts still works.
+func TestSandboxExternalRunnerOption(t *testing.T) {
+	requireSandbox(t)
+	s := newServer(t, "sqlite", "--builtin-runners", "0")
+	s.start()
+	_, tok := createRunner(t, s, map[string]any{"runner_type": "instance_type", "description": "sbx", "run_untagged": true})
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "conf", "runner.json")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`{"url": %q, "token": %q, "executor": "shell-sandbox"}`, s.URL, tok)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	builds := filepath.Join(dir, "builds")
+	cmd := exec.Command(kilnBin, "runner", "run", "--config", conf, "--builds-dir", builds, "--cache-dir", filepath.Join(dir, "cache"))
+	cmd.Env = append(os.Environ(), "HOME="+dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	rp := &runnerProc{t: t, cmd: cmd}
+	done, err := rp.log.start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.done = done
+	t.Cleanup(func() {
+		rp.kill()
+		if t.Failed() {
+			t.Logf("runner log:\n%s", rp.log.String())
+		}
+	})
+
+	other := newCIProject(t, s, "other")
+	pushBranch(t, s, "root/other", "main", map[string]string{".gitlab-ci.yml": "leave:\n  script: [echo other-checkout-secret > secret.txt]\n"})
+	if pl := waitPipeline(t, s, other, "main", 60*time.Second); pl["status"] != "success" {
+		t.Fatalf("other pipeline: %v", pl["status"])
+	}
+	pid := newCIProject(t, s, "app")
+	ci := fmt.Sprintf(`
+probe:
+  script:
+    - test "$(id -u)" = 65534
+    - grep -q hello hello.txt
+    - '! cat %s'
+    - '! cat %s/*/*/root/other/secret.txt'
+    - echo built > out.txt
+  artifacts:
+    paths: [out.txt]
+`, conf, builds)
+	pushBranch(t, s, "root/app", "main", map[string]string{".gitlab-ci.yml": ci, "hello.txt": "hello\n"})
+	pl := waitPipeline(t, s, pid, "main", 60*time.Second)
+	jobs := pipelineJobs(t, s, pid, pl)
+	tr := jobTrace(t, s, pid, jsonID(jobs["probe"]["id"]))
+	if pl["status"] != "success" || !strings.Contains(tr, "shell-sandbox") {
+		t.Fatalf("probe job: %v\n%s", pl["status"], tr)
+	}
+	if strings.Contains(tr, tok) || strings.Contains(tr, "other-checkout-secret") {
+		t.Errorf("secret in trace:\n%s", tr)
+	}
+	if jobs["probe"]["artifacts_file"] == nil {
+		t.Errorf("no artifacts uploaded: %v", jobs["probe"])
+	}
+}

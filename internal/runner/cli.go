@@ -31,6 +31,7 @@ import (
 //	  "builds_dir": "/var/lib/kiln-runner/builds",
 //	  "cache_dir": "/var/lib/kiln-runner/cache",
 //	  "shell": "bash",
+//	  "executor": "shell-sandbox",
 //	  "output_limit": 4096
 //	}
 //
@@ -47,6 +48,10 @@ type FileConfig struct {
 	BuildsDir  string `json:"builds_dir,omitempty"`
 	CacheDir   string `json:"cache_dir,omitempty"`
 	Shell      string `json:"shell,omitempty"`
+	// Executor is "shell" (default: jobs run as the runner's user) or
+	// "shell-sandbox" (each job process in a bubblewrap sandbox, see
+	// SandboxExecutor).
+	Executor string `json:"executor,omitempty"`
 	// OutputLimit is the job log size limit in KiB, as gitlab-runner's
 	// output_limit (default 4096: 4 MiB).
 	OutputLimit int64 `json:"output_limit,omitempty"`
@@ -108,7 +113,11 @@ const usage = `usage:
   kiln runner register --url URL --registration-token TOKEN [--name NAME] [--config FILE]
   kiln runner run [--config FILE] [--url URL --token TOKEN] [--concurrent N]
                   [--builds-dir DIR] [--cache-dir DIR] [--name NAME] [--shell SHELL]
-                  [--output-limit KIB]
+                  [--output-limit KIB] [--executor shell|shell-sandbox]
+
+--executor shell-sandbox runs every job process in a bubblewrap sandbox:
+own namespaces, uid 65534, read-only root file system, only the job's build
+directory writable, the builds, cache and config directories hidden.
 
 The URL and token may also come from KILN_RUNNER_URL and KILN_RUNNER_TOKEN;
 flags win over the environment, which wins over the config file.
@@ -145,6 +154,7 @@ type runFlags struct {
 	fs                                   *flag.FlagSet
 	config, url, token, name, shell      string
 	buildsDir, cacheDir, registrationTok string
+	executor                             string
 	concurrent                           int
 	outputLimit                          int64
 }
@@ -159,6 +169,7 @@ func newFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.buildsDir, "builds-dir", "", "directory for job checkouts")
 	f.fs.StringVar(&f.cacheDir, "cache-dir", "", "directory for job caches")
 	f.fs.StringVar(&f.shell, "shell", "", "bash-compatible shell (default bash)")
+	f.fs.StringVar(&f.executor, "executor", "", "shell (default) or shell-sandbox: run each job in a bubblewrap sandbox")
 	f.fs.IntVar(&f.concurrent, "concurrent", 0, "number of jobs run at once (default 1)")
 	f.fs.Int64Var(&f.outputLimit, "output-limit", 0, "job log size limit in KiB (default 4096); raise the server's --max-trace-size too")
 	return f
@@ -205,6 +216,9 @@ func (f *runFlags) resolve(creating bool) (FileConfig, string, error) {
 	}
 	if set["concurrent"] {
 		fc.Concurrent = f.concurrent
+	}
+	if set["executor"] {
+		fc.Executor = f.executor
 	}
 	if set["output-limit"] {
 		fc.OutputLimit = f.outputLimit
@@ -273,7 +287,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := f.fs.Parse(args); err != nil {
 		return 2
 	}
-	fc, _, err := f.resolve(false)
+	fc, path, err := f.resolve(false)
 	if err != nil {
 		fmt.Fprintf(stderr, "kiln runner run: %v\n", err)
 		return 1
@@ -283,7 +297,29 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	r := New(fc.Config(), log)
+	cfg := fc.Config().withDefaults()
+	switch fc.Executor {
+	case "", "shell":
+	case "shell-sandbox":
+		// Jobs see neither other jobs' checkouts, nor the caches, nor the
+		// configuration file with the runner token.
+		hide := []string{cfg.BuildsDir, cfg.CacheDir}
+		if _, err := os.Stat(path); err == nil {
+			if abs, err := filepath.Abs(path); err == nil {
+				hide = append(hide, filepath.Dir(abs))
+			}
+		}
+		ex := SandboxExecutor{Hide: hide}
+		if err := ex.Check(ctx); err != nil {
+			fmt.Fprintf(stderr, "kiln runner run: --executor shell-sandbox: %v\n", err)
+			return 1
+		}
+		cfg.Executor = ex
+	default:
+		fmt.Fprintf(stderr, "kiln runner run: unknown executor %q (shell or shell-sandbox)\n", fc.Executor)
+		return 2
+	}
+	r := New(cfg, log)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -218,6 +218,11 @@ func (s *sandboxSession) args(c Cmd) []string {
 	for _, p := range c.ReadOnly {
 		bind("--ro-bind", p)
 	}
+	// Nothing but the binds is writable below a hidden directory (as an
+	// ordinary user the sandbox user owns the tmpfs, and could fill it).
+	for _, h := range s.hide {
+		a = append(a, "--remount-ro", h)
+	}
 	if c.Dir != "" {
 		a = append(a, "--chdir", c.Dir)
 	}

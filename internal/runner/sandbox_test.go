@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,3 +92,34 @@ func TestSandboxIsolation(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// BenchmarkExecutorStart measures starting one job process ("true") through
+// each executor: the sandbox's cost is paid once per git command and once
+// per script of a job.
+//
+//	go test -run '^$' -bench ExecutorStart -benchtime 200x ./internal/runner
+func BenchmarkExecutorStart(b *testing.B) {
+	data := b.TempDir()
+	build := filepath.Join(data, "builds", "0", "grp", "proj")
+	if err := os.MkdirAll(build, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, ex := range []Executor{ShellExecutor{}, SandboxExecutor{Hide: []string{data}}} {
+		b.Run(ex.Name(), func(b *testing.B) {
+			if sb, ok := ex.(SandboxExecutor); ok {
+				if err := sb.Check(context.Background()); err != nil {
+					b.Skip(err)
+				}
+			}
+			s, err := ex.Prepare(context.Background(), ExecJob{BuildDir: build, TmpDir: build + ".tmp", KillGrace: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := s.Run(context.Background(), Cmd{Args: []string{"true"}, Dir: build, Env: os.Environ(), Out: io.Discard}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -334,7 +334,9 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	if err := git(j.projectDir, "-c", "advice.detachedHead=false", "checkout", "-f", "-q", rev); err != nil {
 		return err
 	}
-	if flags := j.vars["GIT_CLEAN_FLAGS"]; flags != "none" {
+	// After "clone" the directory was empty before the checkout: there is
+	// nothing to clean, and each git process costs (more in a sandbox).
+	if flags := j.vars["GIT_CLEAN_FLAGS"]; flags != "none" && strategy != "clone" {
 		cleanArgs := []string{"clean", "-ffdx"}
 		if flags != "" {
 			cleanArgs = append([]string{"clean"}, strings.Fields(flags)...)
