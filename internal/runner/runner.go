@@ -1,6 +1,7 @@
 // Package runner is Kiln's job agent: it pulls jobs from a server speaking
 // the GitLab Runner protocol (Kiln itself or GitLab) and runs them with a
-// shell executor (bash), streaming the log back and uploading artifacts.
+// shell executor (bash), directly or in a bubblewrap sandbox (see
+// Executor), streaming the log back and uploading artifacts.
 package runner
 
 import (
