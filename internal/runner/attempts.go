@@ -112,8 +112,9 @@ func (j *jobRun) clearWorktree(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(j.projectDir, ".git")); err != nil {
 		return nil
 	}
+	// Through the executor: the checkout's .git/config is the job's.
 	git := func(args ...string) error {
-		return runProcess(ctx, j.r.cfg.KillGrace, j.projectDir, j.env, j.trace, "git", args...)
+		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: j.env, Out: j.trace})
 	}
 	if err := git("rm", "-rf", "--ignore-unmatch", "-q", "."); err != nil {
 		return err

@@ -53,15 +53,6 @@ func buildScript(cmds []string) string {
 	return b.String()
 }
 
-// runProcess runs a command on the host in its own process group,
-// streaming output to out (see runCmd).
-func runProcess(ctx context.Context, grace time.Duration, dir string, env []string, out io.Writer, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	return runCmd(ctx, grace, cmd, out, nil)
-}
-
 // runCmd runs cmd in its own process group, streaming output to out (and
 // errOut, nil meaning out). When ctx ends the whole group gets SIGTERM,
 // then SIGKILL after grace, so background children of the script die too.
