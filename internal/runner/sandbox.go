@@ -103,7 +103,7 @@ func (e SandboxExecutor) Check(ctx context.Context) error {
 	defer s.Cleanup()
 	var out bytes.Buffer
 	probe := "test -w . && ! test -e " + shellQuote(filepath.Join(dir, "tmp")) + " && test \"$(id -u)\" = " + fmt.Sprint(SandboxUID)
-	if err := s.Run(ctx, Cmd{Args: []string{"sh", "-c", probe}, Dir: build, Env: os.Environ(), Out: &out}); err != nil {
+	if err := s.Run(ctx, Cmd{Args: []string{"sh", "-c", probe}, Dir: build, Env: []string{"PATH=" + os.Getenv("PATH")}, Out: &out}); err != nil {
 		msg := strings.TrimSpace(out.String())
 		if msg == "" {
 			msg = err.Error()

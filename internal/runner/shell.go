@@ -215,9 +215,12 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		fmt.Fprintf(j.trace, "Fetching changes...\n")
 	}
 	gitDir := filepath.Join(j.projectDir, ".git")
-	fresh := false
+	fresh, wasEmpty := false, false
 	if _, err := os.Stat(gitDir); err != nil {
 		fresh = true
+		if ents, err := os.ReadDir(j.projectDir); err != nil || len(ents) == 0 {
+			wasEmpty = true
+		}
 		tmpl := filepath.Join(j.tmpDir, "git-template")
 		if err := os.MkdirAll(tmpl, 0o755); err != nil {
 			return err
@@ -325,9 +328,10 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	if err := git(j.projectDir, "-c", "advice.detachedHead=false", "checkout", "-f", "-q", rev); err != nil {
 		return err
 	}
-	// After "clone" the directory was empty before the checkout: there is
-	// nothing to clean, and each git process costs (more in a sandbox).
-	if flags := j.vars["GIT_CLEAN_FLAGS"]; flags != "none" && strategy != "clone" {
+	// When the directory was empty before the checkout (a clone, a first
+	// fetch) there is nothing to clean, and each git process costs (more in
+	// a sandbox).
+	if flags := j.vars["GIT_CLEAN_FLAGS"]; flags != "none" && !wasEmpty {
 		cleanArgs := []string{"clean", "-ffdx"}
 		if flags != "" {
 			cleanArgs = append([]string{"clean"}, strings.Fields(flags)...)
