@@ -207,7 +207,7 @@ func TestSQLiteAutoincrementMigration(t *testing.T) {
 	}
 	for q, want := range map[string]int{
 		`SELECT COUNT(*) FROM pipelines`: 2, `SELECT COUNT(*) FROM jobs`: 2, `SELECT COUNT(*) FROM projects`: 1,
-		`SELECT COUNT(*) FROM triggers`: 1, `SELECT COUNT(*) FROM runners`: 2, `SELECT COUNT(*) FROM trigger_deliveries WHERE pipeline_id = 3`: 1,
+		`SELECT COUNT(*) FROM triggers`: 1, `SELECT COUNT(*) FROM runners`: 1, `SELECT COUNT(*) FROM runners WHERE id = 2`: 0, `SELECT COUNT(*) FROM trigger_deliveries WHERE pipeline_id = 3`: 1,
 		`SELECT COUNT(*) FROM pipeline_variables WHERE pipeline_id = 2`: 1, `SELECT COUNT(*) FROM group_members`: 1,
 	} {
 		if got := count(q); got != want {
