@@ -9,8 +9,10 @@ package sweep
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -145,7 +147,7 @@ func (s *Sweeper) remove(ctx context.Context, d store.FileDeletion) error {
 	}
 	if s.cfg.ProjectDirs != nil {
 		for _, dir := range s.cfg.ProjectDirs(d.ProjectPath) {
-			if err := os.RemoveAll(dir); err != nil {
+			if err := removeTree(dir); err != nil {
 				return err
 			}
 		}
@@ -200,4 +202,21 @@ func (s *Sweeper) Orphans(ctx context.Context) error {
 		s.cfg.Log.Info("removed files of jobs that no longer exist", "count", removed)
 	}
 	return nil
+}
+
+// removeTree removes dir like os.RemoveAll. A job may have left
+// directories without write permission in its work tree; when the first
+// attempt fails, directories inside dir (never following symlinks) are
+// made writable by their owner and the removal is tried again.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
 }

@@ -220,3 +220,22 @@ func TestOrphans(t *testing.T) {
 		t.Errorf("a live job lost its files: trace %v artifacts %v", tr, ar)
 	}
 }
+
+// A work tree where the job removed its own write permission is still
+// removed (the agent may not be root).
+func TestRemoveTreeReadOnlyDirs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "root", "app")
+	inner := filepath.Join(dir, "locked", "deeper")
+	if err := os.MkdirAll(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(inner, "f"), []byte("x"), 0o444)
+	os.Chmod(inner, 0o500)
+	os.Chmod(filepath.Join(dir, "locked"), 0o500)
+	if err := removeTree(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("still there: %v", err)
+	}
+}
