@@ -41,6 +41,7 @@ func lintWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	fset.Usage = func() { fmt.Fprint(stderr, lintUsage); fset.PrintDefaults() }
 	asJSON := fset.Bool("json", false, "print the result as the lint API's JSON")
 	showJobs := fset.Bool("jobs", false, "list the jobs of a valid configuration")
+	executor := fset.String("executor", "shell", "the executor the jobs will run with (shell, shell-sandbox, docker): image: and services: warn unless docker")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -84,6 +85,9 @@ func lintWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		res = ciconfig.LintResult{Errors: []string{"Please provide content of .gitlab-ci.yml"}, Warnings: []string{}, Jobs: []ciconfig.LintJob{}}
 	} else {
 		res = ciconfig.Lint(src, ciconfig.Options{Files: dirFiles{root}}, nil)
+		if res.Valid && *executor != "docker" {
+			res.Warnings = append(res.Warnings, containerWarnings(src, dirFiles{root}, *executor)...)
+		}
 	}
 	name := file
 	if file == "-" {
@@ -113,6 +117,31 @@ func lintWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
+}
+
+// containerWarnings names the jobs whose image: or services: a runner
+// without a container executor ignores.
+func containerWarnings(src []byte, files dirFiles, executor string) []string {
+	cfg, err := ciconfig.Parse(src, ciconfig.Options{Files: files})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, j := range cfg.Jobs {
+		var kw []string
+		if j.Image != nil && j.Image.Name != "" {
+			kw = append(kw, "image:")
+		}
+		if len(j.Services) > 0 {
+			kw = append(kw, "services:")
+		}
+		if len(kw) == 0 || j.Trigger != nil {
+			continue
+		}
+		out = append(out, fmt.Sprintf("job %s uses %s, which only a runner with the docker executor honours; the %s executor runs its script on the runner's host and ignores them",
+			j.Name, strings.Join(kw, " and "), executor))
+	}
+	return out
 }
 
 func readLimited(file string) ([]byte, error) {

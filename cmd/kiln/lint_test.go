@@ -44,11 +44,28 @@ func TestLintCommand(t *testing.T) {
 		{[]string{good, bad}, "", 2, ""},
 		{[]string{filepath.Join(dir, "missing.yml")}, "", 2, ""},
 		{[]string{"-bogus"}, "", 2, ""},
+		// image: and services: are only honoured by the docker executor.
+		{[]string{"-"}, "default:\n  image: alpine\nx:\n  script: y\n", 0, "<stdin>: warning: job x uses image:, which only a runner with the docker executor honours"},
+		{[]string{"-"}, "x:\n  services: [redis]\n  script: y\n", 0, "job x uses services:, which"},
+		{[]string{"-executor", "shell-sandbox", "-"}, "x:\n  image: {name: a}\n  script: y\n", 0, "the shell-sandbox executor runs its script on the runner's host"},
 	} {
 		var out, errb bytes.Buffer
 		code := lintWithStdin(tc.args, strings.NewReader(tc.stdin), &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) {
 			t.Errorf("kiln lint %v: %d\n%s%s\nwant %d and %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out)
+		}
+	}
+	// With the docker executor, or without image:/services:, no warning.
+	for _, tc := range []struct {
+		args []string
+		src  string
+	}{
+		{[]string{"-executor", "docker", "-"}, "x:\n  image: alpine\n  services: [redis]\n  script: y\n"},
+		{[]string{"-"}, "x:\n  script: y\n"},
+	} {
+		var out bytes.Buffer
+		if code := lintWithStdin(tc.args, strings.NewReader(tc.src), &out, &out); code != 0 || strings.Contains(out.String(), "warning") {
+			t.Errorf("kiln lint %v: %d %s", tc.args, code, out.String())
 		}
 	}
 	// The default file is .gitlab-ci.yml in the current directory.
