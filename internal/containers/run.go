@@ -275,3 +275,16 @@ func ContainerName(parts ...string) string {
 	}
 	return fmt.Sprint(b.String())
 }
+
+// Networks returns the IDs of networks carrying label=value.
+func (e *Engine) Networks(ctx context.Context, label, value string) ([]string, error) {
+	res, err := e.c.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", label+"="+value)})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, n := range res.Items {
+		ids = append(ids, n.ID)
+	}
+	return ids, nil
+}

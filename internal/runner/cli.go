@@ -52,6 +52,12 @@ type FileConfig struct {
 	// "shell-sandbox" (each job process in a bubblewrap sandbox, see
 	// SandboxExecutor).
 	Executor string `json:"executor,omitempty"`
+	// DockerHost is the container engine of the docker executor
+	// (default DOCKER_HOST, else /var/run/docker.sock, else Podman's
+	// /run/podman/podman.sock).
+	DockerHost string `json:"docker_host,omitempty"`
+	// DockerImage is the docker executor's image for jobs that name none.
+	DockerImage string `json:"docker_image,omitempty"`
 	// OutputLimit is the job log size limit in KiB, as gitlab-runner's
 	// output_limit (default 4096: 4 MiB).
 	OutputLimit int64 `json:"output_limit,omitempty"`
@@ -113,11 +119,18 @@ const usage = `usage:
   kiln runner register --url URL --registration-token TOKEN [--name NAME] [--config FILE]
   kiln runner run [--config FILE] [--url URL --token TOKEN] [--concurrent N]
                   [--builds-dir DIR] [--cache-dir DIR] [--name NAME] [--shell SHELL]
-                  [--output-limit KIB] [--executor shell|shell-sandbox]
+                  [--output-limit KIB] [--executor shell|shell-sandbox|docker]
+                  [--docker-host unix:///PATH] [--docker-image IMAGE]
 
 --executor shell-sandbox runs every job process in a bubblewrap sandbox:
 own namespaces, uid 65534, read-only root file system, only the job's build
 directory writable, the builds, cache and config directories hidden.
+
+--executor docker runs each job script in a container of the job's image:
+(--docker-image for jobs without one), with its services: on a network of
+its own, through the Docker Engine API (Docker, or podman system service).
+git, caches and artifacts stay on the runner's side (git in the sandbox
+when bubblewrap works here).
 
 The URL and token may also come from KILN_RUNNER_URL and KILN_RUNNER_TOKEN;
 flags win over the environment, which wins over the config file.
@@ -154,7 +167,7 @@ type runFlags struct {
 	fs                                   *flag.FlagSet
 	config, url, token, name, shell      string
 	buildsDir, cacheDir, registrationTok string
-	executor                             string
+	executor, dockerHost, dockerImage    string
 	concurrent                           int
 	outputLimit                          int64
 }
@@ -169,7 +182,9 @@ func newFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.buildsDir, "builds-dir", "", "directory for job checkouts")
 	f.fs.StringVar(&f.cacheDir, "cache-dir", "", "directory for job caches")
 	f.fs.StringVar(&f.shell, "shell", "", "bash-compatible shell (default bash)")
-	f.fs.StringVar(&f.executor, "executor", "", "shell (default) or shell-sandbox: run each job in a bubblewrap sandbox")
+	f.fs.StringVar(&f.executor, "executor", "", "shell (default), shell-sandbox (each job in a bubblewrap sandbox) or docker (each job in a container of its image)")
+	f.fs.StringVar(&f.dockerHost, "docker-host", "", "container engine for --executor docker (default DOCKER_HOST, /var/run/docker.sock, /run/podman/podman.sock)")
+	f.fs.StringVar(&f.dockerImage, "docker-image", "", "image for jobs without image: under --executor docker")
 	f.fs.IntVar(&f.concurrent, "concurrent", 0, "number of jobs run at once (default 1)")
 	f.fs.Int64Var(&f.outputLimit, "output-limit", 0, "job log size limit in KiB (default 4096); raise the server's --max-trace-size too")
 	return f
@@ -222,6 +237,12 @@ func (f *runFlags) resolve(creating bool) (FileConfig, string, error) {
 	}
 	if set["output-limit"] {
 		fc.OutputLimit = f.outputLimit
+	}
+	if set["docker-host"] {
+		fc.DockerHost = f.dockerHost
+	}
+	if set["docker-image"] {
+		fc.DockerImage = f.dockerImage
 	}
 	return fc, path, nil
 }
@@ -315,8 +336,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg.Executor = ex
+	case "docker":
+		ex, err := dockerExecutor(ctx, fc, cfg, path, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner run: --executor docker: %v\n", err)
+			return 1
+		}
+		defer ex.Engine.Close()
+		cfg.Executor = ex
 	default:
-		fmt.Fprintf(stderr, "kiln runner run: unknown executor %q (shell or shell-sandbox)\n", fc.Executor)
+		fmt.Fprintf(stderr, "kiln runner run: unknown executor %q (shell, shell-sandbox or docker)\n", fc.Executor)
 		return 2
 	}
 	r := New(cfg, log)

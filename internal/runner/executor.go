@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"slices"
 	"time"
+
+	"github.com/kilnci/kiln/internal/runner/client"
 )
 
 // An Executor decides where and how a job's processes run. The agent keeps
@@ -34,6 +36,18 @@ type ExecJob struct {
 	TmpDir string
 	// KillGrace is the delay between SIGTERM and SIGKILL on cancel.
 	KillGrace time.Duration
+
+	// ID is the job's ID.
+	ID int64
+	// Image and Services are the job's image: and services:, names
+	// expanded; executors that run on the host ignore them.
+	Image    *client.Image
+	Services []client.Image
+	// Env is what the job itself defines (CI_* and its variables), without
+	// what the agent inherited from its own environment.
+	Env []string
+	// Log is the job log, for what preparing prints.
+	Log io.Writer
 }
 
 // ExecSession runs the processes of one job.
@@ -60,6 +74,10 @@ type Cmd struct {
 	// ReadOnly lists further host paths the process must be able to read
 	// (the server's copy of the repository for a local fetch).
 	ReadOnly []string
+	// Script is set when the command runs a job script (the path of the
+	// script file, also in Args): an executor may pick its own shell for
+	// it, and run it elsewhere than the agent's own commands (git).
+	Script string
 }
 
 // ShellExecutor runs job processes directly on the host, as the agent's

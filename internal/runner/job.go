@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnci/kiln/internal/containers"
 	"github.com/kilnci/kiln/internal/runner/client"
 )
 
@@ -41,6 +42,7 @@ type jobRun struct {
 
 	vars       map[string]string // expanded values, file variables as paths
 	env        []string
+	jobEnv     []string // the part of env the job defines
 	buildsDir  string
 	projectDir string
 	tmpDir     string
@@ -183,6 +185,7 @@ func (j *jobRun) prepareEnv() error {
 		}
 		env = append(env, kv)
 	}
+	hostEnv := len(env)
 	env = append(env, "CI=true", "CI_SERVER=yes", "GITLAB_CI=true")
 	for _, v := range j.job.Variables {
 		if v.Key == "" || strings.ContainsAny(v.Key, "=\x00") {
@@ -206,6 +209,7 @@ func (j *jobRun) prepareEnv() error {
 	j.vars["CI_BUILDS_DIR"] = j.buildsDir
 	env = append(env, "CI_PROJECT_DIR="+j.projectDir, "CI_BUILDS_DIR="+j.buildsDir)
 	j.env = env
+	j.jobEnv = env[hostEnv:]
 	return nil
 }
 
@@ -337,6 +341,10 @@ func (j *jobRun) classify(err error, jobCtx, hardCtx context.Context) outcome {
 		return outcome{state: client.StateFailed, reason: client.FailureTimeout,
 			message: fmt.Sprintf("ERROR: Job failed: execution took longer than %v seconds", j.timeout().Seconds())}
 	}
+	var pe *containers.PullError
+	if errors.As(err, &pe) {
+		return outcome{state: client.StateFailed, reason: client.FailureImagePull, message: "ERROR: Job failed: " + pe.Error()}
+	}
 	var se *scriptExit
 	if errors.As(err, &se) {
 		return outcome{state: client.StateFailed, reason: client.FailureScript, exitCode: se.code,
@@ -350,7 +358,16 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 	host, _ := os.Hostname()
 	fmt.Fprintf(j.trace, "\x1b[0KRunning with kiln-runner %s\x1b[0;m\n\x1b[0K  on %s, system ID: %s\x1b[0;m\n", client.Version, r.cfg.Name, r.cfg.SystemID)
 	ex := r.cfg.Executor
+	if d, ok := ex.(DockerExecutor); ok {
+		ex = d.forJob(j.job)
+	}
+	if _, ok := ex.(DockerExecutor); !ok {
+		j.warnIgnoredContainers(ex.Name())
+	}
 	_ = j.section("prepare_executor", "Preparing the \""+ex.Name()+"\" executor", func() error {
+		if _, ok := ex.(DockerExecutor); ok {
+			return nil // Prepare says which image
+		}
 		if _, ok := ex.(ShellExecutor); ok {
 			fmt.Fprintf(j.trace, "Using Shell (%s) executor...\n", filepath.Base(r.cfg.Shell))
 		} else {
@@ -363,7 +380,9 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 		if err := j.prepareEnv(); err != nil {
 			return err
 		}
-		sess, err := ex.Prepare(jobCtx, ExecJob{BuildDir: j.projectDir, TmpDir: j.tmpDir, KillGrace: r.cfg.KillGrace})
+		image, services := j.containerImages()
+		sess, err := ex.Prepare(jobCtx, ExecJob{BuildDir: j.projectDir, TmpDir: j.tmpDir, KillGrace: r.cfg.KillGrace,
+			ID: j.job.ID, Image: image, Services: services, Env: j.jobEnv, Log: j.trace})
 		if err != nil {
 			return err
 		}

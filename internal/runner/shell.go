@@ -131,7 +131,7 @@ func (j *jobRun) runScript(ctx context.Context, stage string, cmds []string, ext
 		args = []string{"--noprofile", "--norc", path}
 	}
 	env := append(slices.Clip(j.env), extraEnv...)
-	return j.sess.Run(ctx, Cmd{Args: append([]string{j.r.cfg.Shell}, args...), Dir: j.projectDir, Env: env, Out: j.trace})
+	return j.sess.Run(ctx, Cmd{Args: append([]string{j.r.cfg.Shell}, args...), Dir: j.projectDir, Env: env, Out: j.trace, Script: path})
 }
 
 // gitAuth returns the repository URL without credentials and the

@@ -39,6 +39,14 @@ type Config struct {
 	// dir. Without it, built-in runners need a working sandbox (bubblewrap
 	// and namespaces) and the server refuses to start otherwise.
 	BuiltinRunnersUnsafe bool
+	// BuiltinDocker says whether built-in runners run jobs that name an
+	// image: in containers: "auto" (default: when an engine answers),
+	// "on" (the server refuses to start without one) or "off".
+	BuiltinDocker string
+	// DockerHost is the container engine ("" = DOCKER_HOST or the
+	// default sockets); DockerImage the image of jobs that name none
+	// ("" = such jobs run with the host executor).
+	DockerHost, DockerImage string
 	// InitialRootToken and InitialRootPassword apply on first start only.
 	InitialRootToken    string
 	InitialRootPassword string

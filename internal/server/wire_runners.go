@@ -127,6 +127,9 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 		if executor, err = s.builtinExecutor(ctx); err != nil {
 			return err
 		}
+		if executor, err = s.builtinContainers(ctx, executor); err != nil {
+			return err
+		}
 	}
 	suffix := builtinSuffix(s.cfg.DataDir)
 	// Rows of a previous run of this server (and long-dead ones of any

@@ -247,6 +247,7 @@ const (
 	FailureTimeout      = "job_execution_timeout"
 	FailureUnknown      = "unknown_failure"
 	FailureJobCanceled  = "job_canceled"
+	FailureImagePull    = "image_pull_failure"
 )
 
 // JobTraceOutput summarises the trace already sent, so the server can verify
