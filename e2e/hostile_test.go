@@ -11,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -416,6 +418,177 @@ func TestHostileDeliveriesWriteChannel(t *testing.T) {
 				t.Fatalf("deliveries written by anonymous callers: %d %v", code, ds)
 			}
 			s.servedNormally(t)
+		})
+	}
+}
+
+// webSession signs in through the form and returns a client carrying the
+// session cookie.
+func (s *server) webSession(t *testing.T, user, password string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(s.URL + "/users/sign_in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tok := regexp.MustCompile(`name="authenticity_token" value="([^"]+)"`).FindStringSubmatch(string(page))
+	if tok == nil {
+		t.Fatal("no sign-in token")
+	}
+	resp, err = c.PostForm(s.URL+"/users/sign_in", url.Values{"authenticity_token": {tok[1]}, "username": {user}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return c
+}
+
+// formToken reads the CSRF token of a page.
+func formToken(t *testing.T, c *http.Client, u string) string {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`name="authenticity_token" value="([^"]+)"`).FindStringSubmatch(string(page))
+	if m == nil {
+		t.Fatalf("no form token on %s (%d)", u, resp.StatusCode)
+	}
+	return m[1]
+}
+
+func TestHostileSmallerItems(t *testing.T) {
+	s := newServer(t, "sqlite", "--builtin-runners", "1")
+	s.start()
+
+	t.Run("project path with capitals", func(t *testing.T) {
+		var proj map[string]any
+		if code, _ := s.call("POST", "/api/v4/projects", url.Values{"path": {"MyApp"}}, &proj); code != 201 {
+			t.Fatalf("create: %d %v", code, proj)
+		}
+		if proj["path"] != "MyApp" {
+			t.Fatalf("path not kept for display: %v", proj["path"])
+		}
+		pushBranch(t, s, "root/MyApp", "main", map[string]string{".gitlab-ci.yml": "job: {script: echo}\n"})
+		if out, err := gitErr(t.TempDir(), "clone", "-q", s.authURL("root/myapp"), "c"); err != nil {
+			t.Fatalf("clone by lower-case path: %v %s", err, out)
+		}
+		var pls []map[string]any
+		s.call("GET", "/api/v4/projects/root%2Fmyapp/pipelines", nil, &pls)
+		if len(pls) != 1 {
+			t.Fatalf("pipelines: %v", pls)
+		}
+		var dup map[string]any
+		if code, _ := s.call("POST", "/api/v4/projects", url.Values{"path": {"myapp"}}, &dup); code != 400 {
+			t.Fatalf("same path, other case: %d %v", code, dup)
+		}
+	})
+
+	t.Run("web new project uses the API's validation", func(t *testing.T) {
+		c := s.webSession(t, "root", "rootpassword1")
+		for name, form := range map[string]url.Values{
+			"bad default branch": {"name": {"web1"}, "path": {"web1"}, "default_branch": {"a..b"}},
+			"control character":  {"name": {"we\x01b"}, "path": {"web2"}},
+			"reserved name":      {"name": {"x"}, "path": {"blob"}},
+			"bad description":    {"name": {"web3"}, "path": {"web3"}, "description": {"a\x07b"}},
+		} {
+			form.Set("authenticity_token", formToken(t, c, s.URL+"/projects/new"))
+			resp, err := c.PostForm(s.URL+"/projects/new", form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 422 {
+				t.Errorf("%s: %d", name, resp.StatusCode)
+			}
+		}
+		var ps []map[string]any
+		s.call("GET", "/api/v4/projects?search=web", nil, &ps)
+		for _, p := range ps {
+			if strings.HasPrefix(fmt.Sprint(p["path"]), "web") || p["path"] == "blob" {
+				t.Fatalf("project created: %v", p["path"])
+			}
+		}
+	})
+
+	t.Run("built-in runner hides host and data dir", func(t *testing.T) {
+		var all []map[string]any
+		waitFor(t, 20*time.Second, "built-in runner", func() bool {
+			s.call("GET", "/api/v4/runners/all", nil, &all)
+			return len(all) > 0
+		})
+		_, tok := s.newUser("viewer")
+		host, _ := os.Hostname()
+		for _, who := range []string{rootToken, tok} {
+			req, _ := http.NewRequest("GET", s.URL+"/api/v4/runners/"+jsonID(all[0]["id"]), nil)
+			req.Header.Set("PRIVATE-TOKEN", who)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), s.DataDir) || (host != "" && strings.Contains(string(b), host)) {
+				t.Fatalf("runner shows host or data dir: %s", b)
+			}
+		}
+	})
+
+	t.Run("nosniff on API JSON", func(t *testing.T) {
+		for _, p := range []string{"/api/v4/version", "/api/v4/projects/999999"} {
+			_, hdr := s.call("GET", p, nil, nil)
+			if hdr.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s: no nosniff", p)
+			}
+		}
+	})
+
+	t.Run("annotated tag creates a pipeline", func(t *testing.T) {
+		pid := newCIProject(t, s, "tagged")
+		work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": "job: {script: echo}\n"})
+		git(t, work, "push", "-q", s.authURL("root/tagged"), "main")
+		git(t, work, "tag", "-a", "v1.0", "-m", "release 1.0")
+		git(t, work, "push", "-q", s.authURL("root/tagged"), "v1.0")
+		commit := strings.TrimSpace(git(t, work, "rev-parse", "v1.0^{commit}"))
+		var pls []map[string]any
+		waitFor(t, 20*time.Second, "tag pipeline", func() bool {
+			s.call("GET", "/api/v4/projects/"+pid+"/pipelines?ref=v1.0", nil, &pls)
+			return len(pls) == 1
+		})
+		if pls[0]["sha"] != commit {
+			t.Fatalf("tag pipeline: %v (want sha %s)", pls[0], commit)
+		}
+	})
+}
+
+func TestHostileScheduleLimit(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind, "--builtin-runners", "0")
+			s.start()
+			pid := newCIProject(t, s, "sched")
+			pushBranch(t, s, "root/sched", "main", map[string]string{".gitlab-ci.yml": "job: {script: echo}\n"})
+			base := "/api/v4/projects/" + pid + "/pipeline_schedules"
+			for i := 0; i < 50; i++ {
+				if code, _ := s.call("POST", base, url.Values{"description": {"s"}, "ref": {"main"}, "cron": {"* * * * *"}}, nil); code != 201 {
+					t.Fatalf("schedule %d: %d", i, code)
+				}
+			}
+			var body map[string]any
+			code, _ := s.call("POST", base, url.Values{"description": {"s"}, "ref": {"main"}, "cron": {"* * * * *"}}, &body)
+			if code != 400 || fmt.Sprint(body) != "map[message:map[base:[Maximum number of ci pipeline schedules (50) exceeded]]]" {
+				t.Fatalf("51st: %d %v", code, body)
+			}
+			var list []map[string]any
+			s.call("GET", base+"?per_page=100", nil, &list)
+			if len(list) != 50 {
+				t.Fatalf("%d schedules stored", len(list))
+			}
 		})
 	}
 }

@@ -69,7 +69,12 @@ func New(d Deps) *API {
 }
 
 // ServeHTTP serves /api/... requests.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// Every API answer carries X-Content-Type-Options: nosniff, as GitLab's
+// do, so that a browser never renders JSON (or a raw file) as HTML.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	a.mux.ServeHTTP(w, r)
+}
 
 // Mux exposes the mux so that other adapters (runners, triggers) can add routes.
 func (a *API) Mux() *http.ServeMux { return a.mux }

@@ -370,18 +370,11 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if name == "" && path == "" {
 		return errParam("name, path are missing, at least one parameter must be provided")
 	}
-	if path == "" {
-		path = strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(name, "-"), "-.")
+	np := NewProject{Name: name, Path: path, Description: c.params.String("description"), DefaultBranch: c.params.String("default_branch")}
+	if fe := np.Check(); fe != nil {
+		return errValidation(fe.Field, fe.Message)
 	}
-	if name == "" {
-		name = path
-	}
-	if !validText(name, 255) {
-		return errValidation("name", "is invalid")
-	}
-	if !validPath(path) || reservedProjectNames[strings.ToLower(path)] {
-		return errValidation("path", pathRuleMsg)
-	}
+	name, path = np.Name, np.Path
 	vis := c.params.String("visibility")
 	if vis == "" {
 		vis = "private"
@@ -421,15 +414,8 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 			return err
 		}
 	}
-	branch := c.params.String("default_branch")
-	if branch != "" && !validRefName(branch) {
-		return errValidation("default_branch", "is invalid")
-	}
-	desc := c.params.String("description")
-	if !validText(desc, 2000) {
-		return errValidation("description", "is invalid")
-	}
-	p := &store.Project{NamespaceID: ns.ID, Name: name, Path: path, FullPath: ns.FullPath + "/" + path,
+	branch, desc := np.DefaultBranch, np.Description
+	p := &store.Project{NamespaceID: ns.ID, Name: name, Path: path, FullPath: ProjectFullPath(ns, path),
 		Description: desc, Visibility: vis, DefaultBranch: branch, CreatorID: c.user.ID}
 	if _, err := a.Store.ProjectByPath(c.ctx, p.FullPath); err == nil {
 		return errMessage(http.StatusBadRequest, map[string][]string{"name": {"has already been taken"}, "path": {"has already been taken"}})
@@ -450,6 +436,49 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	}
 	writeJSON(w, http.StatusCreated, a.ProjectJSON(c.ctx, p))
 	return nil
+}
+
+// NewProject is what creating a project takes from a user; the API and the
+// web form both check it with Check, so both refuse the same input.
+type NewProject struct {
+	Name, Path, Description, DefaultBranch string
+}
+
+// FieldError is a refused field and GitLab's message for it.
+type FieldError struct{ Field, Message string }
+
+// Check derives a missing name or path from the other and validates all
+// fields as GitLab does (paths: letters, digits, '_', '-', '.'; reserved
+// names; no control characters; default_branch a valid ref name).
+func (n *NewProject) Check() *FieldError {
+	if n.Path == "" {
+		n.Path = strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(n.Name, "-"), "-.")
+	}
+	if n.Name == "" {
+		n.Name = n.Path
+	}
+	if n.Name == "" || !validText(n.Name, 255) {
+		return &FieldError{"name", "is invalid"}
+	}
+	if !validPath(n.Path) || reservedProjectNames[strings.ToLower(n.Path)] {
+		return &FieldError{"path", pathRuleMsg}
+	}
+	if n.DefaultBranch != "" && !validRefName(n.DefaultBranch) {
+		return &FieldError{"default_branch", "is invalid"}
+	}
+	if !validText(n.Description, 2000) {
+		return &FieldError{"description", "is invalid"}
+	}
+	return nil
+}
+
+// ProjectFullPath is the path a project is stored and its repository kept
+// under. Lookups are case-insensitive, as in GitLab, so it is lower-cased:
+// "Group/MyApp" and "group/myapp" are one project, and git, the API and the
+// UI all reach the same repository. The project's own path keeps its case
+// for display.
+func ProjectFullPath(ns *store.Namespace, path string) string {
+	return strings.ToLower(ns.FullPath + "/" + path)
 }
 
 // validRefName checks a branch or tag name given by a user with GitLab's

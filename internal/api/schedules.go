@@ -336,6 +336,10 @@ func (a *API) createSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return errForbidden
 	}
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateSchedule(c.ctx, sc) }); err != nil {
+		var le *store.LimitError
+		if errors.As(err, &le) {
+			return errMessage(http.StatusBadRequest, map[string][]string{"base": {le.Message}})
+		}
 		return err
 	}
 	a.schedulesChanged()

@@ -165,6 +165,12 @@ func (s *Store) Commit(ctx context.Context, repo, sha string) (Commit, error) {
 	}
 	var out Commit
 	err = s.withRepo(ctx, repo, func(st *filesystem.Storage) error {
+		// An annotated tag's SHA (what a tag push reports) names the
+		// commit it points at, as `git show <tag>^{commit}` does.
+		h, err := peelToCommit(st, h)
+		if err != nil {
+			return err
+		}
 		c, err := getCommit(st, h)
 		if err != nil {
 			return err

@@ -326,6 +326,9 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	if err != nil {
 		return nil, refusal("Commit not found")
 	}
+	if commit.SHA != "" {
+		pl.SHA = commit.SHA // an annotated tag's object SHA peeled to its commit
+	}
 	pl.CommitTitle = commit.Title
 	pl.CommittedAt = &commit.CommittedAt
 	if req.Source == "push" && !req.IgnoreSkipCI {

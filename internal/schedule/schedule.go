@@ -48,6 +48,10 @@ type Scheduler struct {
 	MaxSleep time.Duration
 	// Batch is how many due schedules one query fetches (default 100).
 	Batch int
+	// MinInterval is the shortest time between two runs of one schedule
+	// (0: none). Like GitLab's schedule worker, a schedule due more often
+	// runs at its first slot at least MinInterval after its last run.
+	MinInterval time.Duration
 
 	wake chan struct{}
 }
@@ -156,6 +160,9 @@ func (s *Scheduler) fire(ctx context.Context, sc *store.Schedule, now time.Time)
 	// The next run counts from now, not from the missed due time: after
 	// downtime a schedule fires once, not once per missed slot.
 	next, err := cronspec.Next(sc.Cron, sc.CronTimezone, now)
+	if err == nil && s.MinInterval > 0 && next.Before(now.Add(s.MinInterval)) {
+		next, err = cronspec.Next(sc.Cron, sc.CronTimezone, now.Add(s.MinInterval-time.Second))
+	}
 	if err != nil {
 		// Only possible if the tz database changed under a stored zone.
 		reason := "The schedule was deactivated: its cron expression or time zone is no longer valid"

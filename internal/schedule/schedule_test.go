@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,5 +426,41 @@ func TestExactlyOncePostgres(t *testing.T) {
 		if pls := f1.pipelines(t, id); len(pls) != slots {
 			t.Fatalf("schedule %d has %d pipelines, want %d", id, len(pls), slots)
 		}
+	}
+}
+
+func TestMinIntervalBetweenRuns(t *testing.T) {
+	f := sqliteFixture(t)
+	ctx := context.Background()
+	s := f.scheduler()
+	s.MinInterval = 5 * time.Minute
+	sc := f.addSchedule(t, "main", "* * * * *", "UTC", f.root, true, nil)
+	f.clock.Set(sc.NextRunAt)
+	if n, err := s.RunDue(ctx); err != nil || n != 1 {
+		t.Fatalf("RunDue = %d, %v", n, err)
+	}
+	got := f.reload(t, sc.ID)
+	if d := got.NextRunAt.Sub(sc.NextRunAt); d < 5*time.Minute || d > 6*time.Minute {
+		t.Fatalf("every-minute schedule next runs after %v, want 5m", d)
+	}
+	// Nothing fires in between.
+	for i := 1; i < 5; i++ {
+		f.clock.Set(sc.NextRunAt.Add(time.Duration(i) * time.Minute))
+		if n, _ := s.RunDue(ctx); n != 0 {
+			t.Fatalf("fired %d minutes after the last run", i)
+		}
+	}
+}
+
+func TestScheduleLimitPerProject(t *testing.T) {
+	f := sqliteFixture(t)
+	for i := 0; i < store.MaxSchedulesPerProject; i++ {
+		f.addSchedule(t, "main", "0 3 * * *", "UTC", f.root, true, nil)
+	}
+	sc := &store.Schedule{ProjectID: f.project.ID, OwnerID: f.root.ID, Ref: "refs/heads/main", Cron: "0 3 * * *", CronTimezone: "UTC", Active: true, NextRunAt: time.Now()}
+	err := f.st.Write(context.Background(), func(tx *store.Tx) error { return tx.CreateSchedule(context.Background(), sc) })
+	var le *store.LimitError
+	if !errors.As(err, &le) || le.Message != "Maximum number of ci pipeline schedules (50) exceeded" {
+		t.Fatalf("51st schedule: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -105,13 +106,17 @@ func (s *Server) maxTraceSize() int64 {
 	return traces.DefaultLimit
 }
 
+// The suffix is a digest of host name and data directory: it tells
+// replicas apart without showing either to whoever can read the runner's
+// description (any signed-in user, through GET /runners/:id).
 func builtinSuffix(dataDir string) string {
 	host, _ := os.Hostname()
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		abs = dataDir
 	}
-	return fmt.Sprintf(" (%s:%s)", host, abs)
+	sum := sha256.Sum256([]byte(host + ":" + abs))
+	return fmt.Sprintf(" (%x)", sum[:6])
 }
 
 // wireBuiltinRunners registers fresh instance runners and starts them, over

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -94,9 +95,26 @@ func (s *Store) schedules(ctx context.Context, q string, args ...any) ([]*Schedu
 	return out, rows.Err()
 }
 
+// MaxSchedulesPerProject bounds a project's pipeline schedules (GitLab's
+// ci_pipeline_schedules plan limit, 50 on GitLab.com's paid plans).
+const MaxSchedulesPerProject = 50
+
+// LimitError is a plan limit reached; Error is GitLab's message.
+type LimitError struct{ Message string }
+
+func (e *LimitError) Error() string { return e.Message }
+
 // CreateSchedule inserts sc (ID, CreatedAt and UpdatedAt are set). The
-// caller computes NextRunAt and should wake the scheduler after commit.
+// caller computes NextRunAt and should wake the scheduler after commit. A
+// project already at MaxSchedulesPerProject gets a *LimitError.
 func (t *Tx) CreateSchedule(ctx context.Context, sc *Schedule) error {
+	var n int
+	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM pipeline_schedules WHERE project_id = ?`, sc.ProjectID).Scan(&n); err != nil {
+		return err
+	}
+	if n >= MaxSchedulesPerProject {
+		return &LimitError{Message: fmt.Sprintf("Maximum number of ci pipeline schedules (%d) exceeded", MaxSchedulesPerProject)}
+	}
 	now := Now()
 	id, err := t.InsertID(ctx, `INSERT INTO pipeline_schedules (project_id, description, ref, cron, cron_timezone, active, owner_id, next_run_at, last_error, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)`,

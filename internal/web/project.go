@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -85,18 +86,13 @@ func (w *Web) newProject(q *req) {
 	for _, k := range []string{"name", "path", "namespace_id", "visibility", "description", "default_branch"} {
 		form[k] = strings.TrimSpace(f.Get(k))
 	}
-	name, path := form["name"], form["path"]
-	if path == "" {
-		path = strings.Trim(regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(name, "-"), "-.")
-	}
-	if name == "" {
-		name = path
-	}
-	lower := strings.ToLower(path)
-	if name == "" || len(name) > 255 || !projectPathRE.MatchString(path) || strings.HasSuffix(lower, ".git") || strings.HasSuffix(lower, ".atom") || strings.Contains(path, "..") || strings.HasSuffix(path, ".") {
-		show(http.StatusUnprocessableEntity, "Project path can contain only letters, digits, '_', '-' and '.'. Cannot start with '-', end in '.git' or end in '.atom'.")
+	// The API's rules, through the API's own check.
+	np := api.NewProject{Name: form["name"], Path: form["path"], Description: form["description"], DefaultBranch: form["default_branch"]}
+	if fe := np.Check(); fe != nil {
+		show(http.StatusUnprocessableEntity, fieldMessage(fe))
 		return
 	}
+	name, path := np.Name, np.Path
 	var ns *store.Namespace
 	nsID, _ := strconv.ParseInt(form["namespace_id"], 10, 64)
 	for _, n := range namespaces {
@@ -112,7 +108,7 @@ func (w *Web) newProject(q *req) {
 	if vis != "private" && vis != "internal" && vis != "public" {
 		vis = "private"
 	}
-	p := &store.Project{NamespaceID: ns.ID, Name: name, Path: path, FullPath: ns.FullPath + "/" + path, Description: form["description"], Visibility: vis, DefaultBranch: form["default_branch"], CreatorID: q.user.ID}
+	p := &store.Project{NamespaceID: ns.ID, Name: name, Path: path, FullPath: api.ProjectFullPath(ns, path), Description: form["description"], Visibility: vis, DefaultBranch: form["default_branch"], CreatorID: q.user.ID}
 	if _, err := w.Store.ProjectByPath(q.ctx, p.FullPath); err == nil {
 		show(http.StatusUnprocessableEntity, "Path has already been taken.")
 		return
@@ -135,6 +131,13 @@ func (w *Web) newProject(q *req) {
 		w.Repos.SetDefaultBranch(q.ctx, p.FullPath, p.DefaultBranch)
 	}
 	w.redirect(q, projectURL(p), "Project '"+p.Name+"' was successfully created.")
+}
+
+// fieldMessage words a refused field for the form, as GitLab's form does
+// ("Path can contain only ...").
+func fieldMessage(fe *api.FieldError) string {
+	field := strings.ReplaceAll(fe.Field, "_", " ")
+	return strings.ToUpper(field[:1]) + field[1:] + " " + fe.Message + "."
 }
 
 // creatableNamespaces are the viewer's own namespace and the groups where

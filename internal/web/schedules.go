@@ -300,6 +300,11 @@ func (w *Web) saveSchedule(q *req, sc *store.Schedule) {
 		}
 		return nil
 	})
+	var le *store.LimitError
+	if errors.As(err, &le) {
+		w.scheduleForm(q, http.StatusUnprocessableEntity, nil, form, []string{le.Message})
+		return
+	}
 	if err != nil {
 		w.internal(q, err)
 		return
