@@ -277,8 +277,7 @@ func dockerExecutor(ctx context.Context, fc FileConfig, cfg Config, configPath s
 	if err != nil {
 		return DockerExecutor{}, err
 	}
-	sum := sha256.Sum256([]byte(fc.Token))
-	d := DockerExecutor{Engine: e, DefaultImage: fc.DockerImage, Owner: "runner-" + hex.EncodeToString(sum[:8]), Host: ShellExecutor{}}
+	d := DockerExecutor{Engine: e, DefaultImage: fc.DockerImage, Owner: RunnerOwner(fc.Token), Host: ShellExecutor{}}
 	hide := []string{cfg.BuildsDir, cfg.CacheDir}
 	if abs, err := filepath.Abs(configPath); err == nil {
 		if _, err := os.Stat(abs); err == nil {
@@ -298,4 +297,11 @@ func dockerExecutor(ctx context.Context, fc FileConfig, cfg Config, configPath s
 	}
 	log.Info("docker executor", "engine", e.Host(), "default_image", d.DefaultImage, "git", d.Host.Name())
 	return d, nil
+}
+
+// RunnerOwner is the owner label of the containers of `kiln runner` with
+// this token: the same across restarts, different for every runner.
+func RunnerOwner(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "runner-" + hex.EncodeToString(sum[:8])
 }

@@ -34,8 +34,7 @@ func (s *Server) builtinContainers(ctx context.Context, host runner.Executor) (r
 		s.log.Info("built-in runners: no container engine, jobs' image: and services: are ignored", "err", err)
 		return host, nil
 	}
-	sum := sha256.Sum256([]byte(builtinSuffix(s.cfg.DataDir)))
-	d := runner.DockerExecutor{Engine: e, Host: host, DefaultImage: s.cfg.DockerImage, Owner: "builtin-" + hex.EncodeToString(sum[:8])}
+	d := runner.DockerExecutor{Engine: e, Host: host, DefaultImage: s.cfg.DockerImage, Owner: BuiltinContainerOwner(s.cfg.DataDir)}
 	if n, err := d.Sweep(ctx); err != nil {
 		s.log.Warn("removing containers of an earlier run", "err", err)
 	} else if n > 0 {
@@ -43,4 +42,12 @@ func (s *Server) builtinContainers(ctx context.Context, host runner.Executor) (r
 	}
 	s.log.Info("built-in runners run jobs with image: in containers", "engine", e.Host(), "default_image", d.DefaultImage, "host_executor", host.Name())
 	return d, nil
+}
+
+// BuiltinContainerOwner is the owner label of the containers of the
+// built-in runners of the server with this data dir (on this host): the
+// same across restarts, so a restart removes what a crash left.
+func BuiltinContainerOwner(dataDir string) string {
+	sum := sha256.Sum256([]byte(builtinSuffix(dataDir)))
+	return "builtin-" + hex.EncodeToString(sum[:8])
 }
