@@ -407,3 +407,54 @@ func TestProtectedRefNestedRefName(t *testing.T) {
 	}
 	f.assertNoSecretInLogs(t)
 }
+
+// TestJobTokenAllowlistGitClone: the job-token allowlist (on for new
+// projects) holds for git over HTTP as for the REST API: a job of grp/tools
+// cannot clone grp/app with its CI_JOB_TOKEN, though its user could, and
+// still clones its own project.
+func TestJobTokenAllowlistGitClone(t *testing.T) {
+	f := newAttackFixture(t)
+	var app map[string]any
+	f.s.call("GET", "/api/v4/projects/"+f.appID, nil, &app)
+	if app["ci_job_token_scope_enabled"] != true {
+		t.Errorf("new project's ci_job_token_scope_enabled = %v, want true", app["ci_job_token_scope_enabled"])
+	}
+	ci := `clone:
+  script:
+    - U=$(echo "$CI_SERVER_URL" | sed "s#://#://gitlab-ci-token:$CI_JOB_TOKEN@#")
+    - if git clone -q "$U/grp/app.git" other; then echo "cloned-other=yes"; else echo "cloned-other=no"; fi
+    - if git clone -q "$U/grp/tools.git" own; then echo "cloned-own=yes"; else echo "cloned-own=no"; fi
+`
+	w := newWorkRepo(t, "dev-clone", map[string]string{".gitlab-ci.yml": ci})
+	git(t, w, "push", "-q", f.devURL("grp/tools"), "dev-clone")
+	pl := waitPipeline(t, f.s, f.toolsID, "dev-clone", 90*time.Second)
+	jobs := pipelineJobs(t, f.s, f.toolsID, pl)
+	tr := jobTrace(t, f.s, f.toolsID, jsonID(jobs["clone"]["id"]))
+	if !outputLine(tr, "cloned-other=no") || !outputLine(tr, "cloned-own=yes") {
+		t.Errorf("job-token clones:\n%s", tr)
+	}
+	// Opening grp/app to other projects' job tokens lets the same job in.
+	if code, _ := f.s.call("PUT", "/api/v4/projects/"+f.appID, url.Values{"ci_job_token_scope_enabled": {"false"}}, nil); code != 200 {
+		t.Fatalf("open grp/app: %d", code)
+	}
+	var retried map[string]any
+	if code, _ := f.s.callAs(f.devTok, "POST", "/api/v4/projects/"+f.toolsID+"/jobs/"+jsonID(jobs["clone"]["id"])+"/retry", nil, &retried); code != 201 {
+		t.Fatalf("retry: %d %v", code, retried)
+	}
+	if !waitFor(t, 60*time.Second, "retried job", func() bool {
+		var j map[string]any
+		f.s.call("GET", "/api/v4/projects/"+f.toolsID+"/jobs/"+jsonID(retried["id"]), nil, &j)
+		return j["status"] == "success" || j["status"] == "failed"
+	}) {
+		t.Fatal("retried job did not finish")
+	}
+	if tr := jobTrace(t, f.s, f.toolsID, jsonID(retried["id"])); !outputLine(tr, "cloned-other=yes") {
+		t.Errorf("clone with the allowlist off:\n%s", tr)
+	}
+}
+
+// outputLine reports whether a job log has line as a line of its own (the
+// echoed commands hold the same words).
+func outputLine(trace, line string) bool {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `\r?$`).MatchString(trace)
+}

@@ -97,6 +97,12 @@ func newTrigFixture(t *testing.T, kind string, extra ...string) *trigFixture {
 	s.call("POST", "/api/v4/projects", url.Values{"name": {"App"}, "path": {"app"}, "namespace_id": {jsonID(group["id"])}}, &app)
 	s.call("POST", "/api/v4/projects", url.Values{"name": {"Deployer"}, "path": {"deployer"}, "namespace_id": {jsonID(group["id"])}}, &dep)
 	f.appID, f.depID = jsonID(app["id"]), jsonID(dep["id"])
+	// grp/app's jobs trigger grp/deployer with CI_JOB_TOKEN: deployer lets
+	// other projects' job tokens in (new projects limit them to their own,
+	// as GitLab 18 does; GitLab would list grp/app in its allowlist).
+	if code, _ := s.call("PUT", "/api/v4/projects/"+f.depID, url.Values{"ci_job_token_scope_enabled": {"false"}}, nil); code != 200 {
+		t.Fatalf("open grp/deployer to other projects' job tokens: %d", code)
+	}
 
 	dw := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": trigDeployerCI})
 	git(t, dw, "push", "-q", s.authURL("grp/deployer"), "main")

@@ -224,3 +224,48 @@ func (a *Policy) ProtectedPatterns(ctx context.Context, p *store.Project) ([]str
 	}
 	return pats, nil
 }
+
+// JobTokenAllowed reports whether a CI job token of a job in project
+// jobProjectID may reach target at all (before its user's access is
+// considered): always its own project; another project only when target
+// does not limit job-token access ("Limit access to this project", on for
+// new projects as in GitLab 18; Kiln keeps no allowlist entries, so a
+// limited project admits only its own jobs).
+func JobTokenAllowed(target *store.Project, jobProjectID int64) bool {
+	return jobProjectID == target.ID || !target.JobTokenAllowlist
+}
+
+// Git is who asks for a repository over HTTP.
+type Git struct {
+	User  *store.User
+	Level int // User's level on the project
+	// Token is the personal access token that authenticated, if any: its
+	// scopes narrow what the user may do.
+	Token *store.Token
+	// JobProjectID is set when a CI job token authenticated: the project
+	// of that job.
+	JobProjectID int64
+}
+
+// GitAccess reports whether g may fetch from and push to p: reading is
+// CanRead (a job token always reads its own project, and other projects
+// only as JobTokenAllowed lets it); pushing needs Developer and never
+// happens with a job token. Which refs a push may touch is ProtectedPatterns'
+// business (CanUpdateProtectedRef).
+func GitAccess(p *store.Project, g Git) (read, write bool) {
+	read, write = CanRead(p, g.User, g.Level), g.Level >= Developer
+	if g.Token != nil {
+		read = read && (g.Token.HasScope("read_repository") || g.Token.HasScope("write_repository") || g.Token.HasScope("api"))
+		write = write && (g.Token.HasScope("write_repository") || g.Token.HasScope("api"))
+	}
+	if g.JobProjectID != 0 {
+		write = false
+		switch {
+		case g.JobProjectID == p.ID:
+			read = true
+		case !JobTokenAllowed(p, g.JobProjectID):
+			read = false
+		}
+	}
+	return read, write
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/kilnci/kiln/internal/access"
 	"net"
 	"net/http"
 	"strconv"
@@ -77,25 +78,16 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	if who != nil {
 		u = who.user
 	}
-	level, err := s.store.AccessLevel(ctx, p, u)
+	level, err := s.access.Level(ctx, p, u)
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	canRead := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil)
-	canWrite := level >= store.Developer
-	if who != nil && who.token != nil {
-		tokRead := who.token.HasScope("read_repository") || who.token.HasScope("write_repository") || who.token.HasScope("api")
-		tokWrite := who.token.HasScope("write_repository") || who.token.HasScope("api")
-		canRead, canWrite = canRead && tokRead, canWrite && tokWrite
+	g := access.Git{User: u, Level: level}
+	if who != nil {
+		g.Token, g.JobProjectID = who.token, who.jobProjectID
 	}
-	if who != nil && who.jobProjectID != 0 {
-		// A job token never pushes, and always reads its own project.
-		canWrite = false
-		if who.jobProjectID == p.ID {
-			canRead = true
-		}
-	}
+	canRead, canWrite := access.GitAccess(p, g)
 	if !canRead {
 		if who == nil {
 			challenge()
@@ -112,11 +104,16 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "You are not allowed to push code to this project.", http.StatusForbidden)
 		return
 	}
-	if write && level < store.Maintainer {
+	if write && !access.CanUpdateProtectedRef(level) {
 		// Developers push, but not to protected refs (the default branch
 		// and protected branches/tags): pipelines there get protected
 		// variables. The pre-receive hook refuses such pushes whole.
-		r = r.WithContext(gitrepo.WithProtectedRefs(r.Context(), s.protectedRefPatterns(ctx, p)))
+		pats, err := s.access.ProtectedPatterns(ctx, p)
+		if err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		r = r.WithContext(gitrepo.WithProtectedRefs(r.Context(), pats))
 	}
 	s.repos.ServeGitPush(w, r, p.FullPath, rest, write, func(push gitrepo.Push) {
 		s.onPush(withPushOptions(context.WithoutCancel(ctx), push.Options), p, u, push.Updates)
@@ -188,21 +185,3 @@ func (s *Server) onPush(ctx context.Context, p *store.Project, u *store.User, up
 // dummyPasswordHash is a valid PBKDF2 hash of a random password, checked
 // against for unknown users.
 const dummyPasswordHash = "pbkdf2-sha256$100000$c2FsdHNhbHRzYWx0c2FsdA$5vGxqvI1m8U5u0kq6ZbqgH9bTzK3y2Wc4oJm1rN7uQk"
-
-// protectedRefPatterns lists a project's protected refs as full-ref globs.
-func (s *Server) protectedRefPatterns(ctx context.Context, p *store.Project) []string {
-	var pats []string
-	if p.DefaultBranch != "" {
-		pats = append(pats, "refs/heads/"+p.DefaultBranch)
-	}
-	for kind, prefix := range map[string]string{"branch": "refs/heads/", "tag": "refs/tags/"} {
-		refs, err := s.store.ProtectedRefs(ctx, p.ID, kind)
-		if err != nil {
-			continue
-		}
-		for _, r := range refs {
-			pats = append(pats, prefix+r.Name)
-		}
-	}
-	return pats
-}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kilnci/kiln/internal/access"
 	"log/slog"
 	"net"
 	"net/http"
@@ -79,6 +80,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *store.Store
+	access  *access.Policy
 	repos   *gitrepo.Store
 	api     *api.API
 	handler http.Handler
@@ -131,7 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
+	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
 	if err := s.bootstrap(ctx); err != nil {
 		s.Close()

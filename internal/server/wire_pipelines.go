@@ -21,7 +21,7 @@ func (s *Server) wirePipelines(ctx context.Context) error {
 	if s.secrets, err = secrets.New(key); err != nil {
 		return err
 	}
-	s.engine = &pipeline.Engine{Store: s.store, Repos: s.repos, Secrets: s.secrets, ExternalURL: s.cfg.ExternalURL, Log: s.log}
+	s.engine = &pipeline.Engine{Store: s.store, Access: s.access, Repos: s.repos, Secrets: s.secrets, ExternalURL: s.cfg.ExternalURL, Log: s.log}
 	s.pushHooks = append(s.pushHooks, s.pipelinesOnPush)
 	return nil
 }

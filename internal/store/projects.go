@@ -222,12 +222,14 @@ func (t *Tx) CreateProject(ctx context.Context, p *Project) error {
 		return ErrConflict
 	}
 	now := Now()
-	id, err := t.InsertID(ctx, `INSERT INTO projects (namespace_id, name, path, full_path, description, visibility, default_branch, creator_id, ci_config_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	// New projects limit CI job-token access to themselves
+	// (ci_job_token_scope_enabled), GitLab's default since 18.0.
+	id, err := t.InsertID(ctx, `INSERT INTO projects (namespace_id, name, path, full_path, description, visibility, default_branch, creator_id, ci_config_path, job_token_allowlist, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?)`,
 		p.NamespaceID, p.Name, p.Path, strings.ToLower(p.FullPath), p.Description, p.Visibility, p.DefaultBranch, p.CreatorID, p.CIConfigPath, now, now)
 	if err != nil {
 		return err
 	}
-	p.ID, p.CreatedAt, p.UpdatedAt, p.SeparatedCaches = id, Time(now), Time(now), true
+	p.ID, p.CreatedAt, p.UpdatedAt, p.SeparatedCaches, p.JobTokenAllowlist = id, Time(now), Time(now), true, true
 	return nil
 }
 
