@@ -170,3 +170,70 @@ hang:
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestContainerBuiltinCancelAndCrash: built-in runners remove a job's
+// containers and network when the job is canceled through the API; when
+// the server is killed mid-job they stay, and the server started again on
+// the same data dir removes them before its runners take work.
+func TestContainerBuiltinCancelAndCrash(t *testing.T) {
+	e := testenv.ContainerEngine(t)
+	testenv.TestImages(t, e)
+	s := newServer(t, "sqlite", "--builtin-runners", "1")
+	s.start()
+	owner := kilnserver.BuiltinContainerOwner(s.DataDir)
+	pid := newCIProject(t, s, "app")
+	ci := map[string]string{".gitlab-ci.yml": `
+hang:
+  image: ` + testenv.ImageBusybox + `
+  services: [{name: ` + testenv.ImageService + `, alias: db}]
+  script:
+    - echo job-started
+    - sleep 300
+`}
+	waitRunning := func(branch string) string {
+		t.Helper()
+		j := waitJob(t, s, pid, branch, "hang", 60*time.Second, "running")
+		id := jsonID(j["id"])
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(jobTrace(t, s, pid, id), "job-started") {
+			if time.Now().After(deadline) {
+				t.Fatalf("job did not start:\n%s", jobTrace(t, s, pid, id))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if c, n := countOwned(t, e, owner); c != 2 || n != 1 {
+			t.Fatalf("while the job runs: %d containers and %d networks, want 2 and 1", c, n)
+		}
+		return id
+	}
+	waitGone := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, n := countOwned(t, e, owner)
+			if c == 0 && n == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d containers and %d networks left", what, c, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	pushBranch(t, s, "root/app", "one", ci)
+	id := waitRunning("one")
+	if code, _ := s.call("POST", "/api/v4/projects/"+pid+"/jobs/"+id+"/cancel", nil, nil); code != 201 {
+		t.Fatalf("cancel: %d", code)
+	}
+	waitJob(t, s, pid, "one", "hang", 30*time.Second, "canceled")
+	waitGone("after cancel")
+
+	pushBranch(t, s, "root/app", "two", ci)
+	waitRunning("two")
+	s.kill()
+	if c, _ := countOwned(t, e, owner); c != 2 {
+		t.Fatalf("after the server's SIGKILL: %d containers, want the 2 still there", c)
+	}
+	s.start()
+	waitGone("after restart")
+}

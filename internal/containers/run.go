@@ -146,6 +146,10 @@ func (e *Engine) Run(ctx context.Context, id string, stdout, stderr io.Writer) (
 // Remove kills and removes a container with its anonymous volumes; a
 // container already gone is not an error.
 func (e *Engine) Remove(ctx context.Context, id string) error {
+	// Killed first: Podman's forced removal would otherwise give a
+	// process that ignores SIGTERM (a server as PID 1) its 10 s stop
+	// timeout. A container that is not running answers an error here.
+	_, _ = e.c.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"})
 	_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return err

@@ -176,9 +176,16 @@ func TestDockerTimeoutAndCancelCleanUp(t *testing.T) {
 		t.Errorf("after timeout: %d containers and %d networks left", c, n)
 	}
 	fs.addJob(cancel)
+	waitTrace(t, fs, 332, "started-332\n")
+	start := time.Now()
 	final, trace = fs.waitFinal(t, 332, 60*time.Second)
 	if !strings.Contains(trace, "ERROR: Job failed: canceled") {
 		t.Fatalf("%+v\n%s", final, trace)
+	}
+	// The service ignores SIGTERM: removal must not wait out the
+	// engine's 10 s stop timeout.
+	if el := time.Since(start); el > 8*time.Second {
+		t.Errorf("cancel and cleanup took %v", el)
 	}
 	if c, n := leftovers(t, d); c != 0 || n != 0 {
 		t.Errorf("after cancel: %d containers and %d networks left", c, n)
