@@ -173,6 +173,11 @@ test:
 	if !strings.Contains(tr, "shell-sandbox") || !strings.Contains(tr, "all-good") {
 		t.Errorf("test job trace:\n%s", tr)
 	}
+	// Built-in runners fetch from the server's repository directory, bound
+	// read-only into the sandbox for that, not over HTTP.
+	if strings.Contains(tr, "fetching over HTTP") {
+		t.Errorf("the local fetch failed in the sandbox:\n%s", tr)
+	}
 }
 
 // TestSandboxUnavailableRefused: where the sandbox cannot run (here: no

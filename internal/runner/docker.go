@@ -253,6 +253,12 @@ func (s *dockerSession) Run(ctx context.Context, c Cmd) error {
 // Adopt implements ExecSession.
 func (s *dockerSession) Adopt(path string) error { return s.host.Adopt(path) }
 
+// Settle implements ExecSession.
+func (s *dockerSession) Settle() { s.host.Settle() }
+
+// sandboxed tells the agent the host commands (git) run in a sandbox.
+func (s *dockerSession) sandboxed() bool { return isSandboxed(s.host) }
+
 // Cleanup implements ExecSession: the job's services and network go.
 func (s *dockerSession) Cleanup() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

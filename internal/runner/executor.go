@@ -59,6 +59,9 @@ type ExecSession interface {
 	// (extracted cache and artifacts, a fresh directory) to the user the
 	// job's processes run as, so that the job can change them.
 	Adopt(path string) error
+	// Settle ends what Keep kept alive: afterwards no process of the job
+	// runs until the next Run.
+	Settle()
 	// Cleanup releases what Prepare set up; the build dir stays.
 	Cleanup() error
 }
@@ -71,13 +74,16 @@ type Cmd struct {
 	Out  io.Writer
 	// Err receives standard error; nil means Out.
 	Err io.Writer
-	// ReadOnly lists further host paths the process must be able to read
-	// (the server's copy of the repository for a local fetch).
-	ReadOnly []string
 	// Script is set when the command runs a job script (the path of the
 	// script file, also in Args): an executor may pick its own shell for
 	// it, and run it elsewhere than the agent's own commands (git).
 	Script string
+	// Keep says more commands follow at once (the git commands getting the
+	// sources): an executor may keep what it set up for this one (a
+	// sandbox) alive for them, until Settle, Adopt, Cleanup or a Run
+	// without Keep. The agent never writes into the build directory while
+	// something is kept.
+	Keep bool
 }
 
 // ShellExecutor runs job processes directly on the host, as the agent's
@@ -102,6 +108,7 @@ func (s shellSession) Run(ctx context.Context, c Cmd) error {
 }
 
 func (shellSession) Adopt(string) error { return nil }
+func (shellSession) Settle()            {}
 func (shellSession) Cleanup() error     { return nil }
 
 // runOutput runs c through s and returns its standard output.

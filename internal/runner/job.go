@@ -180,9 +180,6 @@ func (j *jobRun) prepareEnv() error {
 		if strings.HasPrefix(kv, "KILN_") {
 			continue
 		}
-		if h, ok := j.r.cfg.Executor.(interface{ jobHome() string }); ok && strings.HasPrefix(kv, "HOME=") {
-			kv = "HOME=" + h.jobHome()
-		}
 		env = append(env, kv)
 	}
 	hostEnv := len(env)

@@ -32,7 +32,8 @@ const (
 //     private /tmp;
 //   - the directories in Hide replaced by empty tmpfs mounts, with only the
 //     job's build directory (writable) and its scripts directory
-//     (read-only) bound back in, at the same paths;
+//     (read-only) bound back in, at the same paths (the server's
+//     repositories stay hidden: sources are fetched over HTTP);
 //   - the network shared, so jobs reach the server and other hosts;
 //   - as the unprivileged user SandboxUID:SandboxGID with no capabilities
 //     when the agent is root (the process really is uid 65534 on the host:
@@ -55,9 +56,6 @@ type SandboxExecutor struct {
 // Name implements Executor.
 func (SandboxExecutor) Name() string { return "shell-sandbox" }
 
-// jobHome is HOME inside the sandbox: the agent's own home is not the
-// job's (and, as uid 65534, not readable).
-func (SandboxExecutor) jobHome() string { return "/tmp" }
 
 // tools finds bwrap (and, as root, setpriv, which drops to the sandbox
 // user once bwrap has set the namespaces up).
@@ -163,6 +161,7 @@ type sandboxSession struct {
 	grace          time.Duration
 	build, tmp     string
 	hide           []string
+	kept           *keptSandbox // see Cmd.Keep
 }
 
 // args builds the bwrap command line for c.
@@ -215,9 +214,6 @@ func (s *sandboxSession) args(c Cmd) []string {
 	}
 	bind("--bind", s.build)
 	bind("--ro-bind", s.tmp)
-	for _, p := range c.ReadOnly {
-		bind("--ro-bind", p)
-	}
 	// Nothing but the binds is writable below a hidden directory (as an
 	// ordinary user the sandbox user owns the tmpfs, and could fill it).
 	for _, h := range s.hide {
@@ -236,6 +232,11 @@ func (s *sandboxSession) args(c Cmd) []string {
 }
 
 func (s *sandboxSession) Run(ctx context.Context, c Cmd) error {
+	c.Env = jobEnv(c.Env)
+	if c.Keep && (c.Err == nil || c.Err == c.Out) {
+		return s.runKept(ctx, c)
+	}
+	s.Settle()
 	a := s.args(c)
 	cmd := exec.Command(a[0], a[1:]...)
 	cmd.Env = slices.Clip(c.Env)
@@ -246,6 +247,7 @@ func (s *sandboxSession) Run(ctx context.Context, c Cmd) error {
 // are not followed (Lchown, WalkDir), so a link the job planted cannot
 // redirect it; no job process runs while the agent does this.
 func (s *sandboxSession) Adopt(path string) error {
+	s.Settle()
 	if !s.root {
 		return nil
 	}
@@ -268,4 +270,28 @@ func (s *sandboxSession) Adopt(path string) error {
 	return err
 }
 
-func (s *sandboxSession) Cleanup() error { return nil }
+func (s *sandboxSession) Cleanup() error { s.Settle(); return nil }
+
+// sandboxed marks sessions whose processes cannot see the host's files.
+func (*sandboxSession) sandboxed() bool { return true }
+
+// isSandboxed reports whether s runs the agent's commands in a sandbox, in
+// which the server's repositories cannot be read.
+func isSandboxed(s ExecSession) bool {
+	x, ok := s.(interface{ sandboxed() bool })
+	return ok && x.sandboxed()
+}
+
+// jobEnv replaces the HOME the agent inherited (not one the job set) by
+// the sandbox's private /tmp: the agent's home is not the job's, and as
+// uid 65534 not even readable.
+func jobEnv(env []string) []string {
+	home := "HOME=" + os.Getenv("HOME")
+	i := slices.Index(env, home)
+	if i < 0 {
+		return env
+	}
+	env = slices.Clone(env)
+	env[i] = "HOME=/tmp"
+	return env
+}

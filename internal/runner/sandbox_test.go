@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -121,5 +122,71 @@ func BenchmarkExecutorStart(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSandboxKeptCommands: consecutive Keep commands share one sandbox yet
+// each gets its own directory, environment, output and exit status, and
+// Settle leaves no process of the job behind, even one that left its
+// process group.
+func TestSandboxKeptCommands(t *testing.T) {
+	data := t.TempDir()
+	build := filepath.Join(data, "b", "proj")
+	if err := os.MkdirAll(filepath.Join(build, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := sandboxOrSkip(t, data)
+	s, err := e.Prepare(context.Background(), ExecJob{BuildDir: build, TmpDir: build + ".tmp", KillGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Cleanup()
+	marker := "kiln-kept-test-" + strconv.Itoa(os.Getpid())
+	cases := []struct {
+		dir, script string
+		env         []string
+		want        string
+		code        int
+	}{
+		{build, "echo one; echo two >&2", nil, "one\ntwo\n", 0},
+		{filepath.Join(build, "sub"), "pwd; printf 'no newline'", nil, filepath.Join(build, "sub") + "\nno newline", 0},
+		{build, `echo "$A|$B"; exit 3`, []string{"A=x y", "B=line1\nline2"}, "x y|line1\nline2\n", 3},
+		{build, "setsid bash -c 'exec -a " + marker + " sleep 300' >/dev/null 2>&1 & sleep 0.2; echo started", nil, "started\n", 0},
+		{build, "echo $$ > pid && cat /proc/1/cmdline | tr '\\0' ' ' | grep -q bwrap && echo same-sandbox", nil, "same-sandbox\n", 0},
+	}
+	for i, c := range cases {
+		var out bytes.Buffer
+		env := append([]string{"PATH=" + os.Getenv("PATH")}, c.env...)
+		err := s.Run(context.Background(), Cmd{Args: []string{"bash", "-c", c.script}, Dir: c.dir, Env: env, Out: &out, Keep: true})
+		code := 0
+		if se, ok := err.(*scriptExit); ok {
+			code = se.code
+		} else if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if out.String() != c.want || code != c.code {
+			t.Errorf("case %d: output %q code %d, want %q code %d", i, out.String(), code, c.want, c.code)
+		}
+	}
+	ps, _ := exec.Command("ps", "-eo", "args").Output()
+	if !strings.Contains(string(ps), marker) {
+		t.Errorf("the escaped process is not running before Settle (test broken?)")
+	}
+	s.Settle()
+	ps, _ = exec.Command("ps", "-eo", "args").Output()
+	if strings.Contains(string(ps), marker) {
+		t.Errorf("a process of the job outlived Settle:\n%s", ps)
+	}
+	// Cancel kills a kept command and the next Keep command works again.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Run(ctx, Cmd{Args: []string{"sleep", "30"}, Dir: build, Env: []string{"PATH=" + os.Getenv("PATH")}, Out: io.Discard, Keep: true})
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("cancelled kept command: %v after %v", err, time.Since(start))
+	}
+	var out bytes.Buffer
+	if err := s.Run(context.Background(), Cmd{Args: []string{"echo", "again"}, Dir: build, Env: []string{"PATH=" + os.Getenv("PATH")}, Out: &out, Keep: true}); err != nil || out.String() != "again\n" {
+		t.Errorf("after cancel: %q %v", out.String(), err)
 	}
 }

@@ -157,6 +157,10 @@ func (j *jobRun) gitAuth() (string, string, error) {
 }
 
 func (j *jobRun) getSources(ctx context.Context) error {
+	// The agent writes into the build directory below: nothing of the job
+	// may run meanwhile (an earlier attempt's git), nor after we return.
+	j.sess.Settle()
+	defer j.sess.Settle()
 	strategy := j.vars["GIT_STRATEGY"]
 	if strategy == "" {
 		strategy = "clone"
@@ -200,8 +204,11 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		base.Path, base.RawQuery, base.Fragment = "/", "", ""
 		env = withGitConfig(baseEnv, "http."+base.String()+".extraHeader", auth)
 	}
+	local := j.localRepo()
+	// The git commands follow one another: an executor may run them in one
+	// sandbox (Keep).
 	git := func(dir string, args ...string) error {
-		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: dir, Env: env, Out: j.trace})
+		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: dir, Env: env, Out: j.trace, Keep: true})
 	}
 	depth := gi.Depth
 	if v := j.vars["GIT_DEPTH"]; v != "" {
@@ -286,13 +293,12 @@ func (j *jobRun) getSources(ctx context.Context) error {
 	}
 	args = append(args, "--prune", "--quiet")
 	fetched := false
-	if local := j.localRepo(); local != "" {
+	if local != "" {
 		// Same command, with origin's URL rewritten to the repository's
 		// directory for this one fetch (remote.origin.url is unchanged).
 		var out strings.Builder
-		// safe.directory: in a sandbox the job's user does not own it.
-		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote, "safe.directory", local)
-		err := j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: lenv, Out: &out, ReadOnly: []string{local}})
+		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote)
+		err := j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: lenv, Out: &out, Keep: true})
 		io.WriteString(j.trace, out.String())
 		switch {
 		case err == nil:
@@ -364,6 +370,11 @@ func withGitConfig(env []string, kv ...string) []string {
 // on the directory being readable, and falls back to HTTP if the fetch
 // fails. Access needs no token: a job may always read its own project.
 func (j *jobRun) localRepo() string {
+	if j.sess != nil && isSandboxed(j.sess) {
+		// The server's repositories stay out of the sandbox (and are not
+		// readable by its user): fetch over HTTP like an external runner.
+		return ""
+	}
 	dir := j.job.GitInfo.KilnLocalRepo
 	if dir == "" || !filepath.IsAbs(dir) || strings.ContainsAny(dir, "\x00\n") {
 		return ""
