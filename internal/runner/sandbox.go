@@ -56,7 +56,6 @@ type SandboxExecutor struct {
 // Name implements Executor.
 func (SandboxExecutor) Name() string { return "shell-sandbox" }
 
-
 // tools finds bwrap (and, as root, setpriv, which drops to the sandbox
 // user once bwrap has set the namespaces up).
 func (e SandboxExecutor) tools() (bwrap, setpriv string, err error) {
