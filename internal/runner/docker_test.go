@@ -100,7 +100,9 @@ func TestDockerServices(t *testing.T) {
 		`for i in $(seq 1 50); do nc db 8080 </dev/null >/dev/null 2>&1 && break; sleep 0.2; done`,
 		`nc db 8080 </dev/null`,
 		`nc localhost__kiln-test__service 8080 </dev/null`,
-		`nc localhost-kiln-test-service 8080 </dev/null`)
+		`nc localhost-kiln-test-service 8080 </dev/null`,
+		`for i in $(seq 1 50); do nc second 8080 </dev/null >/dev/null 2>&1 && break; sleep 0.2; done`,
+		`nc second 8080 </dev/null`)
 	// The job's image is the service image: its entrypoint (the server)
 	// would run instead of the script unless cleared.
 	job.Image = &client.Image{Name: testenv.ImageService, Entrypoint: []string{""}}
@@ -108,6 +110,9 @@ func TestDockerServices(t *testing.T) {
 	job.Services = []client.Image{
 		{Name: testenv.ImageService, Alias: "db", Command: []string{"arg1", "arg2"},
 			Variables: []client.Variable{{Key: "GREETING", Value: "service-level"}}},
+		// busybox has no entrypoint: the service's own makes it a server,
+		// and it sees the job's variables.
+		{Name: testenv.ImageBusybox, Alias: "second", Entrypoint: []string{"/bin/serve"}, Command: []string{"x"}},
 	}
 	fs.addJob(job)
 	final, trace := fs.waitFinal(t, 311, 60*time.Second)
@@ -116,6 +121,9 @@ func TestDockerServices(t *testing.T) {
 	}
 	if n := strings.Count(trace, "hello service-level serve arg1 arg2\n"); n != 3 {
 		t.Errorf("service answered %d times, want 3:\n%s", n, trace)
+	}
+	if !strings.Contains(trace, "hello job-level serve x\n") {
+		t.Errorf("second service:\n%s", trace)
 	}
 	if !strings.Contains(trace, "Starting service "+testenv.ImageService) {
 		t.Errorf("trace:\n%s", trace)
@@ -207,5 +215,19 @@ func TestShellExecutorWarnsAboutImage(t *testing.T) {
 	lines := strings.SplitN(trace, "\n", 5)
 	if len(lines) < 4 || !strings.Contains(lines[2], `WARNING: this job names image: node:20-alpine and services: postgres:16, but this runner's "shell" executor runs the script on the runner's host`) {
 		t.Errorf("first lines:\n%s", strings.Join(lines[:min(4, len(lines))], "\n"))
+	}
+}
+
+// The runner's default image serves jobs that name none.
+func TestDockerDefaultImage(t *testing.T) {
+	fs := newFakeServer(t)
+	e := testenv.ContainerEngine(t)
+	testenv.TestImages(t, e)
+	d := DockerExecutor{Engine: e, Owner: testenv.UniqueName("runnertest"), DefaultImage: testenv.ImageBusybox}
+	startRunner(t, fs, func(c *Config) { c.Executor = d })
+	fs.addJob(dockerJob(fs, 351, "", `if test -e /etc/debian_version; then echo on-host; else echo in-default-image; fi`))
+	final, trace := fs.waitFinal(t, 351, 60*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "in-default-image\n") || !strings.Contains(trace, "Using Docker executor with image "+testenv.ImageBusybox) {
+		t.Fatalf("%+v\n%s", final, trace)
 	}
 }
