@@ -271,6 +271,12 @@ func (rc *render) pipelineCoverage(pipelineID int64) any {
 // protected variables. Refusals are *pipeline.CreateError with GitLab's
 // message; permission failures are API errors (403/404).
 func (a *API) RunPipeline(ctx context.Context, u *store.User, p *store.Project, ref, source string, vars []pipeline.Var) (*store.Pipeline, error) {
+	return a.runPipeline(ctx, pipeline.Request{Project: p, Ref: ref, Source: source, User: u, Variables: vars})
+}
+
+// runPipeline is RunPipeline for a whole request (an exact commit, ...).
+func (a *API) runPipeline(ctx context.Context, req pipeline.Request) (*store.Pipeline, error) {
+	u, p, ref := req.User, req.Project, req.Ref
 	if u == nil {
 		return nil, errUnauthorized
 	}
@@ -284,7 +290,7 @@ func (a *API) RunPipeline(ctx context.Context, u *store.User, p *store.Project, 
 	if level < store.Maintainer && a.Engine.RefProtected(ctx, p, ref) {
 		return nil, &pipeline.CreateError{Messages: []string{"Insufficient permissions for protected ref '" + ref + "'"}}
 	}
-	return a.Engine.Create(ctx, pipeline.Request{Project: p, Ref: ref, Source: source, User: u, Variables: vars})
+	return a.Engine.Create(ctx, req)
 }
 
 func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -306,7 +312,11 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
-	pl, err := a.RunPipeline(c.ctx, c.user, p, ref, "api", vars)
+	sha, ok := c.params.Str("sha")
+	if !ok {
+		return errParam("sha is invalid")
+	}
+	pl, err := a.runPipeline(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha})
 	if err != nil {
 		return createErr(err)
 	}

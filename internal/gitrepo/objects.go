@@ -360,3 +360,54 @@ func (w *treeWalker) anyCouldMatchUnder(dir []string) bool {
 	}
 	return false
 }
+
+// IsAncestor reports whether commit ancestor is reachable from commit
+// descendant by following parents (a commit is its own ancestor), as
+// `git merge-base --is-ancestor` does. Both must be full object ids; an
+// annotated tag's id is peeled to its commit. The walk stops when ctx ends.
+func (s *Store) IsAncestor(ctx context.Context, repo, ancestor, descendant string) (bool, error) {
+	a, err := parseSHA(ancestor)
+	if err != nil {
+		return false, err
+	}
+	d, err := parseSHA(descendant)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = s.withRepo(ctx, repo, func(st *filesystem.Storage) error {
+		if a, err = peelToCommit(st, a); err != nil {
+			return err
+		}
+		if d, err = peelToCommit(st, d); err != nil {
+			return err
+		}
+		seen := map[plumbing.Hash]bool{d: true}
+		queue := []plumbing.Hash{d}
+		for n := 0; len(queue) > 0; n++ {
+			h := queue[0]
+			queue = queue[1:]
+			if h == a {
+				found = true
+				return nil
+			}
+			if n%1024 == 1023 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			c, err := getCommit(st, h)
+			if err != nil {
+				return err
+			}
+			for _, p := range c.ParentHashes {
+				if !seen[p] {
+					seen[p] = true
+					queue = append(queue, p)
+				}
+			}
+		}
+		return nil
+	})
+	return found, err
+}

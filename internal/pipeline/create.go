@@ -25,6 +25,7 @@ type Repos interface {
 	ChangedFiles(ctx context.Context, repo, beforeSHA, afterSHA string) ([]string, error)
 	Exists(ctx context.Context, repo, sha string, globs []string) (bool, error)
 	UpdateRef(ctx context.Context, repo, fullRef, sha string) error
+	IsAncestor(ctx context.Context, repo, ancestor, descendant string) (bool, error)
 }
 
 // Engine creates and advances pipelines.
@@ -71,6 +72,12 @@ type Request struct {
 	Variables []Var // pipeline-level variables (highest precedence)
 	// SHA and BeforeSHA are known for pushes; otherwise the ref is resolved.
 	SHA, BeforeSHA string
+	// CommitSHA is an exact commit an API caller asked for (trigger API,
+	// POST /pipeline): the pipeline builds it instead of the ref's tip, and
+	// Create refuses it unless it is reachable from Ref, so that a ref's
+	// protection is no way to run an arbitrary commit. Unlike SHA, it is
+	// checked.
+	CommitSHA string
 	// PushOptions are git push options (ci.skip).
 	PushOptions []string
 	// IgnoreSkipCI ignores [ci skip] in the commit message (triggers do).
@@ -319,6 +326,13 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	if req.SHA != "" {
 		pl.SHA = req.SHA
 	}
+	if req.CommitSHA != "" {
+		sha, err := e.reachable(ctx, p, ref, req.CommitSHA)
+		if err != nil {
+			return nil, err
+		}
+		pl.SHA = sha
+	}
 	if req.BeforeSHA != "" {
 		pl.BeforeSHA = req.BeforeSHA
 	}
@@ -449,4 +463,43 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	}
 	e.observeCreated(pl)
 	return e.Store.PipelineByID(ctx, pl.ID)
+}
+
+// msgSHAFormat is the refusal of a sha parameter that is not a full commit id.
+const msgSHAFormat = "sha must be a full commit SHA (40 hexadecimal characters)"
+
+// reachable checks that the caller's exact commit is in the history of
+// ref and returns it in lower case. A commit of another branch, or one no
+// ref contains any more, is refused: on a protected ref that would run
+// code nobody with the right to update the ref ever put there.
+func (e *Engine) reachable(ctx context.Context, p *store.Project, ref gitrepo.Ref, sha string) (string, error) {
+	sha = strings.ToLower(sha)
+	if !ValidSHA(sha) {
+		return "", refusal(msgSHAFormat)
+	}
+	ok, err := e.Repos.IsAncestor(ctx, p.FullPath, sha, ref.SHA)
+	if errors.Is(err, gitrepo.ErrCommitNotFound) {
+		return "", refusal("Commit not found")
+	}
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", refusal(fmt.Sprintf("Commit %s is not reachable from ref '%s'", sha, ref.Name))
+	}
+	return sha, nil
+}
+
+// ValidSHA reports whether s is a full 40-hex commit id.
+func ValidSHA(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

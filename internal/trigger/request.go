@@ -37,6 +37,9 @@ var DefaultLimits = Limits{MaxBody: 1 << 20, MaxVariables: 1000, MaxDepth: 64, M
 type Request struct {
 	Token string
 	Ref   string
+	// SHA is the exact commit asked for (optional): it must be reachable
+	// from Ref, which the engine checks.
+	SHA string
 	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
 	Variables map[string]string
 	// Payload is TRIGGER_PAYLOAD: every parameter except the token, as JSON
@@ -162,7 +165,11 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 				"Variables key can contain only letters, digits and '_'."}}}, Reason: "invalid variable name"}
 		}
 	}
-	req.Token, req.Ref = tok, ref
+	sha, ok := p.str("sha")
+	if !ok {
+		return nil, grapeErr("sha is invalid")
+	}
+	req.Token, req.Ref, req.SHA = tok, ref, strings.TrimSpace(sha)
 
 	// TRIGGER_PAYLOAD: every parameter but the token, with the effective ref,
 	// the project id and the variables, as GitLab serialises its params.
