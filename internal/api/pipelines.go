@@ -312,10 +312,10 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
-	sha, ok := c.params.Str("sha")
-	if !ok {
-		return errParam("sha is invalid")
+	if err := c.params.Scalars("sha"); err != nil {
+		return err
 	}
+	sha := c.params.String("sha")
 	pl, err := a.runPipeline(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha})
 	if err != nil {
 		return createErr(err)

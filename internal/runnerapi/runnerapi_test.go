@@ -45,7 +45,7 @@ func (fakeRepos) ChangedFiles(ctx context.Context, repo, a, b string) ([]string,
 func (fakeRepos) Exists(ctx context.Context, repo, sha string, globs []string) (bool, error) {
 	return false, nil
 }
-func (fakeRepos) UpdateRef(ctx context.Context, repo, ref, sha string) error { return nil }
+func (fakeRepos) UpdateRef(ctx context.Context, repo, ref, sha string) error      { return nil }
 func (fakeRepos) IsAncestor(ctx context.Context, repo, a, d string) (bool, error) { return a == d, nil }
 
 type env struct {
