@@ -120,6 +120,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.BuiltinRunnersUnsafe, "builtin-runners-unsafe", envBool("KILN_BUILTIN_RUNNERS_UNSAFE"), "run built-in runners' jobs without the sandbox, as the server's user: any job can read the data dir (KILN_BUILTIN_RUNNERS_UNSAFE=1)")
 	fs.IntVar(&cfg.TriggerRateLimit, "trigger-rate-limit", envInt("KILN_TRIGGER_RATE_LIMIT", 0), "pipelines the trigger API may create per project and minute, 0 for no limit (KILN_TRIGGER_RATE_LIMIT)")
 	fs.DurationVar(&cfg.RunnerStaleTimeout, "runner-stale-timeout", envDuration("KILN_RUNNER_STALE_TIMEOUT", 5*time.Minute), "fail a running job whose runner has not reported for this long (KILN_RUNNER_STALE_TIMEOUT)")
+	fs.DurationVar(&cfg.RunnerAckTimeout, "runner-ack-timeout", envDuration("KILN_RUNNER_ACK_TIMEOUT", time.Minute), "put a job back in the queue when the runner it was handed to has not acknowledged it (first update or trace) for this long (KILN_RUNNER_ACK_TIMEOUT)")
 	fs.Int64Var(&cfg.MaxTraceSize, "max-trace-size", int64(envInt("KILN_MAX_TRACE_SIZE", 100<<20)), "bytes of job log kept; the rest is cut with a note (KILN_MAX_TRACE_SIZE)")
 	fs.Int64Var(&cfg.MaxArtifactsSize, "max-artifacts-size", int64(envInt("KILN_MAX_ARTIFACTS_SIZE", 100<<20)), "largest artifacts archive accepted, in bytes (KILN_MAX_ARTIFACTS_SIZE)")
 	fs.StringVar(&cfg.MetricsAllow, "metrics-allow", envOr("KILN_METRICS_ALLOW", server.DefaultMetricsAllow), "comma-separated CIDRs allowed to read /metrics; 0.0.0.0/0,::/0 for everyone (KILN_METRICS_ALLOW)")

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
@@ -186,6 +187,13 @@ func TestRecoverRedoesLostFollowUps(t *testing.T) {
 	}
 	var called []int64
 	e.BridgePending = func(_ context.Context, id int64) { called = append(called, id) }
+	if err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(called) != 0 {
+		t.Fatalf("a bridge pending for less than the grace was recovered (its hook may still run): %v", called)
+	}
+	e.Now = func() time.Time { return time.Now().Add(BridgeRecoveryGrace + time.Second) }
 	if err := e.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

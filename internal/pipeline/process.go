@@ -487,16 +487,23 @@ func parseStartIn(s string) time.Duration {
 	return ParseHumanDuration(s)
 }
 
+// BridgeRecoveryGrace is how long a bridge must have been pending before
+// Recover takes it for one whose BridgePending follow-up was lost: younger
+// ones may still be in the hands of the hook that is creating their
+// downstream pipeline (on this server or another).
+const BridgeRecoveryGrace = time.Minute
+
 // Recover redoes follow-ups that run after a commit and would be lost if the
 // server died right then: delayed jobs whose time has come, bridges still
 // waiting for their downstream pipeline, and depend bridges whose
 // downstream already finished. It is safe to run at any time, on any
-// replica; the server runs it at start and then every minute.
+// replica; the server runs it at start and then every minute (the
+// "recovery" loop of internal/server, one replica at a time).
 func (e *Engine) Recover(ctx context.Context) error {
 	if err := e.ProcessDue(ctx); err != nil {
 		return err
 	}
-	bridges, err := e.Store.BridgesToRecover(ctx, 500)
+	bridges, err := e.Store.BridgesToRecover(ctx, e.now().Add(-BridgeRecoveryGrace), 500)
 	if err != nil {
 		return err
 	}
@@ -509,4 +516,26 @@ func (e *Engine) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// RequeueUnacknowledged puts a job that was handed to a runner which never
+// acknowledged it back to pending (see store.Tx.RequeueUnacknowledgedJob),
+// and wakes runners. It reports false when the job has moved on.
+func (e *Engine) RequeueUnacknowledged(ctx context.Context, jobID int64) (bool, error) {
+	var ok bool
+	err := e.Store.Write(ctx, func(tx *store.Tx) error {
+		ok = false
+		j, err := lockJob(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if ok, err = tx.RequeueUnacknowledgedJob(ctx, jobID); err != nil || !ok {
+			return err
+		}
+		if e.JobsPending != nil {
+			tx.AfterCommit(e.JobsPending)
+		}
+		return e.process(ctx, tx, j.PipelineID)
+	})
+	return ok, err
 }

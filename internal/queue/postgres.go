@@ -31,26 +31,23 @@ type Postgres struct {
 	self    string // payload marking our own notifications, which are ignored
 	log     *slog.Logger
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 	// ready is closed once the first LISTEN succeeded (tests wait on it).
 	ready     chan struct{}
 	readyOnce sync.Once
 }
 
-// NewPostgres starts listening on dsn. db is used to send notifications
-// (any pooled connection will do; NOTIFY is only delivered on commit, and
-// callers notify after their own commit).
+// NewPostgres returns a notifier for dsn; Run listens. db is used to send
+// notifications (any pooled connection will do; NOTIFY is only delivered on
+// commit, and callers notify after their own commit).
 func NewPostgres(dsn string, db *sql.DB, log *slog.Logger) *Postgres {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var b [8]byte
 	_, _ = crand.Read(b[:])
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &Postgres{Memory: NewMemory(), db: db, dsn: dsn, self: hex.EncodeToString(b[:]), log: log, cancel: cancel, ready: make(chan struct{}), channel: channelPrefix + "default"}
+	p := &Postgres{Memory: NewMemory(), db: db, dsn: dsn, self: hex.EncodeToString(b[:]), log: log, ready: make(chan struct{}), channel: channelPrefix + "default"}
 	var where string
-	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+	qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := db.QueryRowContext(qctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err == nil {
 		sum := sha256.Sum256([]byte(where))
 		p.channel = channelPrefix + hex.EncodeToString(sum[:8])
@@ -58,8 +55,6 @@ func NewPostgres(dsn string, db *sql.DB, log *slog.Logger) *Postgres {
 		log.Warn("reading the schema for the NOTIFY channel failed; using a shared channel", "err", err)
 	}
 	qcancel()
-	p.wg.Add(1)
-	go p.listen(ctx)
 	return p
 }
 
@@ -76,14 +71,14 @@ func (p *Postgres) Notify() {
 	}
 }
 
-// Close stops listening.
-func (p *Postgres) Close() {
-	p.cancel()
-	p.wg.Wait()
+// Run turns other replicas' notifications into local wake-ups until ctx
+// ends, reconnecting with backoff (the server's lifecycle runs it).
+func (p *Postgres) Run(ctx context.Context) error {
+	p.listen(ctx)
+	return nil
 }
 
 func (p *Postgres) listen(ctx context.Context) {
-	defer p.wg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := p.listenOnce(ctx)

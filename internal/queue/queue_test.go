@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,8 +48,12 @@ func TestPostgresWakesOtherReplica(t *testing.T) {
 	}
 	defer db.Close()
 	a, b := NewPostgres(dsn, db, nil), NewPostgres(dsn, db, nil)
-	defer a.Close()
-	defer b.Close()
+	lctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Go(func() { a.Run(lctx) })
+	wg.Go(func() { b.Run(lctx) })
 	for _, p := range []*Postgres{a, b} {
 		select {
 		case <-p.Ready():

@@ -52,13 +52,6 @@ func (s *Service) authJob(w http.ResponseWriter, r *http.Request, token string) 
 	return j
 }
 
-// markTouched notes that a job's liveness was just written.
-func (s *Service) markTouched(id int64) {
-	s.mu.Lock()
-	s.touched[id] = time.Now()
-	s.mu.Unlock()
-}
-
 // touchEvery is how often a running job's last_seen_at is written: often
 // enough that the liveness loop never sees a reporting job as stale.
 func (s *Service) touchEvery() time.Duration {

@@ -243,7 +243,9 @@ func (s *Service) assign(ctx context.Context, cr *cachedRunner) (job *client.Job
 		if picked == nil {
 			return nil, contended, nil
 		}
-		s.markTouched(picked.ID)
+		// No markTouched here: the runner's first update or trace must
+		// write last_seen_at, which is how the job counts as acknowledged
+		// (RequeueUnacknowledged).
 		// The pipeline follows its job to running; off the hot path.
 		pid := picked.PipelineID
 		s.bg.Add(1)

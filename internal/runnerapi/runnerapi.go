@@ -35,6 +35,9 @@ const (
 	// DefaultStatusInterval is how often Kiln asks runners that understand
 	// client.StatusIntervalHeader to check a silent job's status.
 	DefaultStatusInterval = time.Second
+	// DefaultAckTimeout is how long a job handed to a runner may go without
+	// the runner's first state update or trace before it is requeued.
+	DefaultAckTimeout = time.Minute
 	// OnlineWindow is how recently a runner must have been in contact to
 	// count as online (GitLab: 2 hours).
 	OnlineWindow = 2 * time.Hour
@@ -70,6 +73,9 @@ type Config struct {
 	// StatusInterval is sent to runners as client.StatusIntervalHeader:
 	// how often a job with no new log asks whether it was canceled.
 	StatusInterval time.Duration
+	// AckTimeout requeues jobs whose runner has not acknowledged them
+	// (first update or trace) for this long after they were handed out.
+	AckTimeout time.Duration
 	// UserByToken authenticates a personal access token (for artifact downloads by users).
 	UserByToken func(ctx context.Context, token string) (*store.User, error)
 	// Metrics, if set, counts polls and assignments.
@@ -90,6 +96,10 @@ type Service struct {
 
 	// checks counts database looks for jobs (tests assert idle polls make none).
 	checks atomic.Int64
+	// started is when this service began answering runners: a runner can
+	// only be judged silent (stale, or not acknowledging) after it has had
+	// the full timeout to reach this server.
+	started time.Time
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -127,11 +137,14 @@ func New(cfg Config) *Service {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = DefaultStatusInterval
 	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
 	if cfg.Notifier == nil {
 		cfg.Notifier = queue.NewMemory()
 	}
 	cfg.ExternalURL = strings.TrimRight(cfg.ExternalURL, "/")
-	return &Service{cfg: cfg, log: cfg.Log, runners: map[string]*cachedRunner{}, touched: map[int64]time.Time{}, bad412: map[int64]int{}, done: make(chan struct{})}
+	return &Service{cfg: cfg, log: cfg.Log, runners: map[string]*cachedRunner{}, touched: map[int64]time.Time{}, bad412: map[int64]int{}, done: make(chan struct{}), started: time.Now()}
 }
 
 // Register adds the protocol's routes to mux.

@@ -21,6 +21,7 @@ import (
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/httplimit"
+	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/metrics"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
@@ -59,6 +60,10 @@ type Config struct {
 	// RunnerStaleTimeout fails running jobs whose runner has not reported
 	// for this long (0: 5 minutes).
 	RunnerStaleTimeout time.Duration
+	// RunnerAckTimeout requeues a job whose runner has not acknowledged it
+	// (first update or trace) for this long after it was handed out
+	// (0: 1 minute).
+	RunnerAckTimeout time.Duration
 	// MaxTraceSize cuts job logs beyond this many bytes (0: 100 MiB);
 	// MaxArtifactsSize refuses larger artifact uploads (0: 100 MiB).
 	MaxTraceSize, MaxArtifactsSize int64
@@ -98,14 +103,19 @@ type Server struct {
 	// throttle limits password and token guessing over git Basic auth and
 	// web sign-in (one shared home: per address, per account, PBKDF2 work).
 	throttle *auth.Throttle
-	// bg tracks background work (push handling) that Close waits for.
+	// loops is the one home of background loops: every area registers its
+	// loops here while it is wired (never starts a goroutine of its own
+	// that outlives a request); Serve starts them once the listener is
+	// open, and shutdown stops them.
+	loops *lifecycle.Manager
+	// listenAddr is the listener's address once Serve runs (built-in
+	// runners dial it).
+	listenAddr net.Addr
+	// bg tracks per-event follow-ups (push handling, bridges) that Close
+	// waits for.
 	bg sync.WaitGroup
 	// onShutdown wakes long-polling requests so that shutdown is quick.
 	onShutdown []func()
-	// onServe runs once the listener is open (built-in runners connect to it);
-	// beforeShutdown runs when shutdown starts, while requests are still served.
-	onServe        []func(addr net.Addr)
-	beforeShutdown []func()
 }
 
 // New opens storage and builds the handlers; it does not listen yet.
@@ -134,6 +144,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
+	s.loops = lifecycle.New(log, st.WithClaim)
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
 	if err := s.bootstrap(ctx); err != nil {
 		s.Close()
@@ -276,8 +287,12 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"status":%q,"master_check":[{"status":%q}],"db_check":[{"status":%q}]}`+"\n", dbStatus, dbStatus, dbStatus)
 }
 
-// Close releases resources.
+// Loops reports the background loops (for tests and diagnostics).
+func (s *Server) Loops() []lifecycle.Status { return s.loops.Status() }
+
+// Close stops the background loops and releases resources.
 func (s *Server) Close() {
+	s.loops.Stop()
 	s.bg.Wait()
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		s.closers[i]()
@@ -315,18 +330,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "max_connections", hc.MaxConns, "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	for _, fn := range s.onServe {
-		fn(ln.Addr())
-	}
+	s.listenAddr = ln.Addr()
+	s.loops.Start(ctx)
 	select {
 	case err := <-errc:
+		s.loops.Stop()
 		return err
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down")
-	for _, fn := range s.beforeShutdown {
-		fn()
-	}
+	// Loops stop while requests are still served, so that built-in runners
+	// can report the jobs they abort.
+	s.loops.Stop()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)

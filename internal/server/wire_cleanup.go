@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/sweep"
 )
 
@@ -16,7 +16,7 @@ import (
 // and projects (see package sweep). Before the server serves anything it
 // carries out removals a crash interrupted and removes job files whose job
 // no longer exists; then it runs after every deletion (api.FilesDeleted)
-// and every minute until Close.
+// and every minute, as the lifecycle's "file-sweeper" loop.
 func (s *Server) wireCleanup(ctx context.Context) error {
 	var files []sweep.Files
 	if tr := s.api.Runners.Traces; tr != nil {
@@ -43,14 +43,10 @@ func (s *Server) wireCleanup(ctx context.Context) error {
 			s.log.Warn("removing deleted files failed; retrying every minute", "err", err)
 		}
 	}
-	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { sw.Run(loopCtx) })
-	s.closers = append(s.closers, func() {
-		stop()
-		wg.Wait()
-	})
-	return nil
+	return s.loops.Add(lifecycle.Loop{Name: "file-sweeper", Run: func(ctx context.Context) error {
+		sw.Run(ctx)
+		return nil
+	}})
 }
 
 // builtinBuildsDir and builtinCacheDir are where built-in runners keep

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/kilnci/kiln/internal/gitrepo"
+	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
@@ -23,8 +25,15 @@ func (s *Server) wirePipelines(ctx context.Context) error {
 	}
 	s.engine = &pipeline.Engine{Store: s.store, Access: s.access, Repos: s.repos, Secrets: s.secrets, ExternalURL: s.cfg.ExternalURL, Log: s.log}
 	s.pushHooks = append(s.pushHooks, s.pipelinesOnPush)
-	return nil
+	// Follow-ups lost in a crash (delayed jobs that came due while the
+	// server was down, bridges whose downstream was never created, depend
+	// bridges whose downstream finished): at start and every minute, one
+	// replica at a time.
+	return s.loops.Add(lifecycle.Loop{Name: "recovery", Every: recoveryEvery, Shared: true, Run: s.engine.Recover})
 }
+
+// recoveryEvery is the period of the recovery loop.
+const recoveryEvery = time.Minute
 
 // pipelinesOnPush creates a pipeline (source push) for each created or
 // updated branch and tag; deleted refs create nothing.

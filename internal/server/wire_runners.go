@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/queue"
 	"github.com/kilnci/kiln/internal/runner"
 	"github.com/kilnci/kiln/internal/runnerapi"
@@ -36,13 +37,17 @@ func (s *Server) wireRunners(ctx context.Context) error {
 	var notifier queue.Notifier = queue.NewMemory()
 	if s.store.Dialect == store.Postgres {
 		pg := queue.NewPostgres(s.cfg.Database, s.store.DB(), s.log)
-		s.closers = append(s.closers, pg.Close)
+		// Every replica listens: it turns the others' NOTIFY into wake-ups
+		// for its own long-polling runners.
+		if err := s.loops.Add(lifecycle.Loop{Name: "notify-listener", Run: pg.Run}); err != nil {
+			return err
+		}
 		notifier = pg
 	}
 	metrics := runnerapi.NewMetrics(s.metrics)
 	svc := runnerapi.New(runnerapi.Config{
 		Store: s.store, Engine: s.engine, Repos: s.repos, Notifier: notifier, Traces: tr, Artifacts: ar,
-		ExternalURL: s.cfg.ExternalURL, Log: s.log, StaleTimeout: s.cfg.RunnerStaleTimeout, Metrics: metrics,
+		ExternalURL: s.cfg.ExternalURL, Log: s.log, StaleTimeout: s.cfg.RunnerStaleTimeout, AckTimeout: s.cfg.RunnerAckTimeout, Metrics: metrics,
 		UserByToken: func(ctx context.Context, token string) (*store.User, error) {
 			u, k, err := s.api.CheckToken(ctx, token)
 			if err != nil {
@@ -83,14 +88,20 @@ func (s *Server) wireRunners(ctx context.Context) error {
 	s.api.Runners.Changed = svc.RunnersChanged
 	s.api.Runners.ServeArtifacts = func(w http.ResponseWriter, r *http.Request, j *store.Job) { runnerapi.ServeArtifacts(w, r, ar, j) }
 
-	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
-	var loopWG sync.WaitGroup
-	loopWG.Go(func() { svc.Run(loopCtx) })
+	for _, l := range []lifecycle.Loop{
+		// Per job claims (a conditional update) keep replicas from failing
+		// one job twice, so every replica may run the reaper.
+		{Name: "stale-jobs", Every: svc.StaleCheckEvery(), Run: svc.FailStaleJobs},
+		{Name: "unacknowledged-jobs", Every: svc.AckCheckEvery(), Run: svc.RequeueUnacknowledged},
+		{Name: "artifact-expiry", Every: time.Minute, Shared: true, Run: svc.ExpireArtifacts},
+	} {
+		if err := s.loops.Add(l); err != nil {
+			return err
+		}
+	}
 	s.onShutdown = append(s.onShutdown, svc.Shutdown)
 	s.closers = append(s.closers, func() {
 		svc.Shutdown()
-		stopLoop()
-		loopWG.Wait()
 		svc.Wait()
 	})
 	return s.wireBuiltinRunners(ctx, svc)
@@ -137,8 +148,15 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 		}
 	}
 	suffix := builtinSuffix(s.cfg.DataDir)
+	// Jobs that were running on this server's built-in runners died with
+	// the previous process (the runners ran inside it): finish them now
+	// rather than after the stale timeout.
+	if err := s.failOrphanedBuiltinJobs(ctx, suffix); err != nil {
+		return err
+	}
 	// Rows of a previous run of this server (and long-dead ones of any
-	// replica) go; their jobs are failed by the liveness loop.
+	// replica) go; jobs of the long-dead ones are failed by the stale-jobs
+	// loop.
 	err := s.store.Write(ctx, func(tx *store.Tx) error {
 		return tx.DeleteBuiltinRunners(ctx, suffix, time.Now().Add(-24*time.Hour))
 	})
@@ -159,14 +177,15 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 		mu      sync.Mutex
 		cancel  context.CancelFunc
 		running []*runner.Runner
-		wg      sync.WaitGroup
 	)
-	s.onServe = append(s.onServe, func(addr net.Addr) {
-		url := "http://" + loopback(addr)
-		runCtx, c := context.WithCancel(context.Background())
+	run := func(loopCtx context.Context) error {
+		url := "http://" + loopback(s.listenAddr)
+		runCtx, c := context.WithCancel(loopCtx)
+		defer c()
 		mu.Lock()
 		cancel = c
 		mu.Unlock()
+		var wg sync.WaitGroup
 		for i, tok := range tokens {
 			r := runner.New(runner.Config{
 				URL: url, Token: tok, Name: "kiln-builtin-" + strconv.Itoa(i+1), Concurrent: 1,
@@ -187,21 +206,9 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 				}
 			})
 		}
-	})
-	stop := func() {
-		mu.Lock()
-		c, rs := cancel, running
-		cancel, running = nil, nil
-		mu.Unlock()
-		if c == nil {
-			return
-		}
-		// Stop polling, kill running jobs and let them report while the
-		// server still answers; bounded so shutdown stays prompt.
-		c()
-		for _, r := range rs {
-			r.Abort()
-		}
+		<-runCtx.Done()
+		// Stop (below) aborted the jobs; give them a bounded time to
+		// report so that shutdown stays prompt.
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		select {
@@ -209,10 +216,23 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 		case <-time.After(10 * time.Second):
 			s.log.Warn("built-in runners did not stop within 10s")
 		}
+		return nil
 	}
-	s.beforeShutdown = append(s.beforeShutdown, stop)
-	s.closers = append(s.closers, stop)
-	return nil
+	// Stop polling, kill running jobs and let them report while the server
+	// still answers (the lifecycle stops loops before the HTTP server).
+	abort := func() {
+		mu.Lock()
+		c, rs := cancel, running
+		cancel, running = nil, nil
+		mu.Unlock()
+		if c != nil {
+			c() // no new job requests
+		}
+		for _, r := range rs {
+			r.Abort()
+		}
+	}
+	return s.loops.Add(lifecycle.Loop{Name: "builtin-runners", Run: run, Stop: abort})
 }
 
 // builtinExecutor is how built-in runners run jobs: in a sandbox that hides
@@ -250,4 +270,36 @@ func loopback(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// failOrphanedBuiltinJobs fails, with runner_system_failure (so that
+// retry: {when: runner_system_failure} retries them), the jobs that were
+// running on the built-in runners of this server's previous process. Each
+// is claimed first, like the stale-jobs loop does, so that a concurrent
+// reaper on another replica cannot finish it twice.
+func (s *Server) failOrphanedBuiltinJobs(ctx context.Context, suffix string) error {
+	jobs, err := s.store.RunningJobsOfBuiltinRunners(ctx, suffix)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		var won bool
+		err := s.store.Write(ctx, func(tx *store.Tx) error {
+			var err error
+			won, err = tx.ClaimStaleJob(ctx, j.ID, j.Status, time.Now().Add(time.Hour))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if !won {
+			continue
+		}
+		final, err := s.engine.FinishJob(ctx, j.ID, "failed", "runner_system_failure", nil)
+		if err != nil {
+			return fmt.Errorf("failing job %d of a built-in runner of the previous run: %w", j.ID, err)
+		}
+		s.log.Warn("job was running on a built-in runner when the server stopped", "job", j.ID, "runner", j.RunnerID, "status", final)
+	}
+	return nil
 }

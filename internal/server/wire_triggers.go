@@ -6,6 +6,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/pipewatch"
+	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/trigger"
 )
@@ -49,27 +50,10 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		s.bg.Go(func() { b.Finished(ctx, pipelineID) })
 	}
 
-	pruneCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Hour)
-		defer tick.Stop()
-		for {
-			err := s.store.Write(pruneCtx, func(tx *store.Tx) error {
-				_, err := tx.PruneDeliveries(pruneCtx, time.Now().Add(-deliveryRetention))
-				return err
-			})
-			if err != nil && pruneCtx.Err() == nil {
-				s.log.Error("pruning trigger deliveries", "err", err)
-			}
-			select {
-			case <-pruneCtx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	s.closers = append(s.closers, func() { stop(); <-done })
-	return nil
+	return s.loops.Add(lifecycle.Loop{Name: "trigger-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
+		return s.store.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.PruneDeliveries(ctx, time.Now().Add(-deliveryRetention))
+			return err
+		})
+	}})
 }

@@ -329,15 +329,45 @@ func (s *Store) DueScheduledJobs(ctx context.Context, now time.Time) ([]*Job, er
 }
 
 // BridgesToRecover lists bridges whose after-commit follow-up may have been
-// lost in a crash: pending ones (downstream not created yet) and running
-// ones whose downstream pipeline has finished.
-func (s *Store) BridgesToRecover(ctx context.Context, limit int) ([]*Job, error) {
-	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE kind = 'bridge' AND retried = FALSE AND (status = 'pending'
+// lost in a crash: ones pending since before queuedBefore (downstream not
+// created yet) and running ones whose downstream pipeline has finished.
+func (s *Store) BridgesToRecover(ctx context.Context, queuedBefore time.Time, limit int) ([]*Job, error) {
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE kind = 'bridge' AND retried = FALSE AND ((status = 'pending' AND (queued_at IS NULL OR queued_at < ?))
 		OR (status = 'running' AND downstream_pipeline_id IN (SELECT id FROM pipelines WHERE status IN ('success', 'failed', 'canceled', 'skipped'))))
-		ORDER BY id LIMIT ?`, limit)
+		ORDER BY id LIMIT ?`, queuedBefore.UnixMicro(), limit)
 }
 
 // PipelineByUpstreamJob finds the pipeline a bridge created, if any.
 func (s *Store) PipelineByUpstreamJob(ctx context.Context, jobID int64) (*Pipeline, error) {
 	return scanPipeline(s.queryRow(ctx, `SELECT `+pipelineCols+` FROM pipelines WHERE upstream_job_id = ? ORDER BY id LIMIT 1`, jobID))
+}
+
+// UnacknowledgedJobs lists build jobs handed to a runner before assignedBefore
+// that the runner never reported on: AssignJob sets last_seen_at to
+// started_at, and the runner's first update or trace moves last_seen_at on.
+func (s *Store) UnacknowledgedJobs(ctx context.Context, assignedBefore time.Time) ([]*Job, error) {
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status = 'running' AND kind = 'build' AND last_seen_at = started_at AND started_at < ? ORDER BY id LIMIT 500`,
+		assignedBefore.UnixMicro())
+}
+
+// RequeueUnacknowledgedJob puts a running job its runner never reported on
+// back to pending, revoking its job token; it reports false when the job
+// has moved on meanwhile (acknowledged, canceled, requeued by another
+// server), which makes it a claim too.
+func (t *Tx) RequeueUnacknowledgedJob(ctx context.Context, id int64) (bool, error) {
+	res, err := t.Exec(ctx, `UPDATE jobs SET status = 'pending', runner_id = NULL, token_hash = NULL, started_at = NULL, last_seen_at = NULL, queued_at = ?
+		WHERE id = ? AND status = 'running' AND kind = 'build' AND last_seen_at = started_at`, Now(), id)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// RunningJobsOfBuiltinRunners lists build jobs running (or canceling) on the
+// built-in runners whose description ends with suffix.
+func (s *Store) RunningJobsOfBuiltinRunners(ctx context.Context, suffix string) ([]*Job, error) {
+	return s.jobs(ctx, s.rq, `SELECT `+jobCols+` FROM jobs WHERE status IN ('running', 'canceling') AND kind = 'build'
+		AND runner_id IN (SELECT id FROM runners WHERE builtin = TRUE AND description LIKE ? ESCAPE '\')
+		ORDER BY id`, "%"+likeEscape(suffix))
 }

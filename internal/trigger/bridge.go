@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
@@ -34,6 +35,11 @@ type Bridges struct {
 	Store  *store.Store
 	Engine *pipeline.Engine
 	Log    *slog.Logger
+
+	// inflight holds the bridges whose downstream this process is creating
+	// right now, so that the recovery sweep and the after-commit hook never
+	// create two for one bridge.
+	inflight sync.Map
 }
 
 // bridgeFailure is a bridge that could not create its downstream, with
@@ -45,6 +51,10 @@ func (f *bridgeFailure) Error() string { return f.msg }
 // Pending creates the downstream pipeline of a bridge that became pending
 // (Engine.BridgePending). Failures fail the bridge with a reason.
 func (b *Bridges) Pending(ctx context.Context, jobID int64) {
+	if _, busy := b.inflight.LoadOrStore(jobID, true); busy {
+		return
+	}
+	defer b.inflight.Delete(jobID)
 	j, err := b.Store.JobByID(ctx, jobID)
 	if err != nil || j.Kind != "bridge" || j.Status != "pending" {
 		return
