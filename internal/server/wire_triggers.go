@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/api"
-	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/lifecycle"
+	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/trigger"
 )
