@@ -179,8 +179,7 @@ func TestBuiltinRunnerJobsFinishedAtRestart(t *testing.T) {
 			s := newServer(t, kind, "--builtin-runners", "2")
 			s.start()
 			pid := newCIProject(t, s, "app")
-			marker := filepath.Join(t.TempDir(), "retried")
-			pushBranch(t, s, "root/app", "main", map[string]string{".gitlab-ci.yml": fmt.Sprintf(`
+			pushBranch(t, s, "root/app", "main", map[string]string{".gitlab-ci.yml": `
 plain:
   script:
     - echo started
@@ -190,11 +189,10 @@ retrying:
     max: 1
     when: runner_system_failure
   script:
-    - if [ -f %[1]q ]; then echo second attempt; exit 0; fi
-    - touch %[1]q
+    - if [ "$SECOND_ATTEMPT" = yes ]; then echo second attempt; exit 0; fi
     - echo started
     - sleep 60
-`, marker)})
+`})
 			var plID string
 			mustWait(t, 60*time.Second, "both jobs running and acknowledged", func() bool {
 				var pls []map[string]any
@@ -211,6 +209,11 @@ retrying:
 				}
 				return n == 2
 			})
+			// Jobs read variables when they are handed out: the running
+			// attempt does not see this, its retry does.
+			if code, _ := s.call("POST", "/api/v4/projects/"+pid+"/variables", map[string]any{"key": "SECOND_ATTEMPT", "value": "yes"}, nil); code != 201 {
+				t.Fatalf("create variable: %d", code)
+			}
 			s.kill()
 			s.start()
 			restarted := time.Now()
