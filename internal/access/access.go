@@ -269,3 +269,58 @@ func GitAccess(p *store.Project, g Git) (read, write bool) {
 	}
 	return read, write
 }
+
+// CanReadVia reports whether u (level on p) may read p, possibly through a
+// CI job token of a job of project jobProjectID (0: no job token): the
+// token's own project always, others only as JobTokenAllowed lets it and
+// then as its user may.
+func CanReadVia(p *store.Project, u *store.User, level int, jobProjectID int64) bool {
+	if jobProjectID != 0 {
+		if jobProjectID == p.ID {
+			return true
+		}
+		if !JobTokenAllowed(p, jobProjectID) {
+			return false
+		}
+	}
+	return CanRead(p, u, level)
+}
+
+// Effective is the level u acts with on p: a project p's visibility shows
+// to u is read by everyone who sees it, so outsiders and guest members
+// alike act as Reporters there.
+func Effective(p *store.Project, u *store.User, level int) int {
+	if VisibleTo(p.Visibility, u) && level < Reporter {
+		return Reporter
+	}
+	return level
+}
+
+// GroupHidden reports whether a group must look absent to u (404).
+func GroupHidden(g *store.Namespace, u *store.User, level int) bool {
+	return level == NoAccess && !VisibleTo(g.Visibility, u)
+}
+
+// Outranks reports whether level a is above level b (a maintainer may not
+// remove or demote an owner).
+func Outranks(a, b int) bool { return a > b }
+
+// IsMember reports whether level is any membership at all.
+func IsMember(level int) bool { return level > NoAccess }
+
+// RoleName is GitLab's name of the role level reaches.
+func RoleName(level int) string {
+	switch {
+	case level >= Owner:
+		return "Owner"
+	case level >= Maintainer:
+		return "Maintainer"
+	case level >= Developer:
+		return "Developer"
+	case level >= Reporter:
+		return "Reporter"
+	case level >= Guest:
+		return "Guest"
+	}
+	return "No access"
+}

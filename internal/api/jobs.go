@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -256,7 +257,7 @@ func (a *API) jobForAction(r *http.Request, c *reqCtx) (*store.Project, *store.J
 	if err := c.requireUser(); err != nil {
 		return nil, nil, err
 	}
-	p, _, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -347,7 +348,7 @@ func (a *API) eraseJob(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 	}
 	// As GitLab: a developer erases only their own jobs; maintainers any.
 	if j.UserID != c.user.ID && !c.user.IsAdmin {
-		if level, err := a.Store.AccessLevel(c.ctx, p, c.user); err != nil || level < store.Maintainer {
+		if level, err := access.New(a.Store).Level(c.ctx, p, c.user); err != nil || !access.At(level, access.Maintainer) {
 			return errForbidden
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/ciconfig"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
@@ -155,7 +156,7 @@ func (a *API) lintContent(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return err
 	}
@@ -196,7 +197,7 @@ func (a *API) lintProject(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
@@ -265,30 +266,25 @@ func (rc *render) pipelineCoverage(pipelineID int64) any {
 }
 
 // RunPipeline creates a pipeline for a user who asked for one (source
-// "api" from the REST API, "web" from the UI's Run pipeline form). It
-// checks the same permissions GitLab does: developer access, and
-// maintainer access for a protected branch or tag, whose pipelines see
-// protected variables. Refusals are *pipeline.CreateError with GitLab's
-// message; permission failures are API errors (403/404).
+// "api" from the REST API). Developer access is checked here for GitLab's
+// 403; the engine refuses protected refs the user may not update (a
+// *pipeline.CreateError with GitLab's message, 400).
 func (a *API) RunPipeline(ctx context.Context, u *store.User, p *store.Project, ref, source string, vars []pipeline.Var) (*store.Pipeline, error) {
 	return a.runPipeline(ctx, pipeline.Request{Project: p, Ref: ref, Source: source, User: u, Variables: vars})
 }
 
 // runPipeline is RunPipeline for a whole request (an exact commit, ...).
 func (a *API) runPipeline(ctx context.Context, req pipeline.Request) (*store.Pipeline, error) {
-	u, p, ref := req.User, req.Project, req.Ref
+	u, p := req.User, req.Project
 	if u == nil {
 		return nil, errUnauthorized
 	}
-	level, err := a.Store.AccessLevel(ctx, p, u)
+	level, err := access.New(a.Store).Level(ctx, p, u)
 	if err != nil {
 		return nil, err
 	}
-	if level < store.Developer {
+	if !access.CanCreatePipeline(level) {
 		return nil, errForbidden
-	}
-	if level < store.Maintainer && a.Engine.RefProtected(ctx, p, ref) {
-		return nil, &pipeline.CreateError{Messages: []string{"Insufficient permissions for protected ref '" + ref + "'"}}
 	}
 	return a.Engine.Create(ctx, req)
 }
@@ -297,7 +293,7 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return err
 	}
@@ -423,7 +419,7 @@ func (a *API) pipelineOf(r *http.Request, c *reqCtx, p *store.Project) (*store.P
 // readLevel is what reading pipelines and jobs needs: reporter on private
 // projects; anyone who can see a public or internal one (project() maps
 // that to reporter).
-const readLevel = store.Reporter
+const readLevel = access.Reporter
 
 func (a *API) listPipelines(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	p, _, err := a.project(r, c, readLevel)
@@ -555,7 +551,7 @@ func (a *API) pipelineForAction(r *http.Request, c *reqCtx) (*store.Project, *st
 	if err := c.requireUser(); err != nil {
 		return nil, nil, err
 	}
-	p, _, err := a.project(r, c, store.Developer)
+	p, _, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -573,7 +569,7 @@ func (a *API) deletePipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Owner)
+	p, _, err := a.project(r, c, access.Owner)
 	if err != nil {
 		return err
 	}
@@ -699,7 +695,7 @@ func (a *API) getPipelineVariables(w http.ResponseWriter, r *http.Request, c *re
 	}
 	// Pipeline variables can hold secrets passed by whoever ran the
 	// pipeline; like GitLab, only maintainers may read them back.
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"net/http"
 	"regexp"
@@ -138,11 +139,11 @@ func (a *API) findGroup(c *reqCtx, id string) (*store.Namespace, int, error) {
 	} else if err != nil {
 		return nil, 0, err
 	}
-	level, err := a.Store.GroupAccessLevel(c.ctx, g.ID, c.user)
+	level, err := access.New(a.Store).GroupLevel(c.ctx, g.ID, c.user)
 	if err != nil {
 		return nil, 0, err
 	}
-	if level == store.NoAccess && g.Visibility != "public" && !(g.Visibility == "internal" && c.user != nil) {
+	if access.GroupHidden(g, c.user, level) {
 		return nil, 0, errNotFound("Group")
 	}
 	return g, level, nil
@@ -228,10 +229,10 @@ func (a *API) addGroupMember(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err != nil {
 		return err
 	}
-	if level < store.Owner {
+	if !access.At(level, access.Owner) {
 		return errForbidden
 	}
-	return a.setMember(w, r, c, store.Owner, nil, func(tx *store.Tx, u *store.User, al int) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) })
+	return a.setMember(w, r, c, access.Owner, nil, func(tx *store.Tx, u *store.User, al int) error { return tx.SetGroupMember(c.ctx, g.ID, u.ID, al) })
 }
 
 // setMember reads user_id and access_level, refuses levels above the
@@ -268,7 +269,7 @@ func (a *API) removeGroupMember(w http.ResponseWriter, r *http.Request, c *reqCt
 	if err != nil {
 		return err
 	}
-	if level < store.Owner {
+	if !access.At(level, access.Owner) {
 		return errForbidden
 	}
 	uid, _ := strconv.ParseInt(r.PathValue("user_id"), 10, 64)
@@ -396,12 +397,12 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 			return err
 		}
 		if ns.Kind == "group" {
-			level, err := a.Store.GroupAccessLevel(c.ctx, ns.ID, c.user)
+			level, err := access.New(a.Store).GroupLevel(c.ctx, ns.ID, c.user)
 			if err != nil {
 				return err
 			}
-			if level < store.Maintainer {
-				if level == store.NoAccess && ns.Visibility == "private" {
+			if !access.At(level, access.Maintainer) {
+				if access.GroupHidden(ns, c.user, level) {
 					return errNotFound("Namespace")
 				}
 				return errForbidden
@@ -504,11 +505,11 @@ func (a *API) FindProject(ctx context.Context, u *store.User, id string) (*store
 	} else if err != nil {
 		return nil, 0, err
 	}
-	level, err := a.Store.AccessLevel(ctx, p, u)
+	level, err := access.New(a.Store).Level(ctx, p, u)
 	if err != nil {
 		return nil, 0, err
 	}
-	if level == store.NoAccess && !(p.Visibility == "public" || (p.Visibility == "internal" && u != nil)) {
+	if access.Hidden(p, u, level) {
 		return nil, 0, errNotFound("Project")
 	}
 	return p, level, nil
@@ -521,16 +522,9 @@ func (a *API) project(r *http.Request, c *reqCtx, min int) (*store.Project, int,
 	if err != nil {
 		return nil, 0, err
 	}
-	effective := level
-	if effective == store.NoAccess {
-		effective = store.Guest
-	}
-	if (p.Visibility == "public" || p.Visibility == "internal") && effective < store.Reporter {
-		// Anyone who can see a public/internal project reads its code and
-		// pipelines; a guest member must not get less than an outsider.
-		effective = store.Reporter
-	}
-	if effective < min {
+	// Anyone who can see a public/internal project reads its code and
+	// pipelines; a guest member must not get less than an outsider.
+	if !access.At(access.Effective(p, c.user, level), min) {
 		if c.user == nil {
 			return nil, 0, errUnauthorized
 		}
@@ -540,7 +534,7 @@ func (a *API) project(r *http.Request, c *reqCtx, min int) (*store.Project, int,
 }
 
 func (a *API) getProject(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, level, err := a.project(r, c, store.Guest)
+	p, level, err := a.project(r, c, access.Guest)
 	if err != nil {
 		return err
 	}
@@ -554,7 +548,7 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, level, err := a.project(r, c, store.Maintainer)
+	p, level, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -579,7 +573,7 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 		}
 		// Only owners change visibility (GitLab: a maintainer making a
 		// private project public was treated as a vulnerability).
-		if v != p.Visibility && level < store.Owner {
+		if v != p.Visibility && !access.At(level, access.Owner) {
 			return errForbidden
 		}
 		p.Visibility = v
@@ -620,7 +614,7 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Owner)
+	p, _, err := a.project(r, c, access.Owner)
 	if err != nil {
 		return err
 	}
@@ -643,7 +637,7 @@ func (a *API) listProjectMembers(w http.ResponseWriter, r *http.Request, c *reqC
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Guest)
+	p, _, err := a.project(r, c, access.Guest)
 	if err != nil {
 		return err
 	}
@@ -655,11 +649,11 @@ func (a *API) addProjectMember(w http.ResponseWriter, r *http.Request, c *reqCtx
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, level, err := a.project(r, c, store.Maintainer)
+	p, level, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
-	current := func(u *store.User) int { l, _ := a.Store.AccessLevel(c.ctx, p, u); return l }
+	current := func(u *store.User) int { l, _ := access.New(a.Store).Level(c.ctx, p, u); return l }
 	return a.setMember(w, r, c, level, current, func(tx *store.Tx, u *store.User, al int) error { return tx.SetProjectMember(c.ctx, p.ID, u.ID, al) })
 }
 
@@ -667,13 +661,13 @@ func (a *API) removeProjectMember(w http.ResponseWriter, r *http.Request, c *req
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, level, err := a.project(r, c, store.Maintainer)
+	p, level, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
 	uid, _ := strconv.ParseInt(r.PathValue("user_id"), 10, 64)
 	if target, err := a.Store.UserByID(c.ctx, uid); err == nil {
-		if l, _ := a.Store.AccessLevel(c.ctx, p, target); l > level {
+		if l, _ := access.New(a.Store).Level(c.ctx, p, target); access.Outranks(l, level) {
 			return errForbidden // a maintainer cannot remove an owner
 		}
 	}

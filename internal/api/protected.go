@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -29,7 +30,7 @@ func (a *API) protectedRoutes() {
 // maintainersLevel is GitLab's access-level list entry for "Maintainers",
 // the only level Kiln's minimal protection knows.
 func maintainersLevel() []map[string]any {
-	return []map[string]any{{"id": 0, "access_level": store.Maintainer, "access_level_description": "Maintainers",
+	return []map[string]any{{"id": 0, "access_level": access.Maintainer, "access_level_description": "Maintainers",
 		"user_id": nil, "group_id": nil}}
 }
 
@@ -56,7 +57,7 @@ func kindTitle(kind string) string {
 
 func (a *API) listProtected(kind string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-		p, _, err := a.project(r, c, store.Reporter)
+		p, _, err := a.project(r, c, access.Reporter)
 		if err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func (a *API) findProtected(c *reqCtx, p *store.Project, kind, name string) (*st
 
 func (a *API) getProtected(kind string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-		p, _, err := a.project(r, c, store.Reporter)
+		p, _, err := a.project(r, c, access.Reporter)
 		if err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func (a *API) createProtected(kind string) handlerFunc {
 		if err := c.requireUser(); err != nil {
 			return err
 		}
-		p, _, err := a.project(r, c, store.Maintainer)
+		p, _, err := a.project(r, c, access.Maintainer)
 		if err != nil {
 			return err
 		}
@@ -155,7 +156,7 @@ func (a *API) deleteProtected(kind string) handlerFunc {
 		if err := c.requireUser(); err != nil {
 			return err
 		}
-		p, _, err := a.project(r, c, store.Maintainer)
+		p, _, err := a.project(r, c, access.Maintainer)
 		if err != nil {
 			return err
 		}

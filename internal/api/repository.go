@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -59,7 +60,7 @@ func (a *API) branchJSON(ctx context.Context, p *store.Project, ref gitrepo.Ref)
 }
 
 func (a *API) listBranches(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (a *API) writeRefs(w http.ResponseWriter, r *http.Request, c *reqCtx, p *st
 }
 
 func (a *API) getBranch(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (a *API) tagJSON(ctx context.Context, p *store.Project, ref gitrepo.Ref) ma
 }
 
 func (a *API) listTags(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ func (a *API) resolveCommitish(ctx context.Context, p *store.Project, ref string
 }
 
 func (a *API) fileAt(r *http.Request, c *reqCtx) (*store.Project, []byte, string, string, error) {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return nil, nil, "", "", err
 	}
@@ -200,7 +201,7 @@ func (a *API) getRawFile(w http.ResponseWriter, r *http.Request, c *reqCtx) erro
 }
 
 func (a *API) getCommit(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return err
 	}

@@ -238,11 +238,11 @@ func (a *API) createRunner(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 		if err != nil || g.Kind != "group" {
 			return errNotFound("Group")
 		}
-		level, err := a.Store.GroupAccessLevel(c.ctx, g.ID, c.user)
+		level, err := access.New(a.Store).GroupLevel(c.ctx, g.ID, c.user)
 		if err != nil {
 			return err
 		}
-		if level < store.Owner {
+		if !access.At(level, access.Owner) {
 			return errForbidden
 		}
 		run.GroupID = g.ID
@@ -258,7 +258,7 @@ func (a *API) createRunner(w http.ResponseWriter, r *http.Request, c *reqCtx) er
 		if err != nil {
 			return err
 		}
-		if level < store.Maintainer {
+		if !access.At(level, access.Maintainer) {
 			return errForbidden
 		}
 		run.ProjectID = p.ID
@@ -383,11 +383,11 @@ func (a *API) listProjectRunners(w http.ResponseWriter, r *http.Request, c *reqC
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, level, err := a.project(r, c, store.Guest)
+	p, level, err := a.project(r, c, access.Guest)
 	if err != nil {
 		return err
 	}
-	if level < store.Maintainer {
+	if !access.At(level, access.Maintainer) {
 		return errForbidden
 	}
 	f, err := runnerFilter(c, r)
@@ -517,7 +517,14 @@ func (a *API) resetRegistrationToken(w http.ResponseWriter, r *http.Request, c *
 // (ci_job_token_scope_enabled): only its own jobs' tokens may read it, as
 // the trigger API already enforces.
 func jobTokenBlocked(p *store.Project, tokJob *store.Job) bool {
-	return tokJob != nil && p.JobTokenAllowlist && tokJob.ProjectID != p.ID
+	return tokJob != nil && !access.JobTokenAllowed(p, tokJob.ProjectID)
+}
+
+func jobProjectOf(j *store.Job) int64 {
+	if j == nil {
+		return 0
+	}
+	return j.ProjectID
 }
 
 // readerOf resolves the caller for job endpoints GitLab opens to
@@ -544,7 +551,7 @@ func (a *API) projectJob(r *http.Request, c *reqCtx) (*store.Job, error) {
 	if jobTokenBlocked(p, tokJob) {
 		return nil, errForbidden
 	}
-	readable := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil) || (tokJob != nil && tokJob.ProjectID == p.ID)
+	readable := access.CanReadVia(p, u, level, jobProjectOf(tokJob))
 	if !readable {
 		if u == nil {
 			return nil, errUnauthorized
@@ -611,7 +618,7 @@ func (a *API) jobArtifactsByRef(w http.ResponseWriter, r *http.Request, c *reqCt
 	if jobTokenBlocked(p, tokJob) {
 		return errForbidden
 	}
-	readable := level >= store.Reporter || p.Visibility == "public" || (p.Visibility == "internal" && u != nil) || (tokJob != nil && tokJob.ProjectID == p.ID)
+	readable := access.CanReadVia(p, u, level, jobProjectOf(tokJob))
 	if !readable {
 		if u == nil {
 			return errUnauthorized

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/schedule/cronspec"
 	"github.com/kilnci/kiln/internal/store"
@@ -119,9 +120,11 @@ type scheduleAccess struct {
 	isUser bool
 }
 
-func (s *scheduleAccess) canUpdate() bool { return s.admin || (s.owner && s.level >= store.Developer) }
+func (s *scheduleAccess) canUpdate() bool {
+	return s.admin || (s.owner && access.At(s.level, access.Developer))
+}
 func (s *scheduleAccess) canAdmin() bool {
-	return s.admin || s.level >= store.Maintainer || (s.owner && s.level >= store.Developer)
+	return s.admin || access.At(s.level, access.Maintainer) || (s.owner && access.At(s.level, access.Developer))
 }
 func (s *scheduleAccess) canSeeVars() bool { return s.canAdmin() }
 func (s *scheduleAccess) require(ok bool) error {
@@ -149,7 +152,7 @@ func (a *API) scheduleAs(r *http.Request, c *reqCtx, need func(*scheduleAccess) 
 
 // schedule resolves {id} and {schedule_id} with the caller's access.
 func (a *API) schedule(r *http.Request, c *reqCtx) (*scheduleAccess, error) {
-	p, level, err := a.project(r, c, store.Reporter)
+	p, level, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +175,7 @@ func (a *API) schedule(r *http.Request, c *reqCtx) (*scheduleAccess, error) {
 }
 
 func (a *API) listSchedules(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := a.project(r, c, store.Reporter)
+	p, _, err := a.project(r, c, access.Reporter)
 	if err != nil {
 		return err
 	}
@@ -308,23 +311,30 @@ func (a *API) expandScheduleRef(ctx context.Context, p *store.Project, ref strin
 }
 
 // protectedRefDenied reports whether level may not run pipelines on the
-// schedule's ref: protected refs need Maintainer, as for every pipeline.
+// schedule's ref (access.PipelineDenial). A short name that is neither a
+// branch nor a tag yet counts as protected if either kind of that name
+// would be, so that a tag created later cannot turn a developer's schedule
+// into a protected one (the engine refuses such runs too).
 func (a *API) protectedRefDenied(ctx context.Context, p *store.Project, ref string, level int) bool {
-	if level >= store.Maintainer {
-		return false
+	pol := access.New(a.Store)
+	candidates := []string{ref}
+	if !strings.HasPrefix(ref, "refs/heads/") && !strings.HasPrefix(ref, "refs/tags/") {
+		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref}
 	}
-	name, tag := strings.TrimPrefix(ref, "refs/heads/"), false
-	if n, ok := strings.CutPrefix(ref, "refs/tags/"); ok {
-		name, tag = n, true
+	for _, full := range candidates {
+		protected, err := pol.Protected(ctx, p, full)
+		if err != nil || access.PipelineDenial(level, protected, ref) != "" {
+			return true
+		}
 	}
-	return a.Engine.IsProtected(ctx, p, name, tag)
+	return false
 }
 
 func (a *API) createSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, level, err := a.project(r, c, store.Developer)
+	p, level, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return err
 	}
@@ -412,7 +422,7 @@ func (a *API) takeScheduleOwnership(w http.ResponseWriter, r *http.Request, c *r
 }
 
 func (a *API) playSchedule(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	acc, err := a.scheduleAs(r, c, func(acc *scheduleAccess) bool { return acc.level >= store.Developer })
+	acc, err := a.scheduleAs(r, c, func(acc *scheduleAccess) bool { return access.At(acc.level, access.Developer) })
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
@@ -124,8 +125,8 @@ func (t *triggers) ownerMayRun(c *reqCtx, p *store.Project, u *store.User) bool 
 	if u == nil || u.State != "active" {
 		return false
 	}
-	level, err := t.Store.AccessLevel(c.ctx, p, u)
-	return err == nil && level >= store.Developer
+	level, err := access.New(t.Store).Level(c.ctx, p, u)
+	return err == nil && access.At(level, access.Developer)
 }
 
 func (t *triggers) list(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -135,7 +136,7 @@ func (t *triggers) list(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 // listAs answers a project's triggers, paginated, in the shape render gives
 // (v4 or v3).
 func (t *triggers) listAs(w http.ResponseWriter, r *http.Request, c *reqCtx, render func(*store.Project, *store.Trigger) map[string]any) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, e
 }
 
 func (t *triggers) create(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -219,7 +220,7 @@ func (t *triggers) projectTrigger(r *http.Request, c *reqCtx, p *store.Project) 
 }
 
 func (t *triggers) get(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -232,7 +233,7 @@ func (t *triggers) get(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 }
 
 func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 }
 
 func (t *triggers) remove(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -300,7 +301,7 @@ func (t *triggers) listV3(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 }
 
 func (t *triggers) createV3(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -349,7 +350,7 @@ func (t *triggers) removeV3(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 }
 
 func (t *triggers) getV3Inner(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -362,7 +363,7 @@ func (t *triggers) getV3Inner(w http.ResponseWriter, r *http.Request, c *reqCtx)
 }
 
 func (t *triggers) removeV3Inner(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -410,7 +411,7 @@ func nilIfZero(id int64) any {
 }
 
 func (t *triggers) deliveries(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	p, _, err := t.project(r, c, store.Maintainer)
+	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}

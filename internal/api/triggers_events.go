@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
@@ -67,7 +68,7 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			return errNotFound("")
 		}
 	} else {
-		if p, _, err = t.project(r, c, store.Reporter); err != nil {
+		if p, _, err = t.project(r, c, access.Reporter); err != nil {
 			return err
 		}
 		pl, err = t.Store.PipelineByID(c.ctx, id)

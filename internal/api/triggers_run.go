@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
@@ -317,11 +318,11 @@ func (t *triggers) triggerRequest(ctx context.Context, token string, p *store.Pr
 	if owner == nil || owner.State != "active" {
 		return nil, baseRefusal("trigger owner is no longer active (trigger invalid)", msgInsufficient)
 	}
-	level, err := t.Store.AccessLevel(ctx, p, owner)
+	level, err := access.New(t.Store).Level(ctx, p, owner)
 	if err != nil {
 		return nil, refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error checking access")
 	}
-	if level < store.Developer {
+	if !access.At(level, access.Developer) {
 		return nil, baseRefusal("trigger owner "+owner.Username+" no longer has developer access (trigger invalid)", msgInsufficient)
 	}
 	preq.Source, preq.User, preq.TriggerID, preq.TriggerShortToken = "trigger", owner, tr.ID, tr.ShortToken
@@ -371,7 +372,7 @@ func (t *triggers) jobTokenRequest(ctx context.Context, token string, p *store.P
 	if uid != 0 {
 		user, _ = t.Store.UserByID(ctx, uid)
 	}
-	if p.JobTokenAllowlist && j.ProjectID != p.ID {
+	if !access.JobTokenAllowed(p, j.ProjectID) {
 		src, _ := t.Store.ProjectByID(ctx, j.ProjectID)
 		srcPath := strconv.FormatInt(j.ProjectID, 10)
 		if src != nil {
@@ -380,19 +381,16 @@ func (t *triggers) jobTokenRequest(ctx context.Context, token string, p *store.P
 		return refuse(http.StatusForbidden, fmt.Sprintf("403 Forbidden - Authentication by CI/CD job token not allowed from %s to %s.", srcPath, p.FullPath),
 			fmt.Sprintf("job %d of %s: the job token allowlist of %s admits only its own jobs", j.ID, srcPath, p.FullPath))
 	}
-	level := store.NoAccess
-	if user != nil && user.State == "active" {
-		level, err = t.Store.AccessLevel(ctx, p, user)
-		if err != nil {
-			return refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error checking access")
-		}
+	level, err := access.New(t.Store).Level(ctx, p, user)
+	if err != nil {
+		return refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error checking access")
 	}
-	if level < store.Developer {
+	if !access.CanCreatePipeline(level) {
 		who := "nobody"
 		if user != nil {
 			who = user.Username
 		}
-		if level == store.NoAccess && p.Visibility == "private" {
+		if access.Hidden(p, user, level) {
 			rf := refuse(http.StatusNotFound, msgNotFound, fmt.Sprintf("job %d runs as %s, who cannot see this project", j.ID, who))
 			return rf
 		}

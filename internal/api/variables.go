@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -56,7 +57,7 @@ func (a *API) listVariables(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func (a *API) getVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ func (a *API) createVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -283,7 +284,7 @@ func (a *API) updateVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}
@@ -318,7 +319,7 @@ func (a *API) deleteVariable(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, store.Maintainer)
+	p, _, err := a.project(r, c, access.Maintainer)
 	if err != nil {
 		return err
 	}

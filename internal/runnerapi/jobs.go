@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/artifacts"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/runner/client"
@@ -417,25 +418,18 @@ func (s *Service) downloadArtifacts(w http.ResponseWriter, r *http.Request) {
 			writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
 			return
 		}
-		allowed = caller.PipelineID == target.PipelineID
-		if !allowed && caller.ProjectID != target.ProjectID {
-			// Another project's job: its user's access decides, unless the
-			// target project admits only its own jobs' tokens.
-			if tp, err := s.cfg.Store.ProjectByID(ctx, target.ProjectID); err == nil && !tp.JobTokenAllowlist {
-				allowed = s.canRead(ctx, user, target.ProjectID)
-			}
-		} else if !allowed {
-			allowed = s.canRead(ctx, user, target.ProjectID)
-		}
+		// A job reads its own pipeline's artifacts; other jobs' as its
+		// user may, within the job-token allowlist (access.CanReadVia).
+		allowed = caller.PipelineID == target.PipelineID || s.canRead(ctx, user, target.ProjectID, caller.ProjectID)
 	} else if tok := r.Header.Get("PRIVATE-TOKEN"); tok != "" && s.cfg.UserByToken != nil {
 		u, err := s.cfg.UserByToken(ctx, tok)
 		if err != nil || u == nil {
 			writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
 			return
 		}
-		allowed = s.canRead(ctx, u, target.ProjectID)
+		allowed = s.canRead(ctx, u, target.ProjectID, 0)
 	} else {
-		allowed = s.canRead(ctx, nil, target.ProjectID)
+		allowed = s.canRead(ctx, nil, target.ProjectID, 0)
 		if !allowed {
 			writeMessage(w, http.StatusUnauthorized, "401 Unauthorized")
 			return
@@ -448,16 +442,13 @@ func (s *Service) downloadArtifacts(w http.ResponseWriter, r *http.Request) {
 	ServeArtifacts(w, r, s.cfg.Artifacts, target)
 }
 
-func (s *Service) canRead(ctx context.Context, u *store.User, projectID int64) bool {
+func (s *Service) canRead(ctx context.Context, u *store.User, projectID, jobProjectID int64) bool {
 	p, err := s.cfg.Store.ProjectByID(ctx, projectID)
 	if err != nil {
 		return false
 	}
-	if p.Visibility == "public" || (p.Visibility == "internal" && u != nil) {
-		return true
-	}
-	level, err := s.cfg.Store.AccessLevel(ctx, p, u)
-	return err == nil && level >= store.Reporter
+	level, err := access.New(s.cfg.Store).Level(ctx, p, u)
+	return err == nil && access.CanReadVia(p, u, level, jobProjectID)
 }
 
 // ServeArtifacts sends a job's archive, or GitLab's 404 when it has none.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/schedule/cronspec"
 	"github.com/kilnci/kiln/internal/secrets"
@@ -242,17 +243,14 @@ func (s *Scheduler) runnable(ctx context.Context, sc *store.Schedule, userID int
 	if u.State != "active" {
 		return u, p, fmt.Sprintf("The schedule's owner %s is %s; a maintainer must take ownership", u.Username, u.State), nil
 	}
-	level, err := s.Store.AccessLevel(ctx, p, u)
+	level, err := access.New(s.Store).Level(ctx, p, u)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if level < store.Developer {
+	if !access.At(level, access.Developer) {
 		return u, p, fmt.Sprintf("%s no longer has Developer access to the project; a maintainer must take ownership", u.Username), nil
 	}
-	name, tag := SplitRef(sc.Ref)
-	if level < store.Maintainer && s.Engine.IsProtected(ctx, p, name, tag) {
-		return u, p, fmt.Sprintf("%s is not allowed to run pipelines on the protected ref %s", u.Username, name), nil
-	}
+	// Protected refs: Engine.Create decides on the ref the run resolves to.
 	return u, p, "", nil
 }
 

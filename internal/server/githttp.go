@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"github.com/kilnci/kiln/internal/access"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
 )

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -160,12 +161,12 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 		} else if err != nil {
 			return nil, false, err
 		}
-		level, err := b.Store.AccessLevel(ctx, p, user)
+		level, err := access.New(b.Store).Level(ctx, p, user)
 		if err != nil {
 			return nil, false, err
 		}
-		if level < store.Developer {
-			if level == store.NoAccess && p.Visibility == "private" {
+		if !access.At(level, access.Developer) {
+			if access.Hidden(p, user, level) {
 				return nil, false, &bridgeFailure{"downstream_bridge_project_not_found", "project " + tr.Project + " not found"}
 			}
 			return nil, false, &bridgeFailure{"insufficient_bridge_permissions", "user " + user.Username + " cannot create pipelines in " + p.FullPath}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -23,8 +24,8 @@ func funcs() template.FuncMap {
 		"atLeast":     func(level, min int) bool { return level >= min },
 		"active":      activeStatus,
 		"levelName":   levelName,
-		"maintainer":  func() int { return store.Maintainer },
-		"developer":   func() int { return store.Developer },
+		"maintainer":  func() int { return access.Maintainer },
+		"developer":   func() int { return access.Developer },
 	}
 }
 
@@ -141,21 +142,7 @@ func shortSHA(s string) string {
 	return s
 }
 
-func levelName(l int) string {
-	switch {
-	case l >= store.Owner:
-		return "Owner"
-	case l >= store.Maintainer:
-		return "Maintainer"
-	case l >= store.Developer:
-		return "Developer"
-	case l >= store.Reporter:
-		return "Reporter"
-	case l >= store.Guest:
-		return "Guest"
-	}
-	return "No access"
-}
+func levelName(l int) string { return access.RoleName(l) }
 
 // jobDuration is how long a job ran (so far, while running).
 func jobDuration(j *store.Job) *int64 {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -46,7 +47,7 @@ func (w *Web) runnerName(q *req, cache map[int64]string, id int64) string {
 }
 
 func (w *Web) jobList(q *req) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	// Builds only, as on GitLab's jobs page (bridges show in their
@@ -131,7 +132,7 @@ type jobShowData struct {
 const pageLogLimit = 512 << 10
 
 func (w *Web) jobShow(q *req, id int64) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	j, ok := w.loadJob(q, id)
@@ -151,7 +152,7 @@ func (w *Web) jobShow(q *req, id int64) {
 		d.User = newUserCache(w.Store).get(q.ctx, pl.UserID)
 	}
 	if pl.Source == "trigger" {
-		tb := &triggerBlock{ShortToken: pl.TriggerShortToken, CanSee: q.level >= store.Maintainer}
+		tb := &triggerBlock{ShortToken: pl.TriggerShortToken, CanSee: access.At(q.level, access.Maintainer)}
 		if tb.CanSee {
 			if tb.Variables, err = w.Engine.PipelineVariables(q.ctx, pl.ID); err != nil {
 				w.internal(q, err)
@@ -185,7 +186,7 @@ func (w *Web) jobShow(q *req, id int64) {
 			}
 		}
 	}
-	if q.level >= store.Developer && !j.Retried {
+	if access.At(q.level, access.Developer) && !j.Retried {
 		d.CanRetry = slices.Contains([]string{"success", "failed", "canceled"}, j.Status) && j.Kind == "build"
 		d.CanCancel = d.Active
 		d.CanPlay = j.Status == "manual" || j.Status == "scheduled"
@@ -225,7 +226,7 @@ type traceResponse struct {
 // jobTrace is the live log endpoint: new events since offset, plus the
 // job's status so that the page knows when to stop polling.
 func (w *Web) jobTrace(q *req, id int64) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	j, ok := w.loadJob(q, id)
@@ -258,7 +259,7 @@ func (w *Web) jobTrace(q *req, id int64) {
 // jobRaw serves the log as plain text (nosniff is set for every response,
 // so a browser never renders it as HTML).
 func (w *Web) jobRaw(q *req, id int64) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	j, ok := w.loadJob(q, id)
@@ -284,7 +285,7 @@ func (w *Web) jobRaw(q *req, id int64) {
 }
 
 func (w *Web) jobAction(q *req, id int64, action string) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	j, ok := w.loadJob(q, id)

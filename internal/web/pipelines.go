@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
@@ -65,7 +66,7 @@ type pipelineListData struct {
 const perPage = 20
 
 func (w *Web) pipelineList(q *req) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	v := q.r.URL.Query()
@@ -104,7 +105,7 @@ func (w *Web) newPipeline(q *req, vars []formVar, ref string) {
 }
 
 func (w *Web) renderNewPipeline(q *req, status int, vars []formVar, ref string, errs []string) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	if ref == "" {
@@ -159,7 +160,7 @@ func validVarKey(k string) bool {
 }
 
 func (w *Web) runPipeline(q *req) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	ref := strings.TrimSpace(q.r.PostForm.Get("ref"))
@@ -172,15 +173,14 @@ func (w *Web) runPipeline(q *req) {
 		}
 		vars = append(vars, pipeline.Var{Key: v.Key, Value: v.Value, File: v.Type == "file"})
 	}
-	if q.level < store.Maintainer && w.Engine.RefProtected(q.ctx, q.project, ref) {
-		// As the API: protected refs' pipelines get protected variables.
-		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, []string{"Insufficient permissions for protected ref '" + ref + "'"})
-		return
-	}
+	// The engine refuses refs the user may not run on (protected ones).
 	pl, err := w.Engine.Create(q.ctx, pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars})
 	var ce *pipeline.CreateError
 	var ye *pipeline.YAMLError
 	switch {
+	case errors.As(err, &ce) && ce.Denied:
+		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, ce.Messages)
+		return
 	case errors.As(err, &ce):
 		w.renderNewPipeline(q, http.StatusUnprocessableEntity, fvars, ref, ce.Messages)
 		return
@@ -245,7 +245,7 @@ func (w *Web) loadPipeline(q *req, id int64) (*store.Pipeline, bool) {
 }
 
 func (w *Web) pipelineShow(q *req, id int64) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	pl, ok := w.loadPipeline(q, id)
@@ -319,7 +319,7 @@ func (w *Web) pipelineData(q *req, pl *store.Pipeline) (*pipelineShowData, error
 	if pl.UpstreamPipelineID != 0 {
 		d.Upstream = w.pipelineLinkFor(q, pl.UpstreamPipelineID)
 	}
-	if q.level < store.Developer {
+	if !access.At(q.level, access.Developer) {
 		d.CanRetry, d.CanCancel = false, false
 	}
 	return d, nil
@@ -354,8 +354,8 @@ func (w *Web) pipelineLinkFor(q *req, id int64) *pipelineLink {
 		if p, err = w.Store.ProjectByID(q.ctx, pl.ProjectID); err != nil {
 			return nil
 		}
-		level, err := w.Store.AccessLevel(q.ctx, p, q.user)
-		if err != nil || (level < store.Reporter && !(p.Visibility == "public" || (p.Visibility == "internal" && q.user != nil))) {
+		level, err := access.New(w.Store).Level(q.ctx, p, q.user)
+		if err != nil || !access.CanRead(p, q.user, level) {
 			return nil
 		}
 	}
@@ -363,7 +363,7 @@ func (w *Web) pipelineLinkFor(q *req, id int64) *pipelineLink {
 }
 
 func (w *Web) pipelineAction(q *req, id int64, action string) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	pl, ok := w.loadPipeline(q, id)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -153,11 +154,11 @@ func (w *Web) creatableNamespaces(q *req) ([]*store.Namespace, error) {
 		return nil, err
 	}
 	for _, g := range groups {
-		level, err := w.Store.GroupAccessLevel(q.ctx, g.ID, q.user)
+		level, err := access.New(w.Store).GroupLevel(q.ctx, g.ID, q.user)
 		if err != nil {
 			return nil, err
 		}
-		if level >= store.Maintainer {
+		if access.At(level, access.Maintainer) {
 			out = append(out, g)
 		}
 	}
@@ -171,7 +172,7 @@ type projectHomeData struct {
 
 func (w *Web) projectHome(q *req) {
 	var rows []pipelineRow
-	if q.level >= store.Reporter { // guests of private projects see no pipelines
+	if access.At(q.level, access.Reporter) { // guests of private projects see no pipelines
 		pls, _, err := w.Store.ListPipelines(q.ctx, store.PipelineFilter{ProjectID: q.project.ID}, store.Page{Number: 1, PerPage: 5})
 		if err != nil {
 			w.internal(q, err)

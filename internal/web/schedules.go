@@ -3,12 +3,12 @@ package web
 import (
 	"encoding/json"
 	"errors"
-	"github.com/kilnci/kiln/internal/access"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/schedule"
 	"github.com/kilnci/kiln/internal/schedule/cronspec"
@@ -80,7 +80,7 @@ func (w *Web) schedulesRoute(q *req, seg []string) {
 }
 
 func (w *Web) loadSchedule(q *req, id int64) *store.Schedule {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return nil
 	}
 	sc, err := w.Store.ProjectSchedule(q.ctx, q.project.ID, id)
@@ -100,16 +100,16 @@ func (w *Web) loadSchedule(q *req, id int64) *store.Schedule {
 // admin edits; a maintainer takes ownership first, so that a schedule never
 // runs someone else's changes under its owner's name.
 func canEditSchedule(q *req, sc *store.Schedule) bool {
-	return q.user != nil && (q.user.IsAdmin || (q.level >= store.Developer && sc.OwnerID == q.user.ID))
+	return q.user != nil && (q.user.IsAdmin || (access.At(q.level, access.Developer) && sc.OwnerID == q.user.ID))
 }
 
 // canDeleteSchedule: the owner or a maintainer, as the API.
 func canDeleteSchedule(q *req, sc *store.Schedule) bool {
-	return canEditSchedule(q, sc) || q.level >= store.Maintainer
+	return canEditSchedule(q, sc) || access.At(q.level, access.Maintainer)
 }
 
 func (w *Web) scheduleList(q *req) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	list, _, err := w.Store.ListSchedules(q.ctx, store.ScheduleFilter{ProjectID: q.project.ID}, store.Page{Number: 1, PerPage: 100})
@@ -118,7 +118,7 @@ func (w *Web) scheduleList(q *req) {
 		return
 	}
 	users := newUserCache(w.Store)
-	d := schedulesData{CanCreate: q.level >= store.Developer, CanTakeOwnership: q.level >= store.Maintainer}
+	d := schedulesData{CanCreate: access.At(q.level, access.Developer), CanTakeOwnership: access.At(q.level, access.Maintainer)}
 	for _, sc := range list {
 		name, tag := schedule.SplitRef(sc.Ref)
 		row := scheduleRow{S: sc, Owner: users.get(q.ctx, sc.OwnerID), Ref: name, Tag: tag, CanEdit: canEditSchedule(q, sc)}
@@ -140,7 +140,7 @@ func cronPresets() [][2]string {
 }
 
 func (w *Web) scheduleForm(q *req, status int, sc *store.Schedule, form map[string]string, errs []string) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	if sc != nil && !canEditSchedule(q, sc) {
@@ -192,7 +192,7 @@ func (w *Web) scheduleForm(q *req, status int, sc *store.Schedule, form map[stri
 // describeCron answers the form's script with the English text and next
 // run of a cron expression as it is typed.
 func (w *Web) describeCron(q *req) {
-	if !w.requireLevel(q, store.Reporter) {
+	if !w.requireLevel(q, access.Reporter) {
 		return
 	}
 	expr, zone := q.r.URL.Query().Get("cron"), q.r.URL.Query().Get("cron_timezone")
@@ -210,7 +210,7 @@ func (w *Web) describeCron(q *req) {
 }
 
 func (w *Web) saveSchedule(q *req, sc *store.Schedule) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	if sc != nil && !canEditSchedule(q, sc) {
@@ -316,7 +316,7 @@ func (w *Web) saveSchedule(q *req, sc *store.Schedule) {
 }
 
 func (w *Web) scheduleAction(q *req, sc *store.Schedule, action string) {
-	if !w.requireLevel(q, store.Developer) {
+	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	list := projectURL(q.project) + "/-/pipeline_schedules"
@@ -337,7 +337,7 @@ func (w *Web) scheduleAction(q *req, sc *store.Schedule, action string) {
 		}
 		w.redirect(q, list, "Successfully scheduled a pipeline to run: pipeline #"+strconv.FormatInt(pl.ID, 10)+".")
 	case "take_ownership":
-		if q.level < store.Maintainer {
+		if !access.At(q.level, access.Maintainer) {
 			w.notFound(q)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -83,7 +84,7 @@ func triggerExamples(base string, projectID int64, branch, token string) []examp
 }
 
 func (w *Web) settingsCICD(q *req, d *settingsData) {
-	if !w.requireLevel(q, store.Maintainer) {
+	if !w.requireLevel(q, access.Maintainer) {
 		return
 	}
 	status := http.StatusOK
@@ -118,7 +119,7 @@ func (w *Web) fillSettings(q *req, d *settingsData) error {
 		row := triggerRow{T: t, Owner: users.get(q.ctx, t.OwnerID)}
 		if row.Owner == nil {
 			row.Invalid = true
-		} else if lvl, err := w.Store.AccessLevel(q.ctx, p, row.Owner); err == nil && lvl < store.Developer {
+		} else if lvl, err := access.New(w.Store).Level(q.ctx, p, row.Owner); err == nil && !access.At(lvl, access.Developer) {
 			row.Invalid = true
 		}
 		d.Triggers = append(d.Triggers, row)
@@ -180,7 +181,7 @@ func boolStr(b bool) string {
 }
 
 func (w *Web) settingsAction(q *req, seg []string) {
-	if !w.requireLevel(q, store.Maintainer) {
+	if !w.requireLevel(q, access.Maintainer) {
 		return
 	}
 	id := int64(0)

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
@@ -263,22 +264,19 @@ func (w *Web) loadProject(q *req, path string) bool {
 		w.internal(q, err)
 		return false
 	}
-	level, err := w.Store.AccessLevel(q.ctx, p, q.user)
+	level, err := access.New(w.Store).Level(q.ctx, p, q.user)
 	if err != nil {
 		w.internal(q, err)
 		return false
 	}
 	q.member = level
-	visible := p.Visibility == "public" || (p.Visibility == "internal" && q.user != nil)
-	if level == store.NoAccess && !visible {
+	if access.Hidden(p, q.user, level) {
 		w.notFound(q)
 		return false
 	}
-	if visible && level < store.Reporter {
-		// Outsiders and guest members alike read a visible project's
-		// code and pipelines.
-		level = store.Reporter
-	}
+	// Outsiders and guest members alike read a visible project's code and
+	// pipelines.
+	level = access.Effective(p, q.user, level)
 	q.project, q.level = p, level
 	return true
 }
