@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -120,5 +121,26 @@ func TestNetworkAliasAndSweep(t *testing.T) {
 	}
 	if ids, _ := e.List(ctx, containers.LabelOwner, other); len(ids) != 1 {
 		t.Errorf("another owner's container: %v", ids)
+	}
+}
+
+// BenchmarkRunContainer measures what one script step costs in
+// containers: create, attach, start, wait and remove a container that
+// runs `true`.
+func BenchmarkRunContainer(b *testing.B) {
+	e := testenv.ContainerEngine(b)
+	testenv.TestImages(b, e)
+	ctx := context.Background()
+	for b.Loop() {
+		id, err := e.Create(ctx, containers.Spec{Image: testenv.ImageBusybox, Cmd: []string{"true"}, Attach: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if code, err := e.Run(ctx, id, io.Discard, io.Discard); err != nil || code != 0 {
+			b.Fatal(code, err)
+		}
+		if err := e.Remove(ctx, id); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
