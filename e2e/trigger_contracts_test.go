@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -76,6 +79,119 @@ func TestTriggerExactCommit(t *testing.T) {
 			}
 			if !found {
 				t.Fatalf("deliveries log lacks the refusal: %v", dl)
+			}
+		})
+	}
+}
+
+// TestTriggerIdempotencyKey: the same key and parameters replay the first
+// pipeline (Idempotent-Replayed: true), other parameters under the key are
+// a 422, concurrent duplicates create exactly one pipeline, and keys
+// survive a restart; on the trigger API and POST /pipeline.
+func TestTriggerIdempotencyKey(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			post := func(key string, body string) trigResp {
+				return trigDo(t, "POST", api+"/trigger/pipeline", "application/json", strings.NewReader(body), map[string]string{"Idempotency-Key": key})
+			}
+			body := `{"token":"` + f.token + `","ref":"main","variables":{"A":"1"}}`
+			first := post("deploy-42", body).want(t, 201, "first call")
+			if first.hdr.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("first call says replayed")
+			}
+			n := f.count()
+			again := post("deploy-42", body).want(t, 201, "replay")
+			if again.hdr.Get("Idempotent-Replayed") != "true" || again.obj["id"] != first.obj["id"] {
+				t.Fatalf("replay: header %q id %v, want true and %v", again.hdr.Get("Idempotent-Replayed"), again.obj["id"], first.obj["id"])
+			}
+			// The same parameters as a form are the same request.
+			r := trigCurl(t, "-X", "POST", "-H", "Idempotency-Key: deploy-42", "-F", "token="+f.token, "-F", "ref=main", "-F", "variables[A]=1", api+"/trigger/pipeline").want(t, 201, "curl replay")
+			if r.obj["id"] != first.obj["id"] {
+				t.Fatalf("form replay made pipeline %v, want %v", r.obj["id"], first.obj["id"])
+			}
+			for _, other := range []string{
+				`{"token":"` + f.token + `","ref":"main","variables":{"A":"2"}}`,
+				`{"token":"` + f.token + `","ref":"release-1.2","variables":{"A":"1"}}`,
+			} {
+				r := post("deploy-42", other).want(t, 422, "same key, other parameters")
+				if r.obj["message"] != "422 Unprocessable Entity - Idempotency-Key was already used with other parameters" {
+					t.Fatalf("422 body: %s", r.raw)
+				}
+			}
+			post(strings.Repeat("k", 256), body).want(t, 400, "key too long")
+			post("with space", body).want(t, 400, "key with a space")
+			if got := f.count(); got != n {
+				t.Fatalf("replays and refusals created pipelines: %d -> %d", n, got)
+			}
+
+			// Concurrent duplicates: exactly one pipeline.
+			var wg sync.WaitGroup
+			ids := make([]any, 8)
+			codes := make([]int, 8)
+			for i := range ids {
+				wg.Go(func() {
+					req, _ := http.NewRequest("POST", api+"/trigger/pipeline", strings.NewReader(`{"token":"`+f.token+`","ref":"main"}`))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", "race")
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						return
+					}
+					defer resp.Body.Close()
+					var o map[string]any
+					json.NewDecoder(resp.Body).Decode(&o)
+					codes[i], ids[i] = resp.StatusCode, o["id"]
+				})
+			}
+			wg.Wait()
+			for i := range ids {
+				if codes[i] != 201 || ids[i] != ids[0] {
+					t.Fatalf("concurrent duplicates: codes %v ids %v, want all 201 with one id", codes, ids)
+				}
+			}
+			if got := f.count(); got != n+1 {
+				t.Fatalf("8 concurrent duplicates created %d pipelines, want 1", got-n)
+			}
+
+			// POST /pipeline: the user's own keys.
+			var p1, p2 map[string]any
+			call := func(body any, out any) (int, http.Header) {
+				req, _ := http.NewRequest("POST", api+"/pipeline", strings.NewReader(body.(string)))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("PRIVATE-TOKEN", rootToken)
+				req.Header.Set("Idempotency-Key", "deploy-42")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				json.NewDecoder(resp.Body).Decode(out)
+				return resp.StatusCode, resp.Header
+			}
+			if code, _ := call(`{"ref":"main"}`, &p1); code != 201 || p1["id"] == first.obj["id"] {
+				t.Fatalf("POST /pipeline with a key another caller used: %d %v (keys are per caller)", code, p1)
+			}
+			if code, hdr := call(`{"ref":"main"}`, &p2); code != 201 || p2["id"] != p1["id"] || hdr.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("POST /pipeline replay: %d %v %v", code, p2, hdr)
+			}
+			var e map[string]any
+			if code, _ := call(`{"ref":"main","variables":[{"key":"X","value":"y"}]}`, &e); code != 422 {
+				t.Fatalf("POST /pipeline same key, other variables: %d %v", code, e)
+			}
+
+			// Durable: a restarted server still replays.
+			n = f.count()
+			s.stop()
+			s.start()
+			again = post("deploy-42", body).want(t, 201, "replay after restart")
+			if again.obj["id"] != first.obj["id"] || again.hdr.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("after restart: %s", again.raw)
+			}
+			if got := f.count(); got != n {
+				t.Fatalf("replay after restart created a pipeline")
 			}
 		})
 	}

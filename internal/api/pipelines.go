@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -312,12 +313,56 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return err
 	}
 	sha := c.params.String("sha")
-	pl, err := a.runPipeline(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha})
+	key, ie := readIdempotencyKey(r)
+	if ie != nil {
+		return errMessage(ie.status, ie.msg)
+	}
+	fp, _ := json.Marshal(map[string]any{"ref": ref, "sha": strings.ToLower(sha), "variables": vars})
+	k := newIdemKey(key, p.ID, "user:"+strconv.FormatInt(c.user.ID, 10), fp)
+	replay := func() error {
+		pl, ie, err := a.idemReplay(c.ctx, k)
+		if err != nil {
+			return err
+		}
+		if ie != nil {
+			return errMessage(ie.status, ie.msg)
+		}
+		if pl == nil {
+			return nil
+		}
+		w.Header().Set(hdrReplayed, "true")
+		writeJSON(w, http.StatusCreated, a.PipelineJSON(c.ctx, p, pl))
+		return errReplayed
+	}
+	if err := replay(); err != nil {
+		return ignoreReplayed(err)
+	}
+	preq := pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha}
+	if k != nil {
+		preq.InTx = k.record
+	}
+	pl, err := a.runPipeline(c.ctx, preq)
 	if err != nil {
+		if k != nil && errors.Is(err, store.ErrConflict) {
+			// A concurrent call with the same key won: answer with its pipeline.
+			if err := replay(); err != nil {
+				return ignoreReplayed(err)
+			}
+		}
 		return createErr(err)
 	}
 	writeJSON(w, http.StatusCreated, a.PipelineJSON(c.ctx, p, pl))
 	return nil
+}
+
+// errReplayed means the answer (a replay) is written.
+var errReplayed = errors.New("replayed")
+
+func ignoreReplayed(err error) error {
+	if errors.Is(err, errReplayed) {
+		return nil
+	}
+	return err
 }
 
 // createErr turns the engine's refusals into GitLab's 400 shape.

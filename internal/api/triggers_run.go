@@ -57,6 +57,9 @@ type runCall struct {
 	// that the log is no write channel for anyone who knows a project id.
 	token string
 	owned bool
+	// replayed: the pipeline is the one an earlier call with the same
+	// Idempotency-Key created.
+	replayed bool
 }
 
 // clientIP is the peer address. X-Forwarded-For is not trusted: anyone can
@@ -83,6 +86,9 @@ func (t *triggers) runHandler(version string, webhook bool) http.HandlerFunc {
 		pl, vars, ref := t.run(w, r, rc)
 		if pl == nil {
 			return
+		}
+		if rc.replayed {
+			w.Header().Set(hdrReplayed, "true")
 		}
 		if version == "v3" {
 			// v3 answered with the trigger request: {id, variables}. Kiln has
@@ -217,6 +223,10 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 	}
 	rc.d.Ref, rc.d.VariableNames = req.Ref, req.Keys()
 	rc.d.ShortToken = auth.ShortToken(req.Token)
+	idemKeyText, ie := readIdempotencyKey(r)
+	if ie != nil {
+		return nil, nil, "", refuse(ie.status, ie.msg, ie.msg)
+	}
 	// 3. Project.
 	if rc.project == nil {
 		rf := refuse(http.StatusNotFound, msgNotFound, "project not found")
@@ -244,6 +254,16 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 		// TRIGGER_PAYLOAD: every parameter but the token, as a file variable.
 		preq.Variables = append(preq.Variables, pipeline.Var{Key: "TRIGGER_PAYLOAD", Value: string(req.Payload), File: true, Raw: true})
 	}
+	// Idempotency-Key: a live key of this caller answers with its pipeline
+	// (before the creation limit: a replay creates nothing).
+	scope := "job:" + strconv.FormatInt(preq.UpstreamJobID, 10)
+	if tr != nil {
+		scope = "trigger:" + strconv.FormatInt(tr.ID, 10)
+	}
+	k := newIdemKey(idemKeyText, p.ID, scope, append([]byte(req.SHA+"\x00"), req.Fingerprint...))
+	if pl, rf := t.idemAnswer(ctx, k, rc); pl != nil || rf != nil {
+		return pl, req.Variables, req.Ref, rf
+	}
 	// 5. Per-project creation limit.
 	if ok, retry := t.creates.Allow(strconv.FormatInt(p.ID, 10)); !ok {
 		rf := refuse(http.StatusTooManyRequests, map[string]any{"base": []string{msgRateLimited}}, "rate limited: "+msgRateLimited)
@@ -257,12 +277,21 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 		if err := tx.InsertDelivery(ctx, &rc.d); err != nil {
 			return err
 		}
+		if err := k.record(ctx, tx, pl); err != nil {
+			return err
+		}
 		if tr != nil {
 			return tx.TouchTrigger(ctx, tr.ID, now)
 		}
 		return nil
 	}
 	pl, err := t.Engine.Create(ctx, preq)
+	if err != nil && k != nil && errors.Is(err, store.ErrConflict) {
+		// A concurrent call with the same key committed first.
+		if pl, rf := t.idemAnswer(ctx, k, rc); pl != nil || rf != nil {
+			return pl, req.Variables, req.Ref, rf
+		}
+	}
 	if err != nil {
 		var ce *pipeline.CreateError
 		if errors.As(err, &ce) {
@@ -398,4 +427,25 @@ func (t *triggers) jobTokenRequest(ctx context.Context, token string, p *store.P
 	}
 	preq.Source, preq.User, preq.UpstreamJobID, preq.UpstreamPipelineID = "pipeline", user, j.ID, up.ID
 	return nil
+}
+
+// idemAnswer answers a call whose Idempotency-Key is live: the pipeline
+// it created (a replay, recorded in the deliveries log), or the refusal of
+// a key reused with other parameters. Both nil: a new key.
+func (t *triggers) idemAnswer(ctx context.Context, k *idemKey, rc *runCall) (*store.Pipeline, *refusal) {
+	pl, ie, err := t.idemReplay(ctx, k)
+	if err != nil {
+		t.Log.Error("idempotency key lookup failed", "err", err)
+		return nil, refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error looking up the Idempotency-Key")
+	}
+	if ie != nil {
+		return nil, refuse(ie.status, ie.msg, ie.msg)
+	}
+	if pl == nil {
+		return nil, nil
+	}
+	rc.replayed = true
+	rc.d.StatusCode, rc.d.Result, rc.d.PipelineID, rc.d.Reason = http.StatusCreated, "replayed", pl.ID, "Idempotency-Key replay of pipeline "+strconv.FormatInt(pl.ID, 10)
+	t.recordDelivery(ctx, &rc.d)
+	return pl, nil
 }

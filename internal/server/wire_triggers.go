@@ -15,7 +15,8 @@ import (
 const deliveryRetention = 30 * 24 * time.Hour
 
 // wireTriggers registers the trigger endpoints, runs `trigger:` bridge jobs
-// and prunes the deliveries log.
+// and prunes the deliveries log and expired Idempotency-Keys (hourly,
+// stopped by Close).
 func (s *Server) wireTriggers(ctx context.Context) error {
 	hub := pipewatch.New(s.store, api.EventPoll)
 	s.onShutdown = append(s.onShutdown, hub.Close)
@@ -50,9 +51,19 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		s.bg.Go(func() { b.Finished(ctx, pipelineID) })
 	}
 
-	return s.loops.Add(lifecycle.Loop{Name: "trigger-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
+	err := s.loops.Add(lifecycle.Loop{Name: "trigger-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
 		return s.store.Write(ctx, func(tx *store.Tx) error {
 			_, err := tx.PruneDeliveries(ctx, time.Now().Add(-deliveryRetention))
+			return err
+		})
+	}})
+	if err != nil {
+		return err
+	}
+	// Idempotency keys past their 24 hours replay nothing any more.
+	return s.loops.Add(lifecycle.Loop{Name: "idempotency-keys-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
+		return s.store.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.PruneIdempotencyKeys(ctx, time.Now().Add(-api.IdempotencyTTL))
 			return err
 		})
 	}})

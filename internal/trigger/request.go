@@ -42,6 +42,10 @@ type Request struct {
 	SHA string
 	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
 	Variables map[string]string
+	// Fingerprint is the canonical JSON of every parameter but the token
+	// (the same keys as Payload, without the project id as spelled in the
+	// URL): calls with equal fingerprints asked for the same pipeline.
+	Fingerprint []byte
 	// Payload is TRIGGER_PAYLOAD: every parameter except the token, as JSON
 	// (for the webhook form, the JSON body merged with the URL's ref).
 	Payload []byte
@@ -179,12 +183,15 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 	}
 	delete(payload, "token")
 	payload["ref"] = ref
-	payload["id"] = projectID
 	vars := make(map[string]any, len(req.Variables))
 	for k, v := range req.Variables {
 		vars[k] = v
 	}
 	payload["variables"] = vars
+	if fp, err := json.Marshal(payload); err == nil {
+		req.Fingerprint = fp
+	}
+	payload["id"] = projectID
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
