@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/lifecycle"
@@ -43,10 +44,9 @@ func (s *Server) wireCleanup(ctx context.Context) error {
 			s.log.Warn("removing deleted files failed; retrying every minute", "err", err)
 		}
 	}
-	return s.loops.Add(lifecycle.Loop{Name: "file-sweeper", Run: func(ctx context.Context) error {
-		sw.Run(ctx)
-		return nil
-	}})
+	// A periodic pass: what a deletion's own sweep could not remove is
+	// retried every minute, and the lifecycle reports the last error.
+	return s.loops.Add(lifecycle.Loop{Name: "file-sweeper", Every: time.Minute, Run: sw.Sweep})
 }
 
 // builtinBuildsDir and builtinCacheDir are where built-in runners keep

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -46,15 +45,12 @@ type Config struct {
 	// build leftovers on this server (built-in runners), by full path.
 	ProjectDirs func(projectPath string) []string
 	Log         *slog.Logger
-	// Every is how often pending removals are retried (0: one minute).
-	Every time.Duration
 }
 
 // Sweeper carries out queued file removals.
 type Sweeper struct {
-	cfg  Config
-	mu   sync.Mutex // one sweep at a time
-	kick chan struct{}
+	cfg Config
+	mu  sync.Mutex // one sweep at a time
 }
 
 // New returns a Sweeper.
@@ -62,35 +58,7 @@ func New(cfg Config) *Sweeper {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Every <= 0 {
-		cfg.Every = time.Minute
-	}
-	return &Sweeper{cfg: cfg, kick: make(chan struct{}, 1)}
-}
-
-// Kick asks the loop to sweep soon (after a deletion committed).
-func (s *Sweeper) Kick() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Run sweeps on every Kick and every cfg.Every until ctx ends.
-func (s *Sweeper) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.kick:
-		}
-		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.cfg.Log.Warn("removing deleted files failed; retrying later", "err", err)
-		}
-	}
+	return &Sweeper{cfg: cfg}
 }
 
 // Sweep carries out every pending removal. A removal that fails stays
