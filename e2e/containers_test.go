@@ -57,6 +57,11 @@ build:
     - mkdir -p out && echo made-in-bash-image > out/result.txt
   artifacts:
     paths: [out/]
+unpullable:
+  stage: build
+  image: localhost:1/kiln-test/absent:1
+  allow_failure: true
+  script: [echo not-reached]
 test:
   stage: test
   image:
@@ -94,6 +99,15 @@ test:
 		if !strings.Contains(c.trace, c.want) {
 			t.Errorf("trace lacks %q:\n%s", c.want, c.trace)
 		}
+	}
+	// An image that cannot be pulled: GitLab's failure reason and lines.
+	un := jobs["unpullable"]
+	if un["status"] != "failed" || un["failure_reason"] != "image_pull_failure" {
+		t.Errorf("unpullable job: status %v failure_reason %v", un["status"], un["failure_reason"])
+	}
+	if tr := jobTrace(t, s, pid, jsonID(un["id"])); !strings.Contains(tr, `ERROR: Job failed: failed to pull image "localhost:1/kiln-test/absent:1" with specified policies [if-not-present]:`) ||
+		strings.Contains(tr, "not-reached") {
+		t.Errorf("unpullable job trace:\n%s", tr)
 	}
 	if c, n := countOwned(t, e, owner); c != 0 || n != 0 {
 		t.Errorf("%d containers and %d networks left after the pipeline", c, n)
