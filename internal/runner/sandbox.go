@@ -168,6 +168,11 @@ func (s *sandboxSession) args(c Cmd) []string {
 	a := []string{s.bwrap,
 		"--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
 		"--die-with-parent",
+		// The command is the namespace's PID 1, so bwrap returns only once
+		// the kernel has killed and reaped every process in it (with
+		// bwrap's own init it may return before), and the agent never works
+		// on the build directory while a job process still runs.
+		"--as-pid-1",
 	}
 	if !s.root {
 		a = append(a, "--unshare-user", "--uid", fmt.Sprint(SandboxUID), "--gid", fmt.Sprint(SandboxGID))
