@@ -153,6 +153,9 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 
 func TestHostileIdleConnections(t *testing.T) {
 	if _, err := exec.LookPath("prlimit"); err != nil {
+		if os.Getenv("KILN_REQUIRE_SERVICES") == "1" {
+			t.Fatal("prlimit (util-linux) not installed")
+		}
 		t.Skip("prlimit (util-linux) not installed")
 	}
 	// A descriptor limit of 256: the server keeps its connections a

@@ -9,6 +9,7 @@
 //	go run ./bench/kilnbench -scenario footprint
 //	go run ./bench/kilnbench -scenario scale -pipelines 100000 -jobs-per 5
 //	go run ./bench/kilnbench -scenario logs -log-mb 200
+//	go run ./bench/kilnbench -scenario hostile -db sqlite,postgres
 package main
 
 import (
@@ -39,7 +40,7 @@ package:
 `
 
 func main() {
-	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs or all")
+	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs, hostile or all")
 	dbs := flag.String("db", "sqlite", "comma-separated: sqlite, postgres")
 	pg := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN for -db postgres")
 	conc := flag.String("concurrency", "1,8,32,128", "client concurrency levels for throughput")
@@ -51,6 +52,8 @@ func main() {
 	jobsPer := flag.Int("jobs-per", 5, "scale: jobs per seeded pipeline")
 	logMB := flag.Int("log-mb", 200, "logs: megabytes the job prints")
 	flag.StringVar(&profileTo, "profile", "", "write a server CPU profile of the busiest throughput step to FILE.<db>")
+	attackFor := flag.Duration("attack-for", 10*time.Second, "hostile: how long each attack runs")
+	prebuilt := flag.String("kiln-bin", "", "use this kiln binary instead of building ./cmd/kiln (e.g. an older build, for before/after)")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, server logs) and print its path")
 	flag.Parse()
 
@@ -61,8 +64,11 @@ func main() {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	bin, err := buildKiln(work)
-	check(err)
+	bin := *prebuilt
+	if bin == "" {
+		bin, err = buildKiln(work)
+		check(err)
+	}
 	fmt.Printf("# kilnbench %s — %d CPUs, %s, %s\n", *scenario, runtime.NumCPU(), memTotal(), time.Now().UTC().Format(time.RFC3339))
 
 	for _, db := range strings.Split(*dbs, ",") {
@@ -83,6 +89,8 @@ func main() {
 			scale(bin, work, db, dsn, *pipelines, *jobsPer, *n, *dur, *runs)
 		case "logs":
 			logs(bin, work, db, dsn, *logMB)
+		case "hostile":
+			hostile(bin, work, db, dsn, *attackFor)
 		case "all":
 			throughput(bin, work, db, dsn, parseInts(*conc), *dur, *runs)
 			latency(bin, work, db, freshIf(db, *pg), *n)

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,13 @@ type ThrottleConfig struct {
 // DefaultThrottleConfig follows GitLab: 10 failures lock an account for 10
 // minutes.
 func DefaultThrottleConfig() ThrottleConfig {
-	return ThrottleConfig{MaxAttempts: 10, LockFor: 10 * time.Minute, AddressBurst: 30, AddressPerMinute: 30, Parallel: 2, Wait: 5 * time.Second, MaxEntries: 100000}
+	// Password hashing may use half the CPUs (at least one), so guessing
+	// can never starve the rest of the server.
+	parallel := runtime.NumCPU() / 2
+	if parallel < 1 {
+		parallel = 1
+	}
+	return ThrottleConfig{MaxAttempts: 10, LockFor: 10 * time.Minute, AddressBurst: 30, AddressPerMinute: 30, Parallel: parallel, Wait: 5 * time.Second, MaxEntries: 100000}
 }
 
 type account struct {

@@ -114,3 +114,45 @@ func TestListenerEvictsIdleFirst(t *testing.T) {
 		t.Fatalf("refused %d", refused)
 	}
 }
+
+func TestListenerEvictsFromTheHoarder(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(raw, 4)
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer l.Close()
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Skipf("cannot dial from %s: %v", ip, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s := <-accepted
+		l.ConnState(s, http.StateIdle)
+		return s
+	}
+	victim := dialFrom("127.0.0.1") // idle longest, but its client holds one
+	for i := 0; i < 3; i++ {
+		dialFrom("127.0.0.2")
+	}
+	dialFrom("127.0.0.3")
+	l.mu.Lock()
+	_, kept := l.conns[victim.(*conn)]
+	n2 := l.byAddr["127.0.0.2"]
+	l.mu.Unlock()
+	if !kept || n2 != 2 {
+		t.Fatalf("evicted the lone client's connection (kept=%v, hoarder has %d)", kept, n2)
+	}
+}

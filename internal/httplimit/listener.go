@@ -19,8 +19,9 @@ type Listener struct {
 	staleNew time.Duration
 	now      func() time.Time
 
-	mu    sync.Mutex
-	conns map[*conn]*connInfo
+	mu     sync.Mutex
+	conns  map[*conn]*connInfo
+	byAddr map[string]int
 	// Refused counts connections closed at once because all were busy;
 	// Evicted counts idle connections closed to make room.
 	refused, evicted int
@@ -29,11 +30,12 @@ type Listener struct {
 type connInfo struct {
 	state http.ConnState
 	since time.Time
+	addr  string // the peer's host, for fairness between clients
 }
 
 // NewListener wraps ln, allowing at most max open connections.
 func NewListener(ln net.Listener, max int) *Listener {
-	return &Listener{Listener: ln, max: max, staleNew: time.Second, now: time.Now, conns: map[*conn]*connInfo{}}
+	return &Listener{Listener: ln, max: max, staleNew: time.Second, now: time.Now, conns: map[*conn]*connInfo{}, byAddr: map[string]int{}}
 }
 
 type conn struct {
@@ -50,8 +52,30 @@ func (c *conn) Close() error {
 
 func (l *Listener) forget(c *conn) {
 	l.mu.Lock()
-	delete(l.conns, c)
+	l.dropLocked(c)
 	l.mu.Unlock()
+}
+
+func (l *Listener) dropLocked(c *conn) {
+	info, ok := l.conns[c]
+	if !ok {
+		return
+	}
+	delete(l.conns, c)
+	if l.byAddr[info.addr]--; l.byAddr[info.addr] <= 0 {
+		delete(l.byAddr, info.addr)
+	}
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 // Accept returns the next connection, making room for it if needed.
@@ -73,9 +97,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 				continue
 			}
 			l.evicted++
-			delete(l.conns, victim)
+			l.dropLocked(victim)
 		}
-		l.conns[c] = &connInfo{state: http.StateNew, since: l.now()}
+		addr := hostOf(nc.RemoteAddr())
+		l.conns[c] = &connInfo{state: http.StateNew, since: l.now(), addr: addr}
+		l.byAddr[addr]++
 		l.mu.Unlock()
 		if victim != nil {
 			victim.Conn.Close()
@@ -84,16 +110,22 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// victimLocked picks the connection idle longest: keep-alive idle ones,
-// or new ones that have sent nothing for staleNew.
+// victimLocked picks an evictable connection (keep-alive idle, or new and
+// silent for staleNew) of the client address holding the most
+// connections, the one idle longest among those: a client hoarding
+// connections loses its own first.
 func (l *Listener) victimLocked() *conn {
 	now := l.now()
 	var best *conn
-	var bestSince time.Time
+	var bestInfo *connInfo
 	for c, info := range l.conns {
 		evictable := info.state == http.StateIdle || (info.state == http.StateNew && now.Sub(info.since) >= l.staleNew)
-		if evictable && (best == nil || info.since.Before(bestSince)) {
-			best, bestSince = c, info.since
+		if !evictable {
+			continue
+		}
+		if best == nil || l.byAddr[info.addr] > l.byAddr[bestInfo.addr] ||
+			(l.byAddr[info.addr] == l.byAddr[bestInfo.addr] && info.since.Before(bestInfo.since)) {
+			best, bestInfo = c, info
 		}
 	}
 	return best
@@ -114,7 +146,7 @@ func (l *Listener) ConnState(nc net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateClosed, http.StateHijacked:
-		delete(l.conns, c)
+		l.dropLocked(c)
 	default:
 		info.state, info.since = state, l.now()
 	}
