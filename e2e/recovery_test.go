@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -310,5 +311,47 @@ quiet:
 				t.Errorf("acknowledged silent job: %v, ran %q", q["status"], b)
 			}
 		})
+	}
+}
+
+// TestDisconnectedJobRequestRequeued: a runner asks for a job and hangs up
+// before reading the answer (the server hands the job out into a closed
+// connection). The job goes back to pending after --runner-ack-timeout and
+// a real runner runs it.
+func TestDisconnectedJobRequestRequeued(t *testing.T) {
+	s := newServer(t, "sqlite", "--builtin-runners", "0", "--runner-ack-timeout", "2s")
+	s.start()
+	pid := newCIProject(t, s, "app")
+	_, tok := createRunner(t, s, map[string]any{"runner_type": "instance_type", "description": "gone", "run_untagged": true})
+	pushBranch(t, s, "root/app", "main", map[string]string{".gitlab-ci.yml": "job:\n  script: echo ran after all\n"})
+	waitJob(t, s, pid, "main", "job", 30*time.Second, "pending")
+
+	body := fmt.Sprintf(`{"token":%q,"info":{"name":"gitlab-runner","version":"17.0.0"}}`, tok)
+	req := fmt.Sprintf("POST /api/v4/jobs/request HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", s.addr, len(body), body)
+	var j map[string]any
+	mustWait(t, 30*time.Second, "job handed out to a request whose client hung up", func() bool {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			return false
+		}
+		c.Write([]byte(req))
+		c.Close() // never reads the answer
+		time.Sleep(200 * time.Millisecond)
+		var jobs []map[string]any
+		s.call("GET", "/api/v4/projects/"+pid+"/jobs", nil, &jobs)
+		if len(jobs) == 1 {
+			j = jobs[0]
+		}
+		return j["status"] == "running"
+	})
+	jobID := jsonID(j["id"])
+	mustWait(t, 30*time.Second, "job back to pending", func() bool {
+		s.call("GET", "/api/v4/projects/"+pid+"/jobs/"+jobID, nil, &j)
+		return j["status"] == "pending"
+	})
+	startRunner(t, s, "real", tok)
+	j = waitJob(t, s, pid, "main", "job", 60*time.Second, "success", "failed")
+	if j["status"] != "success" || jsonID(j["id"]) != jobID {
+		t.Fatalf("job after requeue: %v (id %v, want %s)", j["status"], j["id"], jobID)
 	}
 }

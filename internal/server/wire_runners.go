@@ -130,6 +130,14 @@ func builtinSuffix(dataDir string) string {
 	return fmt.Sprintf(" (%x)", sum[:6])
 }
 
+// builtinRunnerSuffix marks the built-in runner rows of this server: host,
+// data directory and listen address, so that two replicas on one host
+// sharing a data dir (they listen on different addresses) never take each
+// other's rows, or jobs, for their own previous run's.
+func builtinRunnerSuffix(dataDir, listen string) string {
+	return builtinSuffix(dataDir + "\x00" + listen)
+}
+
 // wireBuiltinRunners registers fresh instance runners and starts them, over
 // loopback HTTP like any runner, once the server listens.
 func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service) error {
@@ -147,7 +155,7 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 			return err
 		}
 	}
-	suffix := builtinSuffix(s.cfg.DataDir)
+	suffix := builtinRunnerSuffix(s.cfg.DataDir, s.cfg.Listen)
 	// Jobs that were running on this server's built-in runners died with
 	// the previous process (the runners ran inside it): finish them now
 	// rather than after the stale timeout.
