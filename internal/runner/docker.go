@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kilnci/kiln/internal/containers"
@@ -36,6 +38,9 @@ type DockerExecutor struct {
 	// DefaultImage is the image of jobs that name none (GitLab Runner's
 	// [runners.docker] image).
 	DefaultImage string
+	// ServiceWait bounds the wait for services' exposed ports (GitLab
+	// Runner's wait_for_services_timeout); default 30 s.
+	ServiceWait time.Duration
 	// Owner is put as a label on every container and network, so that
 	// Sweep finds what a runner that died left behind.
 	Owner string
@@ -175,12 +180,71 @@ func (s *dockerSession) prepare(ctx context.Context, log io.Writer) error {
 	if err := e.EnsureImage(ctx, s.image.Name, s.image.PullPolicy, log); err != nil {
 		return err
 	}
-	// A service that exited at once is reported, as GitLab Runner's
-	// health check does, but does not fail the job.
+	return s.waitForServices(ctx, log)
+}
+
+// waitForServices waits, as GitLab Runner does, until each service
+// accepts connections on the TCP ports its image exposes, at most
+// ServiceWait in all. A service that does not is reported with its
+// output but does not fail the job.
+func (s *dockerSession) waitForServices(ctx context.Context, log io.Writer) error {
+	e := s.d.Engine
+	type target struct {
+		name, id string
+		addr     netip.Addr
+		ports    []int
+	}
+	var targets []target
 	for i, id := range s.services {
+		name := s.job.Services[i].Name
 		if running, code, err := e.Running(ctx, id); err == nil && !running {
-			fmt.Fprintf(log, "\x1b[0;33m*** WARNING: Service %s probably didn't start properly (exit code %d):\x1b[0;m\n", s.job.Services[i].Name, code)
+			fmt.Fprintf(log, "\x1b[0;33m*** WARNING: Service %s probably didn't start properly (exit code %d):\x1b[0;m\n", name, code)
 			_ = e.Logs(ctx, id, log)
+			continue
+		}
+		ports, err := e.ExposedTCPPorts(ctx, name)
+		if err != nil || len(ports) == 0 {
+			continue
+		}
+		addr, err := e.Address(ctx, id)
+		if err != nil {
+			continue
+		}
+		targets = append(targets, target{name, id, addr, ports})
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	wait := s.d.ServiceWait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	fmt.Fprintf(log, "Waiting for services to be up and running (timeout %d seconds)...\n", int(wait.Seconds()))
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			for _, p := range t.ports {
+				if errs[i] = containers.WaitPort(wctx, t.addr, p); errs[i] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, containers.ErrUnreachable):
+			fmt.Fprintf(log, "Not waiting for service %s: %v\n", targets[i].name, err)
+		default:
+			fmt.Fprintf(log, "\x1b[0;33m*** WARNING: Service %s probably didn't start properly.\n\nHealth check error:\n%v\n\nService container logs:\x1b[0;m\n", targets[i].name, err)
+			_ = e.Logs(ctx, targets[i].id, log)
 		}
 	}
 	return nil
@@ -310,4 +374,16 @@ func dockerExecutor(ctx context.Context, fc FileConfig, cfg Config, configPath s
 func RunnerOwner(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return "runner-" + hex.EncodeToString(sum[:8])
+}
+
+// executorInfo is the info object the agent sends: with the docker
+// executor it says so, and that image, services and services' variables
+// are supported (GitLab reads these features).
+func executorInfo(ex Executor) client.VersionInfo {
+	info := client.DefaultInfo()
+	if d, ok := ex.(DockerExecutor); ok {
+		info.Executor = d.Name()
+		info.Features.Image, info.Features.Services, info.Features.ServiceVariables = true, true, true
+	}
+	return info
 }

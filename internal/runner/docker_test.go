@@ -88,6 +88,10 @@ func TestDockerImagesShellAndArtifacts(t *testing.T) {
 	if c, n := leftovers(t, d); c != 0 || n != 0 {
 		t.Errorf("%d containers and %d networks left", c, n)
 	}
+	// The runner tells the server what it is.
+	if i := final.Info; i.Executor != "docker" || !i.Features.Image || !i.Features.Services || !i.Features.ServiceVariables {
+		t.Errorf("runner info: %+v", i)
+	}
 }
 
 // Services are reachable by alias and GitLab's derived names, get the
@@ -228,6 +232,32 @@ func TestDockerDefaultImage(t *testing.T) {
 	fs.addJob(dockerJob(fs, 351, "", `if test -e /etc/debian_version; then echo on-host; else echo in-default-image; fi`))
 	final, trace := fs.waitFinal(t, 351, 60*time.Second)
 	if final.State != client.StateSuccess || !strings.Contains(trace, "in-default-image\n") || !strings.Contains(trace, "Using Docker executor with image "+testenv.ImageBusybox) {
+		t.Fatalf("%+v\n%s", final, trace)
+	}
+}
+
+// Services' exposed ports are waited for before the script starts; one
+// that never listens is reported and the job goes on.
+func TestDockerServiceWait(t *testing.T) {
+	fs := newFakeServer(t)
+	e := testenv.ContainerEngine(t)
+	testenv.TestImages(t, e)
+	d := DockerExecutor{Engine: e, Owner: testenv.UniqueName("runnertest"), ServiceWait: 4 * time.Second}
+	startRunner(t, fs, func(c *Config) { c.Executor = d })
+	slow := dockerJob(fs, 361, testenv.ImageBusybox, `nc slow 8080 </dev/null`)
+	slow.Services = []client.Image{{Name: testenv.ImageService, Alias: "slow", Variables: []client.Variable{{Key: "SERVE_DELAY", Value: "2"}}}}
+	fs.addJob(slow)
+	final, trace := fs.waitFinal(t, 361, 60*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "Waiting for services to be up and running (timeout 4 seconds)...") ||
+		!strings.Contains(trace, "hello  serve \n") {
+		t.Fatalf("%+v\n%s", final, trace)
+	}
+	never := dockerJob(fs, 362, testenv.ImageBusybox, `echo script-ran`)
+	never.Services = []client.Image{{Name: testenv.ImageService, Alias: "never", Variables: []client.Variable{{Key: "SERVE_DELAY", Value: "300"}}}}
+	fs.addJob(never)
+	final, trace = fs.waitFinal(t, 362, 60*time.Second)
+	if final.State != client.StateSuccess || !strings.Contains(trace, "*** WARNING: Service "+testenv.ImageService+" probably didn't start properly.") ||
+		!strings.Contains(trace, "script-ran\n") {
 		t.Fatalf("%+v\n%s", final, trace)
 	}
 }

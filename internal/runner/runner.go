@@ -195,7 +195,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		tr.MaxIdleConnsPerHost = 2*r.cfg.Concurrent + 4
 		hc = &http.Client{Transport: tr}
 	}
-	c, err := client.New(client.Options{URL: r.cfg.URL, Token: r.cfg.Token, SystemID: r.cfg.SystemID, HTTPClient: hc})
+	c, err := client.New(client.Options{URL: r.cfg.URL, Token: r.cfg.Token, SystemID: r.cfg.SystemID, HTTPClient: hc, Info: executorInfo(r.cfg.Executor)})
 	if err != nil {
 		return fmt.Errorf("runner: %w", err)
 	}

@@ -24,14 +24,15 @@ import (
 const (
 	// ImageBusybox has busybox-static's /bin/busybox and its applets
 	// (sh, nc, ...): no bash.
-	ImageBusybox = "localhost/kiln-test/busybox:2"
+	ImageBusybox = "localhost/kiln-test/busybox:3"
 	// ImageBash is ImageBusybox plus the host's /bin/bash and its
 	// libraries.
-	ImageBash = "localhost/kiln-test/bash:2"
-	// ImageService is ImageBusybox whose entrypoint serves TCP port 8080:
+	ImageBash = "localhost/kiln-test/bash:3"
+	// ImageService is ImageBusybox whose entrypoint serves TCP port 8080
+	// (which it EXPOSEs), after $SERVE_DELAY seconds when that is set:
 	// each connection gets "hello $GREETING" and the arguments it was
 	// started with ("serve" then its command), one line.
-	ImageService = "localhost/kiln-test/service:2"
+	ImageService = "localhost/kiln-test/service:3"
 )
 
 // ContainerEngine connects to the container engine (DOCKER_HOST or the
@@ -105,6 +106,7 @@ func TestImages(t testing.TB, e *containers.Engine) {
 		file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
 		file("etc/group", 0o644, []byte("root:x:0:\n"))
 		file("bin/serve", 0o755, []byte("#!/bin/sh\n"+
+			"[ -n \"$SERVE_DELAY\" ] && sleep \"$SERVE_DELAY\"\n"+
 			"printf '#!/bin/sh\\necho \"hello $GREETING serve %s\"\\n' \"$*\" > /tmp/reply\n"+
 			"chmod +x /tmp/reply\nexec nc -ll -p 8080 -e /tmp/reply\n"))
 		if extra != nil {
@@ -129,7 +131,7 @@ func TestImages(t testing.TB, e *containers.Engine) {
 	}
 	path := "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	imp(ImageBusybox, base(nil), path)
-	imp(ImageService, base(nil), path, `ENTRYPOINT ["/bin/serve"]`)
+	imp(ImageService, base(nil), path, `ENTRYPOINT ["/bin/serve"]`, "EXPOSE 8080/tcp")
 	imp(ImageBash, base(func(tw *dedupTar) {
 		for _, p := range withLibs(t, "/bin/bash") {
 			b, err := os.ReadFile(p)
