@@ -23,11 +23,12 @@ type runnerProc struct {
 	done chan struct{}
 }
 
-// startRunner runs `kiln runner run --url --token` in its own directory.
-func startRunner(t testing.TB, s *server, name, token string) *runnerProc {
+// startRunner runs `kiln runner run --url --token [extra...]` in its own directory.
+func startRunner(t testing.TB, s *server, name, token string, extra ...string) *runnerProc {
 	dir := t.TempDir()
-	cmd := exec.Command(kilnBin, "runner", "run", "--url", s.URL, "--token", token, "--name", name,
-		"--builds-dir", filepath.Join(dir, "builds"), "--cache-dir", filepath.Join(dir, "cache"))
+	args := []string{"runner", "run", "--url", s.URL, "--token", token, "--name", name,
+		"--builds-dir", filepath.Join(dir, "builds"), "--cache-dir", filepath.Join(dir, "cache")}
+	cmd := exec.Command(kilnBin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(dir, "absent.json"), "HOME="+dir,
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
 	cmd.Dir = dir

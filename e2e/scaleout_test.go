@@ -1,0 +1,359 @@
+package e2e
+
+import (
+	"bufio"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scaleOutTriggers is how many pipelines TestScaleOut triggers;
+// KILN_SCALEOUT_TRIGGERS raises (or lowers) it.
+const scaleOutTriggers = 1000
+
+// scaleOutClients is how many trigger clients run concurrently.
+const scaleOutClients = 8
+
+// scaleOutCI is the pipeline every trigger starts: two stages whose jobs
+// each append one line to the ledger. Fetches are retried, as they should
+// be behind replicas that restart (docs/runners.md).
+const scaleOutCI = `
+variables:
+  GET_SOURCES_ATTEMPTS: 3
+  ARTIFACT_DOWNLOAD_ATTEMPTS: 3
+stages: [build, test]
+build:
+  stage: build
+  script:
+    - echo "$CI_PIPELINE_ID $CI_JOB_NAME $SCALE_ID" >> "$LEDGER"
+test:
+  stage: test
+  script:
+    - echo "$CI_PIPELINE_ID $CI_JOB_NAME $SCALE_ID" >> "$LEDGER"
+`
+
+// scaleOutCounts is what TestScaleOut measures.
+type scaleOutCounts struct {
+	Triggers, Accepted, Unknown, UnknownCreated, Refused     int
+	Lost, Failed, Unfinished, RunTwice, NeverRun, Duplicates int
+	WrongTrigger                                             int
+	Pipelines, LedgerLines                                   int
+	TriggerWall, Wall                                        time.Duration
+}
+
+// TestScaleOut: two `kiln server` replicas on one PostgreSQL database and
+// one data dir, no built-in runners, four external `kiln runner`
+// processes (two per replica), and scaleOutTriggers triggers split across
+// both replicas by concurrent clients; one replica is killed (SIGKILL) and
+// restarted while the triggers arrive, and again when half the pipelines
+// have finished. Every job's script appends a line to
+// a ledger; at the end nothing accepted may be lost, fail, stay unfinished,
+// run twice or never run, and no trigger may create two pipelines.
+//
+// A trigger whose request never reached a server (connection refused) is
+// sent again, to the other replica; one whose answer was lost is counted
+// as unknown (it may or may not have created a pipeline) and not retried,
+// since that could create a duplicate.
+func TestScaleOut(t *testing.T) {
+	n := scaleOutTriggers
+	if v := os.Getenv("KILN_SCALEOUT_TRIGGERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 10 {
+			t.Fatalf("KILN_SCALEOUT_TRIGGERS=%q: want a number ≥ 10", v)
+		}
+	}
+	a := newServer(t, "postgres", "--builtin-runners", "0")
+	a.Env = []string{"KILN_LOG_LEVEL=info"}
+	a.start()
+	b := &server{t: t, DataDir: a.DataDir, DB: a.DB, Extra: a.Extra, Env: a.Env}
+	b.addr = freeAddr(t)
+	b.URL = "http://" + b.addr
+	b.start()
+	replicas := []*server{a, b}
+
+	db, err := sql.Open("pgx", a.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	pid := newCIProject(t, a, "app")
+	ledger := filepath.Join(t.TempDir(), "ledger")
+	if code, _ := a.call("POST", "/api/v4/projects/"+pid+"/variables", map[string]any{"key": "LEDGER", "value": ledger}, nil); code != 201 {
+		t.Fatalf("create LEDGER variable: %d", code)
+	}
+	pushBranch(t, a, "root/app", "main", map[string]string{".gitlab-ci.yml": scaleOutCI})
+	var trig map[string]any
+	if code, _ := a.call("POST", "/api/v4/projects/"+pid+"/triggers", map[string]any{"description": "scale-out"}, &trig); code != 201 {
+		t.Fatalf("create trigger: %d %v", code, trig)
+	}
+	trigToken, _ := trig["token"].(string)
+	var runners []*runnerProc
+	for i := range 4 {
+		_, tok := createRunner(t, a, map[string]any{"runner_type": "instance_type", "description": fmt.Sprintf("scale-%d", i), "run_untagged": true})
+		runners = append(runners, startRunner(t, replicas[i%2], fmt.Sprintf("scale-%d", i), tok, "--concurrent", "2"))
+	}
+	// The push's own pipeline runs first (and is not counted).
+	pushed := waitPipeline(t, a, pid, "main", 90*time.Second)
+	pushID, _ := strconv.ParseInt(jsonID(pushed["id"]), 10, 64)
+
+	// Fire the triggers.
+	type result struct {
+		pipeline int64
+		state    string // accepted, unknown, refused
+		detail   string
+	}
+	results := make([]result, n)
+	var sent atomic.Int64
+	var downMu sync.RWMutex // held for writing while a replica is being killed
+	hc := &http.Client{Timeout: 60 * time.Second}
+	send := func(i int) result {
+		id := fmt.Sprintf("t%05d", i)
+		target := i % 2
+		for try := 0; ; try++ {
+			form := url.Values{"token": {trigToken}, "ref": {"main"}, "variables[SCALE_ID]": {id}}
+			downMu.RLock()
+			base := replicas[target].URL
+			downMu.RUnlock()
+			resp, err := hc.PostForm(base+"/api/v4/projects/"+pid+"/trigger/pipeline", form)
+			if err != nil {
+				var op *net.OpError
+				if errors.As(err, &op) && op.Op == "dial" && try < 600 {
+					// Never reached a server: safe to send again, elsewhere.
+					target = 1 - target
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				return result{state: "unknown", detail: err.Error()}
+			}
+			raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode != 201 {
+				return result{state: "refused", detail: fmt.Sprintf("%d %s", resp.StatusCode, raw)}
+			}
+			var out struct {
+				ID int64 `json:"id"`
+			}
+			if json.Unmarshal(raw, &out); out.ID == 0 {
+				return result{state: "unknown", detail: "201 without id: " + string(raw)}
+			}
+			return result{state: "accepted", pipeline: out.ID}
+		}
+	}
+	start := time.Now()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range scaleOutClients {
+		wg.Go(func() {
+			for i := range next {
+				results[i] = send(i)
+				sent.Add(1)
+			}
+		})
+	}
+	killAt := int64(n / 3)
+	killed := false
+	for i := range n {
+		next <- i
+		if !killed && sent.Load() >= killAt {
+			killed = true
+			// SIGKILL replica b mid-load; its runners and clients see it
+			// vanish, then it comes back on the same address.
+			b.kill()
+			t.Logf("replica b killed after %d of %d triggers (%s)", sent.Load(), n, time.Since(start).Round(time.Millisecond))
+			time.Sleep(500 * time.Millisecond)
+			b.start()
+			t.Logf("replica b back after %s", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	close(next)
+	wg.Wait()
+	triggerWall := time.Since(start)
+
+	// Wait for every pipeline to finish; when half are done, kill replica
+	// b again, now that only runners talk to it (jobs mid-fetch, mid-log,
+	// reporting their end).
+	deadline := time.Now().Add(max(90*time.Second, time.Duration(n)*180*time.Millisecond))
+	finalStatus := "('success','failed','canceled','skipped')"
+	killedAgain := false
+	for {
+		var open, all int
+		if err := db.QueryRow(`SELECT count(*) FILTER (WHERE status NOT IN `+finalStatus+`), count(*) FROM pipelines`).Scan(&open, &all); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 || time.Now().After(deadline) {
+			break
+		}
+		if !killedAgain && open <= all/2 {
+			killedAgain = true
+			b.kill()
+			t.Logf("replica b killed again with %d of %d pipelines open (%s)", open, all, time.Since(start).Round(time.Millisecond))
+			time.Sleep(500 * time.Millisecond)
+			b.start()
+			t.Logf("replica b back after %s", time.Since(start).Round(time.Millisecond))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	wall := time.Since(start)
+
+	// Count.
+	c := scaleOutCounts{Triggers: n, TriggerWall: triggerWall, Wall: wall}
+	byTrigger := map[int64]string{} // accepted pipeline → trigger id
+	unknownIDs := map[string]bool{}
+	var refused []string
+	for i, r := range results {
+		id := fmt.Sprintf("t%05d", i)
+		switch r.state {
+		case "accepted":
+			c.Accepted++
+			byTrigger[r.pipeline] = id
+		case "unknown":
+			c.Unknown++
+			unknownIDs[id] = true
+		default:
+			c.Refused++
+			refused = append(refused, id+": "+r.detail)
+		}
+	}
+	status := map[int64]string{}
+	rows, err := db.Query(`SELECT id, status FROM pipelines ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		var st string
+		rows.Scan(&id, &st)
+		status[id] = st
+	}
+	rows.Close()
+	// Ledger: one line per script run.
+	runs := map[[2]string]int{}
+	triggerPipelines := map[string]map[int64]bool{}
+	if f, err := os.Open(ledger); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) == 2 && fields[0] == strconv.FormatInt(pushID, 10) {
+				continue // the push's pipeline has no trigger id
+			}
+			if len(fields) != 3 {
+				t.Errorf("malformed ledger line %q", sc.Text())
+				continue
+			}
+			c.LedgerLines++
+			runs[[2]string{fields[0], fields[1]}]++
+			pl, _ := strconv.ParseInt(fields[0], 10, 64)
+			if triggerPipelines[fields[2]] == nil {
+				triggerPipelines[fields[2]] = map[int64]bool{}
+			}
+			triggerPipelines[fields[2]][pl] = true
+			if want, ok := byTrigger[pl]; ok && want != fields[2] {
+				c.WrongTrigger++
+				t.Errorf("pipeline %d was accepted for trigger %s but its job ran for %s", pl, want, fields[2])
+			}
+		}
+		f.Close()
+	}
+	for pl := range byTrigger {
+		if _, ok := status[pl]; !ok {
+			c.Lost++
+			t.Errorf("pipeline %d was accepted (201) but is not in the database", pl)
+		}
+	}
+	var bad []string
+	for id, st := range status {
+		if id == pushID {
+			continue
+		}
+		c.Pipelines++
+		switch st {
+		case "success":
+		case "failed", "canceled", "skipped":
+			c.Failed++
+			bad = append(bad, fmt.Sprintf("%d:%s", id, st))
+		default:
+			c.Unfinished++
+			bad = append(bad, fmt.Sprintf("%d:%s", id, st))
+		}
+		for _, job := range []string{"build", "test"} {
+			k := [2]string{strconv.FormatInt(id, 10), job}
+			switch runs[k] {
+			case 0:
+				c.NeverRun++
+			case 1:
+			default:
+				c.RunTwice++
+				t.Errorf("pipeline %d job %s ran %d times", id, job, runs[k])
+			}
+		}
+	}
+	for id, pls := range triggerPipelines {
+		if len(pls) > 1 {
+			c.Duplicates++
+			t.Errorf("trigger %s created pipelines %v", id, pls)
+		}
+		if unknownIDs[id] {
+			c.UnknownCreated++
+		}
+	}
+	sort.Strings(bad)
+	if len(bad) > 20 {
+		bad = append(bad[:20], "…")
+	}
+	t.Logf("scale-out (%d CPUs): %+v", runtime.NumCPU(), c)
+	t.Logf("triggers %d: accepted %d, unknown %d (of which created %d), refused %d; pipelines lost %d, failed %d, unfinished %d; scripts run twice %d, never run %d; duplicate pipelines %d; wall %s (triggers sent in %s)",
+		c.Triggers, c.Accepted, c.Unknown, c.UnknownCreated, c.Refused, c.Lost, c.Failed, c.Unfinished, c.RunTwice, c.NeverRun, c.Duplicates,
+		c.Wall.Round(time.Millisecond), c.TriggerWall.Round(time.Millisecond))
+	if c.Refused > 0 {
+		t.Errorf("refused triggers: %v", refused[:min(len(refused), 10)])
+	}
+	if c.Failed+c.Unfinished > 0 {
+		t.Errorf("pipelines not successful: %v", bad)
+		for _, x := range bad[:min(len(bad), 3)] {
+			id, _, _ := strings.Cut(x, ":")
+			var jobs []map[string]any
+			a.call("GET", "/api/v4/projects/"+pid+"/pipelines/"+id+"/jobs", nil, &jobs)
+			for _, j := range jobs {
+				t.Logf("pipeline %s job %v: %v %v\n%s", id, j["name"], j["status"], j["failure_reason"], jobTrace(t, a, pid, jsonID(j["id"])))
+				// What the runners and servers said about the job.
+				mark := "job=" + jsonID(j["id"]) + " "
+				for ri, rp := range runners {
+					for _, line := range strings.Split(rp.log.String(), "\n") {
+						if strings.Contains(line+" ", mark) {
+							t.Logf("runner %d: %s", ri, line)
+						}
+					}
+				}
+				for si, sv := range replicas {
+					for _, line := range strings.Split(sv.Log(), "\n") {
+						if strings.Contains(line+" ", mark) {
+							t.Logf("server %d: %s", si, line)
+						}
+					}
+				}
+			}
+		}
+	}
+	if c.NeverRun > 0 {
+		t.Errorf("%d jobs never ran", c.NeverRun)
+	}
+	if c.Accepted == 0 || c.Accepted+c.Unknown+c.Refused != n {
+		t.Errorf("counts do not add up: %+v", c)
+	}
+}
