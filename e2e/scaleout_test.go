@@ -31,11 +31,12 @@ const scaleOutClients = 8
 
 // scaleOutCI is the pipeline every trigger starts: two stages whose jobs
 // each append one line to the ledger. Fetches are retried, as they should
-// be behind replicas that restart (docs/runners.md).
+// be behind replicas that restart (docs/runners.md): five attempts wait
+// 1+2+3+4 s in all, enough for a restart on a busy machine.
 const scaleOutCI = `
 variables:
-  GET_SOURCES_ATTEMPTS: 3
-  ARTIFACT_DOWNLOAD_ATTEMPTS: 3
+  GET_SOURCES_ATTEMPTS: 5
+  ARTIFACT_DOWNLOAD_ATTEMPTS: 5
 stages: [build, test]
 build:
   stage: build
