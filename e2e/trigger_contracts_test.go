@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // contractsCount is the number of pipelines of a project.
@@ -195,4 +197,131 @@ func TestTriggerIdempotencyKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+const waitCI = `stages: [build, deploy]
+build:
+  stage: build
+  script:
+    - echo "VERSION=1.2.$CI_PIPELINE_IID" > build.env
+    - echo "IMAGE=registry.example/app" >> build.env
+  artifacts:
+    reports:
+      dotenv: build.env
+deploy:
+  stage: deploy
+  script:
+    - echo "URL=https://deploy.example/$CI_COMMIT_SHORT_SHA" > deploy.env
+    - echo "IMAGE=registry.example/app:final" >> deploy.env
+  artifacts:
+    reports:
+      dotenv: deploy.env
+slow:
+  stage: deploy
+  rules:
+    - if: $SLOW == "yes"
+  script: sleep 20
+`
+
+// newWaitProject makes grp/waiter with waitCI and a trigger token.
+func newWaitProject(t *testing.T, s *server) (id, token string) {
+	var group, p, tr map[string]any
+	s.call("POST", "/api/v4/groups", map[string]any{"name": "W", "path": "w"}, &group)
+	s.call("POST", "/api/v4/projects", url.Values{"name": {"Waiter"}, "path": {"waiter"}, "namespace_id": {jsonID(group["id"])}}, &p)
+	id = jsonID(p["id"])
+	w := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": waitCI})
+	git(t, w, "push", "-q", s.authURL("w/waiter"), "main")
+	if code, _ := s.call("POST", "/api/v4/projects/"+id+"/triggers", url.Values{"description": {"wait"}}, &tr); code != 201 {
+		t.Fatalf("create trigger: %d %v", code, tr)
+	}
+	return id, tr["token"].(string)
+}
+
+// TestTriggerWait: wait= holds the call until the pipeline finishes and
+// answers with its final state and outputs (dotenv reports, later jobs
+// winning); when the time is up, 202 with Location; bad or too long waits
+// are 400s that create nothing; kiln trigger --wait prints the outputs.
+func TestTriggerWait(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			id, token := newWaitProject(t, s)
+			api := s.URL + "/api/v4/projects/" + id
+			r := trigCurl(t, "-X", "POST", "-F", "token="+token, "-F", "ref=main", "-F", "wait=120", api+"/trigger/pipeline")
+			if r.code == 202 {
+				t.Skipf("no runner finished the pipeline within 120s: %s", r.raw)
+			}
+			r.want(t, 201, "wait until finished")
+			out, _ := r.obj["outputs"].(map[string]any)
+			if r.obj["status"] != "success" || !strings.HasPrefix(out["VERSION"].(string), "1.2.") || out["IMAGE"] != "registry.example/app:final" || !strings.HasPrefix(out["URL"].(string), "https://deploy.example/") {
+				t.Fatalf("final answer: %s", r.raw)
+			}
+			// Time up: 202, Location names the pipeline in the API.
+			r = trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "variables[SLOW]", "yes", "wait", "1s").want(t, 202, "time up")
+			loc := r.hdr.Get("Location")
+			if loc != s.URL+"/api/v4/projects/"+id+"/pipelines/"+jsonID(r.obj["id"]) || r.obj["status"] == "success" {
+				t.Fatalf("202: Location %q, body %s", loc, r.raw)
+			}
+			n := len(s.trigPipelinesOf(id, "per_page=100"))
+			for _, c := range []struct{ wait, msg string }{
+				{"601", "wait must be between 0 and 600 seconds"},
+				{"11m", "wait must be between 0 and 600 seconds"},
+				{"-5s", "wait is invalid"},
+				{"soon", "wait is invalid"},
+			} {
+				r := trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "wait", c.wait).want(t, 400, "wait="+c.wait)
+				if r.obj["error"] != c.msg {
+					t.Fatalf("wait=%s: %s, want %q", c.wait, r.raw, c.msg)
+				}
+			}
+			if got := len(s.trigPipelinesOf(id, "per_page=100")); got != n {
+				t.Fatalf("refused waits created pipelines: %d -> %d", n, got)
+			}
+			// kiln trigger --wait prints the outputs.
+			cmd := exec.Command(kilnBin, "trigger", "--url", s.URL, "--project", "w/waiter", "--token", token, "--ref", "main", "--wait", "--timeout", "120s")
+			b, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(b), "output IMAGE=registry.example/app:final\n") || !strings.Contains(string(b), "output VERSION=1.2.") ||
+				!strings.Contains(string(b), "build: success") || !strings.Contains(string(b), " success\n") {
+				t.Fatalf("kiln trigger --wait: %v\n%s", err, b)
+			}
+		})
+	}
+}
+
+// TestTriggerWaitCountsAsLongLived: a waiting trigger call holds one of the
+// long-lived request slots; past the per-address cap it is a 429 before
+// anything is created.
+func TestTriggerWaitCountsAsLongLived(t *testing.T) {
+	s := newServer(t, "sqlite", "--builtin-runners", "0", "--max-streams-per-client", "2")
+	s.start()
+	id, token := newWaitProject(t, s)
+	api := s.URL + "/api/v4/projects/" + id
+	base := 0
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range codes {
+		wg.Go(func() {
+			codes[i] = trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "wait", "8").code
+		})
+	}
+	// Both waiting calls have created their pipelines (and hold their slots).
+	if !trigWaitFor(5*time.Second, func() bool { return len(s.trigPipelinesOf(id, "source=trigger&per_page=100")) == base+2 }) {
+		t.Fatalf("waiting calls did not create their pipelines")
+	}
+	r := trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "wait", "8").want(t, 429, "third waiting call")
+	if r.obj["message"] != "429 Too Many Requests - too many open streams from this address or in total, retry later" || r.hdr.Get("Retry-After") == "" {
+		t.Fatalf("429: %s %v", r.raw, r.hdr)
+	}
+	// A call that does not wait is not long-lived.
+	trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main").want(t, 201, "call without wait")
+	wg.Wait()
+	if codes[0] != 202 || codes[1] != 202 {
+		t.Fatalf("waiting calls: %v, want 202 (nothing runs)", codes)
+	}
+	if got := len(s.trigPipelinesOf(id, "source=trigger&per_page=100")) - base; got != 3 {
+		t.Fatalf("%d pipelines, want 3 (the refused call creates none)", got)
+	}
+	// Slots are given back: waiting works again.
+	trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "wait", "1").want(t, 202, "after the others ended")
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,8 +52,10 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&vars, "var", "pipeline variable KEY=VALUE (repeatable)")
 	wait := fs.Bool("wait", false, "follow the pipeline until it ends; exit 0 only on success")
 	timeout := fs.Duration("timeout", time.Hour, "give up waiting after this long (with --wait)")
+	sha := fs.String("sha", "", "exact commit to build (must be reachable from --ref)")
+	idemKey := fs.String("idempotency-key", "", "Idempotency-Key of the call (default: a random one; reuse it to retry safely)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: kiln trigger --url URL --project ID|PATH --token TOKEN --ref REF [--var K=V]... [--wait] [--timeout D]")
+		fmt.Fprintln(stderr, "Usage: kiln trigger --url URL --project ID|PATH --token TOKEN --ref REF [--sha SHA] [--var K=V]... [--idempotency-key K] [--wait] [--timeout D]")
 		fs.PrintDefaults()
 		fmt.Fprintln(stderr, "\nExit codes: 0 success, 1 pipeline failed or canceled, 2 usage, 3 trigger refused, 4 timeout or server unreachable")
 	}
@@ -69,49 +75,107 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 		k, val, _ := strings.Cut(v, "=")
 		form.Set("variables["+k+"]", val)
 	}
-	req, _ := http.NewRequestWithContext(ctx, "POST", root+"/trigger/pipeline", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "kiln trigger:", err)
-		return exitTimedOut
+	if *sha != "" {
+		form.Set("sha", *sha)
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		fmt.Fprintf(stderr, "kiln trigger: refused (%d): %s\n", resp.StatusCode, strings.TrimSpace(string(body)))
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			fmt.Fprintf(stderr, "kiln trigger: retry after %s seconds\n", ra)
+	// One Idempotency-Key for every call of this run: with --wait the call
+	// is repeated (wait= is at most 10 minutes per call) and each repeat
+	// answers with the same pipeline instead of creating another.
+	key := *idemKey
+	if key == "" {
+		key = randomKey()
+	}
+	printed := false
+	for {
+		if *wait {
+			left := time.Until(deadline(ctx))
+			if left > maxServerWait {
+				left = maxServerWait
+			}
+			if left < time.Second {
+				fmt.Fprintf(stderr, "kiln trigger: pipeline still running after %s\n", *timeout)
+				return exitTimedOut
+			}
+			form.Set("wait", strconv.Itoa(int(left/time.Second)))
 		}
-		return exitRefused
-	}
-	var pl struct {
-		ID     int64  `json:"id"`
-		Status string `json:"status"`
-		WebURL string `json:"web_url"`
-	}
-	if err := json.Unmarshal(body, &pl); err != nil {
-		fmt.Fprintln(stderr, "kiln trigger: unreadable answer:", err)
-		return exitRefused
-	}
-	fmt.Fprintln(stdout, pl.WebURL)
-	if !*wait {
-		return exitSuccess
-	}
-	status, err := follow(ctx, root, *token, pl.ID, stdout)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			fmt.Fprintf(stderr, "kiln trigger: pipeline %d still %s after %s\n", pl.ID, status, *timeout)
-		} else {
-			fmt.Fprintln(stderr, "kiln trigger:", err)
+		req, _ := http.NewRequestWithContext(ctx, "POST", root+"/trigger/pipeline", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				fmt.Fprintf(stderr, "kiln trigger: pipeline still running after %s\n", *timeout)
+			} else {
+				fmt.Fprintln(stderr, "kiln trigger:", err)
+			}
+			return exitTimedOut
 		}
-		return exitTimedOut
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusAccepted {
+			fmt.Fprintf(stderr, "kiln trigger: refused (%d): %s\n", resp.StatusCode, strings.TrimSpace(string(body)))
+			if ra := resp.Header.Get("Retry-After"); ra != "" {
+				fmt.Fprintf(stderr, "kiln trigger: retry after %s seconds\n", ra)
+			}
+			return exitRefused
+		}
+		var pl struct {
+			ID      int64             `json:"id"`
+			Status  string            `json:"status"`
+			WebURL  string            `json:"web_url"`
+			Outputs map[string]string `json:"outputs"`
+		}
+		if err := json.Unmarshal(body, &pl); err != nil {
+			fmt.Fprintln(stderr, "kiln trigger: unreadable answer:", err)
+			return exitRefused
+		}
+		if !printed {
+			fmt.Fprintln(stdout, pl.WebURL)
+			printed = true
+		}
+		if !*wait {
+			return exitSuccess
+		}
+		if resp.StatusCode == http.StatusAccepted {
+			continue // not finished yet: ask again (a replay) and wait more
+		}
+		// Finished: the jobs' results from the event stream, then outputs.
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		follow(sctx, root, *token, pl.ID, stdout)
+		cancel()
+		keys := make([]string, 0, len(pl.Outputs))
+		for k := range pl.Outputs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(stdout, "output %s=%s\n", k, pl.Outputs[k])
+		}
+		fmt.Fprintf(stdout, "pipeline %d %s\n", pl.ID, pl.Status)
+		if pl.Status == "success" {
+			return exitSuccess
+		}
+		return exitFailed
 	}
-	fmt.Fprintf(stdout, "pipeline %d %s\n", pl.ID, status)
-	if status == "success" {
-		return exitSuccess
+}
+
+// maxServerWait is the server's bound on wait= (trigger.MaxWait).
+const maxServerWait = 10 * time.Minute
+
+func deadline(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(maxServerWait)
 	}
-	return exitFailed
+	return d
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return "kiln-trigger-" + hex.EncodeToString(b)
 }
 
 // streamEvent is one line of GET .../pipelines/:id/events.

@@ -12,7 +12,9 @@ import (
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/httplimit"
 	"github.com/kilnci/kiln/internal/pipeline"
+	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/trigger"
 )
@@ -60,6 +62,8 @@ type runCall struct {
 	// replayed: the pipeline is the one an earlier call with the same
 	// Idempotency-Key created.
 	replayed bool
+	// wait is how long the answer may wait for the pipeline to finish.
+	wait time.Duration
 }
 
 // clientIP is the peer address. X-Forwarded-For is not trusted: anyone can
@@ -97,8 +101,69 @@ func (t *triggers) runHandler(version string, webhook bool) http.HandlerFunc {
 				"status": pl.Status, "pipeline_id": pl.ID, "web_url": t.ExternalURL + "/" + rc.project.FullPath + "/-/pipelines/" + strconv.FormatInt(pl.ID, 10)})
 			return
 		}
+		if rc.wait > 0 {
+			t.answerWhenFinished(w, r, rc, pl)
+			return
+		}
 		writeJSON(w, http.StatusCreated, t.PipelineJSON(r.Context(), rc.project, pl))
 	}
+}
+
+// answerWhenFinished holds a wait= call until its pipeline finishes (201
+// with the final state) or the wait is over (202, Location: the pipeline
+// in the API); both carry the pipeline's outputs.
+func (t *triggers) answerWhenFinished(w http.ResponseWriter, r *http.Request, rc *runCall, pl *store.Pipeline) {
+	ctx, cancel := context.WithTimeout(r.Context(), rc.wait)
+	defer cancel()
+	final := pipewatch.Finished(pl.Status)
+	if !final {
+		f := t.hub.Follow(pl.ID)
+		for {
+			snap, err := f.Next(ctx)
+			if err != nil {
+				break // time is up, the client left, or the server stops
+			}
+			if snap.Gone {
+				break
+			}
+			pl = snap.Pipeline
+			if snap.Final {
+				final = true
+				break
+			}
+		}
+		f.Close()
+	}
+	if r.Context().Err() != nil {
+		return
+	}
+	// The latest state, not the poll's (which may be a beat behind).
+	if cur, err := t.Store.PipelineByID(r.Context(), pl.ID); err == nil {
+		pl = cur
+		final = pipewatch.Finished(cur.Status)
+	}
+	body := t.PipelineJSON(r.Context(), rc.project, pl)
+	body["outputs"] = t.outputs(r.Context(), pl.ID)
+	if !final {
+		w.Header().Set("Location", t.ExternalURL+"/api/v4/projects/"+strconv.FormatInt(rc.project.ID, 10)+"/pipelines/"+strconv.FormatInt(pl.ID, 10))
+		writeJSON(w, http.StatusAccepted, body)
+		return
+	}
+	writeJSON(w, http.StatusCreated, body)
+}
+
+// outputs are the variables the pipeline's current jobs exported through
+// artifacts:reports:dotenv; a later job's value wins (stage order).
+func (t *triggers) outputs(ctx context.Context, pipelineID int64) map[string]string {
+	out := map[string]string{}
+	vars, err := t.Store.PipelineDotenv(ctx, pipelineID)
+	if err != nil {
+		t.Log.Error("reading pipeline outputs", "pipeline", pipelineID, "err", err)
+	}
+	for _, v := range vars {
+		out[v.Key] = v.Value
+	}
+	return out
 }
 
 // run does one trigger call in GitLab's order of checks and records it. It
@@ -223,6 +288,16 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 	}
 	rc.d.Ref, rc.d.VariableNames = req.Ref, req.Keys()
 	rc.d.ShortToken = auth.ShortToken(req.Token)
+	if req.Wait > 0 && rc.version == "v4" {
+		// A waiting call is a long-lived request: it takes a slot under
+		// the server's caps before anything is created.
+		if _, ok := httplimit.Hold(r); !ok {
+			rf := refuse(http.StatusTooManyRequests, httplimit.TooManyStreams, "wait: too many long-lived requests from this address or in total")
+			rf.retryAfter = 10 * time.Second
+			return nil, nil, "", rf
+		}
+		rc.wait = req.Wait
+	}
 	idemKeyText, ie := readIdempotencyKey(r)
 	if ie != nil {
 		return nil, nil, "", refuse(ie.status, ie.msg, ie.msg)

@@ -5,6 +5,7 @@
 package httplimit
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -165,7 +166,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				w.Header().Set("Retry-After", "10")
 				w.Header().Set("X-Content-Type-Options", "nosniff")
 				w.WriteHeader(http.StatusTooManyRequests)
-				fmt.Fprintln(w, `{"message":"429 Too Many Requests - too many open streams from this address or in total, retry later"}`)
+				fmt.Fprintln(w, `{"message":"`+TooManyStreams+`"}`)
 				return
 			}
 			defer g.release(client)
@@ -177,6 +178,10 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		default:
 			_ = rc.SetReadDeadline(now.Add(g.cfg.BodyTimeout))
 			_ = rc.SetWriteDeadline(now.Add(g.cfg.BodyTimeout + g.cfg.WriteTimeout))
+			// The handler may find that it will wait (Hold).
+			sl := &slot{g: g, client: ClientAddr(r), rc: rc}
+			defer sl.release()
+			r = r.WithContext(context.WithValue(r.Context(), slotKey{}, sl))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -191,3 +196,53 @@ func RetryAfterSeconds(d time.Duration) string {
 	}
 	return strconv.Itoa(s)
 }
+
+type slotKey struct{}
+
+// slot is a normal request's chance to become long-lived.
+type slot struct {
+	g      *Guard
+	client string
+	rc     *http.ResponseController
+	mu     sync.Mutex
+	held   bool
+}
+
+func (s *slot) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		s.g.release(s.client)
+	}
+}
+
+// Hold moves a request that turned out to wait for something (a trigger
+// call with wait=) under the long-lived rules: it takes one of the
+// long-lived slots (in total and per client address) and gives the request
+// the stream deadlines. ok is false when a cap is reached: the caller
+// answers 429 (TooManyStreams) and does nothing. release gives the slot
+// back early; it is given back when the handler returns anyway. Outside a
+// Guard (tests) Hold always succeeds.
+func Hold(r *http.Request) (release func(), ok bool) {
+	sl, _ := r.Context().Value(slotKey{}).(*slot)
+	if sl == nil {
+		return func() {}, true
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.held {
+		return sl.release, true
+	}
+	if !sl.g.acquire(sl.client) {
+		return func() {}, false
+	}
+	sl.held = true
+	now := sl.g.now()
+	_ = sl.rc.SetReadDeadline(now.Add(sl.g.cfg.StreamTimeout))
+	_ = sl.rc.SetWriteDeadline(now.Add(sl.g.cfg.StreamTimeout))
+	return sl.release, true
+}
+
+// TooManyStreams is the 429 message of a long-lived cap.
+const TooManyStreams = "429 Too Many Requests - too many open streams from this address or in total, retry later"

@@ -1,6 +1,7 @@
 package runnerapi
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/dotenv"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/runner/client"
 	"github.com/kilnci/kiln/internal/store"
@@ -299,6 +301,10 @@ func (s *Service) uploadArtifacts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if q.Get("artifact_type") == "dotenv" {
+		s.uploadDotenv(w, r, j)
+		return
+	}
 	if t := q.Get("artifact_type"); t != "" && t != "archive" {
 		// Reports (junit, ...) are not kept yet; accepting them keeps the
 		// job green instead of failing an upload the user cannot fix.
@@ -471,4 +477,78 @@ func ServeArtifacts(w http.ResponseWriter, r *http.Request, st *artifacts.Store,
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": j.ArtifactsFile}))
 	http.ServeContent(w, r, "", st2.ModTime(), f)
+}
+
+// uploadDotenv takes an artifacts:reports:dotenv report (artifact_format
+// gzip, as GitLab Runner sends it): the variables are kept for the
+// pipeline's outputs. A file GitLab would refuse gets its 400 and message,
+// which fails the upload as in GitLab.
+func (s *Service) uploadDotenv(w http.ResponseWriter, r *http.Request, j *store.Job) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		badRequest(w, "file is missing")
+		return
+	}
+	var data []byte
+	found := false
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			badRequest(w, "malformed multipart body")
+			return
+		}
+		if part.FormName() == "file" && !found {
+			found = true
+			data, err = readDotenvPart(part, r.URL.Query().Get("artifact_format"))
+			if err != nil {
+				part.Close()
+				writeMessage(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		}
+		part.Close()
+	}
+	if !found {
+		badRequest(w, "file is missing")
+		return
+	}
+	vars, err := dotenv.Parse(data)
+	if err != nil {
+		writeMessage(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	keys, values := make([]string, len(vars)), make([]string, len(vars))
+	for i, v := range vars {
+		keys[i], values[i] = v.Key, v.Value
+	}
+	ctx := r.Context()
+	if err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error { return tx.SetJobDotenv(ctx, j.ID, j.PipelineID, keys, values) }); err != nil {
+		s.log.Error("recording dotenv report failed", "job", j.ID, "err", err)
+		internalError(w)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": j.ID, "name": j.Name, "status": j.Status})
+}
+
+// readDotenvPart reads the report, gunzipping a gzip upload, at most
+// dotenv.MaxSize+1 bytes of content.
+func readDotenvPart(part io.Reader, format string) ([]byte, error) {
+	rd := part
+	if format == "gzip" {
+		zr, err := gzip.NewReader(part)
+		if err != nil {
+			return nil, errors.New("Invalid Format")
+		}
+		defer zr.Close()
+		rd = zr
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, dotenv.MaxSize+1))
+	if err != nil {
+		return nil, errors.New("Invalid Format")
+	}
+	return data, nil
 }

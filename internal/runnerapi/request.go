@@ -363,6 +363,11 @@ func (s *Service) payload(ctx context.Context, r *store.Runner, j *store.Job, to
 		out.Artifacts = append(out.Artifacts, client.Artifact{Name: a.Name, Untracked: a.Untracked, Paths: a.Paths, Exclude: orEmpty(a.Exclude),
 			When: when, ArtifactType: "archive", ArtifactFormat: "zip", ExpireIn: a.ExpireIn})
 	}
+	if a := sp.Artifacts; a != nil && len(a.Reports["dotenv"]) > 0 {
+		// GitLab uploads reports whatever the job's result.
+		out.Artifacts = append(out.Artifacts, client.Artifact{Paths: a.Reports["dotenv"], Exclude: []string{},
+			When: client.WhenAlways, ArtifactType: "dotenv", ArtifactFormat: "gzip", ExpireIn: a.ExpireIn})
+	}
 	for _, c := range sp.Cache {
 		key := c.Key
 		if key == "" && len(c.KeyFiles) > 0 {

@@ -15,7 +15,9 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Limits bound what a trigger request may carry.
@@ -40,6 +42,9 @@ type Request struct {
 	// SHA is the exact commit asked for (optional): it must be reachable
 	// from Ref, which the engine checks.
 	SHA string
+	// Wait is how long the caller wants the answer held until the
+	// pipeline finishes (0: answer at once); at most MaxWait.
+	Wait time.Duration
 	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
 	Variables map[string]string
 	// Fingerprint is the canonical JSON of every parameter but the token
@@ -59,6 +64,33 @@ func (r *Request) Keys() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// MaxWait bounds the wait parameter: a waiting call holds a connection
+// and one of the server's long-lived request slots.
+const MaxWait = 10 * time.Minute
+
+// parseWait reads wait=: whole seconds ("300") or a Go duration ("5m",
+// "90s").
+func parseWait(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if n, nerr := strconv.ParseInt(s, 10, 64); nerr == nil {
+		if n < 0 || n > int64(MaxWait/time.Second) {
+			return 0, grapeErr("wait must be between 0 and " + strconv.Itoa(int(MaxWait/time.Second)) + " seconds")
+		}
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil || d < 0 {
+		return 0, grapeErr("wait is invalid")
+	}
+	if d > MaxWait {
+		return 0, grapeErr("wait must be between 0 and " + strconv.Itoa(int(MaxWait/time.Second)) + " seconds")
+	}
+	return d, nil
 }
 
 // Error is a refusal with an HTTP status and GitLab's JSON body.
@@ -174,6 +206,15 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 		return nil, grapeErr("sha is invalid")
 	}
 	req.Token, req.Ref, req.SHA = tok, ref, strings.TrimSpace(sha)
+	waitText, ok := p.str("wait")
+	if !ok {
+		return nil, grapeErr("wait is invalid")
+	}
+	wait, err := parseWait(waitText)
+	if err != nil {
+		return nil, err
+	}
+	req.Wait = wait
 
 	// TRIGGER_PAYLOAD: every parameter but the token, with the effective ref,
 	// the project id and the variables, as GitLab serialises its params.
@@ -188,8 +229,14 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 		vars[k] = v
 	}
 	payload["variables"] = vars
+	// wait= changes how the answer comes, not which pipeline is asked for.
+	waitParam, hasWait := payload["wait"]
+	delete(payload, "wait")
 	if fp, err := json.Marshal(payload); err == nil {
 		req.Fingerprint = fp
+	}
+	if hasWait {
+		payload["wait"] = waitParam
 	}
 	payload["id"] = projectID
 	var buf bytes.Buffer
