@@ -1,6 +1,7 @@
 package access
 
 import (
+	"os/exec"
 	"testing"
 
 	"github.com/kilnci/kiln/internal/store"
@@ -97,6 +98,59 @@ func TestCanRead(t *testing.T) {
 	} {
 		if got := CanRead(&store.Project{Visibility: tc.vis}, tc.u, tc.level); got != tc.want {
 			t.Errorf("CanRead(%s, user=%v, %d) = %v", tc.vis, tc.u != nil, tc.level, got)
+		}
+	}
+}
+
+// TestMatchRefAgreesWithHook: the git pre-receive hook matches protected
+// patterns with the shell's case (gitrepo's preReceiveHook, set -f). For
+// every pattern a protected name can hold (ref-name characters and '*'),
+// the shell and MatchRef must agree, or pushes and pipelines would disagree
+// about what is protected.
+func TestMatchRefAgreesWithHook(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	names := []string{"main", "release/1.0", "release/a/b", "release", "xrelease/1", "1-0-stable", "1-0-stable-test",
+		"master/gitlab/production", "7.3.x", "7.3.x-patch", "v9", "v10", "aba", "feature/x"}
+	patterns := []string{"main", "release/*", "*-stable", "*gitlab*", "7.*.x", "v*", "ab*ba", "*", "release/*/b", "*/x"}
+	for _, pat := range patterns {
+		for _, name := range names {
+			cmd := exec.Command(sh, "-c", `set -f; case "refs/heads/$1" in $2) exit 0;; esac; exit 1`, "sh", name, "refs/heads/"+pat)
+			hook := cmd.Run() == nil
+			if got := MatchRef(pat, name); got != hook {
+				t.Errorf("pattern %q, name %q: MatchRef %v, hook %v", pat, name, got, hook)
+			}
+		}
+	}
+}
+
+func TestGitAccess(t *testing.T) {
+	priv := &store.Project{ID: 1, Visibility: "private", JobTokenAllowlist: true}
+	open := &store.Project{ID: 1, Visibility: "private"}
+	pub := &store.Project{ID: 1, Visibility: "public", JobTokenAllowlist: true}
+	u := &store.User{ID: 7}
+	readOnly := &store.Token{Scopes: []string{"read_repository"}}
+	for _, tc := range []struct {
+		name        string
+		p           *store.Project
+		g           Git
+		read, write bool
+	}{
+		{"developer", priv, Git{User: u, Level: Developer}, true, true},
+		{"reporter", priv, Git{User: u, Level: Reporter}, true, false},
+		{"guest", priv, Git{User: u, Level: Guest}, false, false},
+		{"outsider of public", pub, Git{}, true, false},
+		{"read-only token", priv, Git{User: u, Level: Maintainer, Token: readOnly}, true, false},
+		{"job token, own project", priv, Git{User: u, Level: NoAccess, JobProjectID: 1}, true, false},
+		{"job token, other project, allowlist on", priv, Git{User: u, Level: Developer, JobProjectID: 2}, false, false},
+		{"job token, other project, allowlist off", open, Git{User: u, Level: Developer, JobProjectID: 2}, true, false},
+		{"job token, other project, user cannot read", open, Git{User: u, Level: NoAccess, JobProjectID: 2}, false, false},
+	} {
+		r, w := GitAccess(tc.p, tc.g)
+		if r != tc.read || w != tc.write {
+			t.Errorf("%s: read %v write %v, want %v %v", tc.name, r, w, tc.read, tc.write)
 		}
 	}
 }

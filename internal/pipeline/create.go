@@ -277,13 +277,6 @@ func (e *Engine) IsProtected(ctx context.Context, p *store.Project, ref string, 
 	return prot
 }
 
-// RefProtected reports whether ref (a branch or tag name as a user gives
-// it) resolves to a protected ref of p.
-func (e *Engine) RefProtected(ctx context.Context, p *store.Project, ref string) bool {
-	r, err := e.Repos.ResolveRef(ctx, p.FullPath, ref)
-	return err == nil && e.IsProtected(ctx, p, r.Name, r.Tag)
-}
-
 // authorize refuses a pipeline the acting identity may not create: GitLab
 // requires Developer access to the project and, for a protected ref, the
 // right to update that ref. Every source passes here, so no path (trigger
