@@ -44,8 +44,12 @@ type attackFixture struct {
 	devTok, maintTok string
 }
 
-func newAttackFixture(t *testing.T) *attackFixture {
-	s := newServer(t, "sqlite", "--builtin-runners", "0")
+func newAttackFixture(t *testing.T, kind ...string) *attackFixture {
+	k := "sqlite"
+	if len(kind) > 0 {
+		k = kind[0]
+	}
+	s := newServer(t, k, "--builtin-runners", "0")
 	s.start()
 	f := &attackFixture{s: s}
 	var group, app, tools map[string]any
@@ -112,7 +116,13 @@ func (f *attackFixture) assertNoSecretInLogs(t *testing.T) {
 // TestProtectedRefJobTokenTrigger: a job on the developer's branch calls
 // the trigger API with its CI_JOB_TOKEN and ref=main.
 func TestProtectedRefJobTokenTrigger(t *testing.T) {
-	f := newAttackFixture(t)
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) { testProtectedRefJobTokenTrigger(t, kind) })
+	}
+}
+
+func testProtectedRefJobTokenTrigger(t *testing.T, kind string) {
+	f := newAttackFixture(t, kind)
 	before := len(f.pipelines(f.appID, "main"))
 	ci := `attack:
   script:
@@ -164,7 +174,13 @@ func TestProtectedRefMultiProjectBridge(t *testing.T) {
 // who was later demoted to developer no longer reaches main, though it
 // still runs pipelines on unprotected branches (its owner is a developer).
 func TestProtectedRefDemotedTriggerOwner(t *testing.T) {
-	f := newAttackFixture(t)
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) { testProtectedRefDemotedTriggerOwner(t, kind) })
+	}
+}
+
+func testProtectedRefDemotedTriggerOwner(t *testing.T, kind string) {
+	f := newAttackFixture(t, kind)
 	s := f.s
 	git(t, newWorkRepo(t, "feature", map[string]string{".gitlab-ci.yml": attackMainCI}), "push", "-q", s.authURL("grp/app"), "feature")
 	var tr map[string]any
