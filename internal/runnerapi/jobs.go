@@ -62,17 +62,37 @@ func (s *Service) touchEvery() time.Duration {
 }
 
 // touchJob records liveness at most every touchEvery (force: always).
+//
+// A job's first report to this server (the runner's PUT state=running or
+// first trace) acknowledges it: last_seen_at moves off started_at, so
+// RequeueUnacknowledged leaves it alone. That write runs off the request
+// path, since the runner waits for the answer before it starts the job,
+// and is conditional (only an unacknowledged running job), so landing after
+// a later report changes nothing.
 func (s *Service) touchJob(ctx context.Context, id int64, force bool) {
 	now := time.Now()
 	s.mu.Lock()
-	due := force || now.Sub(s.touched[id]) >= s.touchEvery()
-	if due {
+	last, seen := s.touched[id]
+	due := force || now.Sub(last) >= s.touchEvery()
+	if due || !seen {
 		s.touched[id] = now
 	}
 	if len(s.touched) > 100000 {
 		s.touched = map[int64]time.Time{}
 	}
 	s.mu.Unlock()
+	if !seen && !force {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error { return tx.AckJob(ctx, id) }); err != nil {
+				s.log.Warn("recording a job's acknowledgement failed", "job", id, "err", err)
+			}
+		}()
+		return
+	}
 	if !due {
 		return
 	}

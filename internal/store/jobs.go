@@ -350,6 +350,14 @@ func (s *Store) UnacknowledgedJobs(ctx context.Context, assignedBefore time.Time
 		assignedBefore.UnixMicro())
 }
 
+// AckJob records a runner's first report on a job it was handed: it moves
+// last_seen_at off started_at, only while the job is running and still
+// unacknowledged.
+func (t *Tx) AckJob(ctx context.Context, id int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET last_seen_at = ? WHERE id = ? AND status = 'running' AND last_seen_at = started_at`, Now(), id)
+	return err
+}
+
 // RequeueUnacknowledgedJob puts a running job its runner never reported on
 // back to pending, revoking its job token; it reports false when the job
 // has moved on meanwhile (acknowledged, canceled, requeued by another
