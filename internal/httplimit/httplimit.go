@@ -23,9 +23,14 @@ const (
 	// Transfer requests move large data (git, artifacts): long deadlines,
 	// not counted as long-lived.
 	Transfer
-	// LongLived requests wait for something to happen (event streams, job
-	// long polls): long deadlines, counted against the concurrency caps.
+	// LongLived requests wait for something to happen (event streams):
+	// long deadlines, counted against both concurrency caps.
 	LongLived
+	// Poll is a long poll that only authenticated callers can hold open
+	// (runners' job requests: a bad token is answered at once): long
+	// deadlines, counted against the total cap only, so that a host
+	// running many runners is not limited per address.
+	Poll
 )
 
 // Config holds the limits; zero values take the defaults of DefaultConfig.
@@ -117,21 +122,26 @@ func (g *Guard) Config() Config { return g.cfg }
 
 // acquire takes a long-lived slot for client, reporting false when a cap
 // is reached.
-func (g *Guard) acquire(client string) bool {
+func (g *Guard) acquire(client string, perClient bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.total >= g.cfg.MaxLongLived || g.byClient[client] >= g.cfg.MaxLongLivedPerClient {
+	if g.total >= g.cfg.MaxLongLived || (perClient && g.byClient[client] >= g.cfg.MaxLongLivedPerClient) {
 		return false
 	}
 	g.total++
-	g.byClient[client]++
+	if perClient {
+		g.byClient[client]++
+	}
 	return true
 }
 
-func (g *Guard) release(client string) {
+func (g *Guard) release(client string, perClient bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.total--
+	if !perClient {
+		return
+	}
 	if g.byClient[client]--; g.byClient[client] <= 0 {
 		delete(g.byClient, client)
 	}
@@ -158,10 +168,10 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		now := g.now()
-		switch g.classify(r) {
-		case LongLived:
-			client := ClientAddr(r)
-			if !g.acquire(client) {
+		switch class := g.classify(r); class {
+		case LongLived, Poll:
+			client, perClient := ClientAddr(r), class == LongLived
+			if !g.acquire(client, perClient) {
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("Retry-After", "10")
 				w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -169,7 +179,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				fmt.Fprintln(w, `{"message":"`+TooManyStreams+`"}`)
 				return
 			}
-			defer g.release(client)
+			defer g.release(client, perClient)
 			_ = rc.SetReadDeadline(now.Add(g.cfg.StreamTimeout))
 			_ = rc.SetWriteDeadline(now.Add(g.cfg.StreamTimeout))
 		case Transfer:
@@ -213,7 +223,7 @@ func (s *slot) release() {
 	defer s.mu.Unlock()
 	if s.held {
 		s.held = false
-		s.g.release(s.client)
+		s.g.release(s.client, true)
 	}
 }
 
@@ -234,7 +244,7 @@ func Hold(r *http.Request) (release func(), ok bool) {
 	if sl.held {
 		return sl.release, true
 	}
-	if !sl.g.acquire(sl.client) {
+	if !sl.g.acquire(sl.client, true) {
 		return func() {}, false
 	}
 	sl.held = true

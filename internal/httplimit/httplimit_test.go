@@ -11,16 +11,18 @@ import (
 func TestGuardLongLivedCaps(t *testing.T) {
 	cases := []struct {
 		name             string
+		class            Class
 		total, perClient int
 		clients          []string
 		wantOK           []bool
 	}{
-		{"per client", 10, 2, []string{"a", "a", "a", "b"}, []bool{true, true, false, true}},
-		{"total", 3, 5, []string{"a", "b", "c", "d"}, []bool{true, true, true, false}},
+		{"per client", LongLived, 10, 2, []string{"a", "a", "a", "b"}, []bool{true, true, false, true}},
+		{"total", LongLived, 3, 5, []string{"a", "b", "c", "d"}, []bool{true, true, true, false}},
+		{"polls: total only", Poll, 3, 1, []string{"a", "a", "a", "a"}, []bool{true, true, true, false}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g := NewGuard(Config{MaxLongLived: c.total, MaxLongLivedPerClient: c.perClient}.WithDefaults(1024), func(*http.Request) Class { return LongLived })
+			g := NewGuard(Config{MaxLongLived: c.total, MaxLongLivedPerClient: c.perClient}.WithDefaults(1024), func(*http.Request) Class { return c.class })
 			release := make(chan struct{})
 			started := make(chan struct{}, len(c.clients))
 			h := g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -254,13 +254,14 @@ func (s *Server) routes() http.Handler {
 }
 
 // classify tells the HTTP guard how long a request may take: git and
-// artifacts move large data; event streams and runners' job requests wait
-// for something to happen and count against the long-lived caps.
+// artifacts move large data; event streams wait for something to happen
+// and count against the long-lived caps; runners' job requests too, but
+// only against the total (only a valid runner token holds one open).
 func (s *Server) classify(r *http.Request) httplimit.Class {
 	p := r.URL.Path
 	switch {
 	case p == "/api/v4/jobs/request":
-		return httplimit.LongLived
+		return httplimit.Poll
 	case strings.HasPrefix(p, "/api/") && strings.HasSuffix(p, "/events") && strings.Contains(p, "/pipelines/"):
 		return httplimit.LongLived
 	case strings.HasPrefix(p, "/api/") && strings.Contains(p, "/artifacts"):
