@@ -36,6 +36,7 @@ Commands:
   runner     register or run a runner (kiln runner register|run --help)
   trigger    trigger a pipeline and optionally wait for it
   lint       validate a .gitlab-ci.yml file offline
+  admin      reset-root: new token and password for root (on the server machine)
   version    print the version
 `
 
@@ -145,6 +146,15 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "kiln server:", err)
 		return 2
+	}
+	cfg.Credentials = func(c server.Credentials) {
+		if *logFormat == "json" {
+			// Structured, so that a log collector can pick them out; shown
+			// once like the text banner.
+			log.Warn("root credentials (shown once)", "username", c.Username, "root_token", c.Token, "root_password", c.Password, "url", c.URL, "reset_with", c.ResetCommand())
+			return
+		}
+		server.PrintCredentials(stderr, c)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

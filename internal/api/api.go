@@ -85,6 +85,7 @@ func (a *API) routes() {
 	a.handle("GET /api/v4/users", a.listUsers)
 	a.handle("POST /api/v4/users", a.createUser)
 	a.handle("GET /api/v4/users/{id}", a.getUser)
+	a.handle("PUT /api/v4/users/{id}", a.updateUser)
 	a.handle("POST /api/v4/users/{id}/personal_access_tokens", a.createUserToken)
 	a.handle("GET /api/v4/personal_access_tokens", a.listTokens)
 	a.handle("GET /api/v4/personal_access_tokens/self", a.selfToken)

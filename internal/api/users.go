@@ -180,6 +180,90 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *reqCtx) erro
 	return nil
 }
 
+// updateUser is GitLab's PUT /users/:id (administrators): name, email,
+// admin and password. A new password signs the user out of every browser.
+// Kiln does not rename users (their namespace path is their username).
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	if err := c.requireAdmin(); err != nil {
+		return err
+	}
+	if err := c.params.Scalars("name", "email", "password", "admin", "username"); err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return errNotFound("User")
+	}
+	u, err := a.Store.UserByID(c.ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("User")
+	} else if err != nil {
+		return err
+	}
+	if un, ok := c.params.Str("username"); ok && un != u.Username {
+		return errValidation("username", "cannot be changed in Kiln")
+	}
+	if name, ok := c.params.Str("name"); ok {
+		if name == "" || !validText(name, 255) {
+			return errValidation("name", "is invalid")
+		}
+		u.Name = name
+	}
+	if email, ok := c.params.Str("email"); ok {
+		if !validText(email, 255) || !strings.Contains(email, "@") {
+			return errValidation("email", "is invalid")
+		}
+		u.Email = email
+	}
+	if admin, ok, err := c.params.Bool("admin"); err != nil {
+		return err
+	} else if ok {
+		if !admin && u.ID == c.user.ID {
+			return errValidation("admin", "cannot be removed from yourself")
+		}
+		u.IsAdmin = admin
+	}
+	var hash string
+	if pw, ok := c.params.Str("password"); ok {
+		if msg := PasswordProblem(pw); msg != "" {
+			return errValidation("password", msg)
+		}
+		if hash, err = auth.HashPassword(pw); err != nil {
+			return err
+		}
+	}
+	err = a.Store.Write(c.ctx, func(tx *store.Tx) error {
+		if err := tx.UpdateUser(c.ctx, u); err != nil {
+			return err
+		}
+		if hash == "" {
+			return nil
+		}
+		if err := tx.SetUserPassword(c.ctx, u.ID, hash); err != nil {
+			return err
+		}
+		return tx.DeleteUserSessions(c.ctx, u.ID, "")
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("User")
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.userFull(u))
+	return nil
+}
+
+// PasswordProblem says what is wrong with a new password ("" if nothing).
+func PasswordProblem(pw string) string {
+	switch {
+	case len(pw) < 8:
+		return "is too short (minimum is 8 characters)"
+	case len(pw) > 128:
+		return "is too long (maximum is 128 characters)"
+	}
+	return ""
+}
+
 var validScopes = map[string]bool{"api": true, "read_api": true, "read_user": true, "read_repository": true, "write_repository": true}
 
 func (a *API) tokenJSON(k *store.Token, secret string) map[string]any {

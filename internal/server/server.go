@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,9 @@ type Config struct {
 	// InitialRootToken and InitialRootPassword apply on first start only.
 	InitialRootToken    string
 	InitialRootPassword string
+	// Credentials receives root's generated token and password on first
+	// start, once the listener is bound (nil: a banner on stderr).
+	Credentials func(c Credentials)
 	// MaxBody bounds ordinary API request bodies.
 	MaxBody int64
 	// TriggerRateLimit bounds pipelines created through the trigger API per
@@ -146,10 +150,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
 	s.loops = lifecycle.New(log, st.WithClaim)
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
-	if err := s.bootstrap(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
 	if err := s.wirePipelines(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -173,19 +173,29 @@ func externalFromListen(listen string) string {
 		return "http://" + listen
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
+		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-// bootstrap creates root on first start and prints its credentials once.
-func (s *Server) bootstrap(ctx context.Context) error {
+// Credentials are root's secrets as created on first start; a field is
+// empty when it came from the environment (the operator knows it).
+type Credentials struct {
+	Username, Token, Password, URL string
+	// DataDir and Database say where `kiln admin reset-root` finds them.
+	DataDir, Database string
+}
+
+// bootstrap creates root on first start. It runs once the listener is bound,
+// so that a start that cannot listen creates nothing and the next start
+// still shows the credentials.
+func (s *Server) bootstrap(ctx context.Context) (*Credentials, error) {
 	n, err := s.store.CountUsers(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n > 0 {
-		return nil
+		return nil, nil
 	}
 	token := s.cfg.InitialRootToken
 	generatedToken := token == ""
@@ -195,11 +205,11 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	password := s.cfg.InitialRootPassword
 	generatedPassword := password == ""
 	if generatedPassword {
-		password = strings.TrimPrefix(auth.NewToken(""), "")[:20]
+		password = auth.NewToken("")[:20]
 	}
 	hash, err := auth.HashPassword(password)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	root := &store.User{Username: "root", Name: "Administrator", Email: "admin@example.com", IsAdmin: true, PasswordHash: hash}
 	err = s.store.Write(ctx, func(tx *store.Tx) error {
@@ -209,19 +219,42 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return tx.CreateToken(ctx, &store.Token{UserID: root.ID, Name: "initial root token", Scopes: []string{"api", "read_api", "read_repository", "write_repository"}}, auth.Hash(token))
 	})
 	if err != nil {
-		return fmt.Errorf("create root user: %w", err)
-	}
-	// Printed once, on purpose: this is the only time these secrets exist in
-	// the clear. They go to stderr directly rather than into structured logs
-	// that might be shipped elsewhere.
-	if generatedToken {
-		fmt.Fprintf(os.Stderr, "\n  Kiln first start: root's personal access token is\n\n      %s\n\n  Keep it; it is not shown again.\n", token)
-	}
-	if generatedPassword {
-		fmt.Fprintf(os.Stderr, "  root's one-time web password is %s\n\n", password)
+		return nil, fmt.Errorf("create root user: %w", err)
 	}
 	s.log.Info("created root administrator", "token_from_env", !generatedToken, "password_from_env", !generatedPassword)
-	return nil
+	c := &Credentials{Username: "root", URL: s.cfg.ExternalURL, DataDir: s.cfg.DataDir, Database: s.cfg.Database}
+	if generatedToken {
+		c.Token = token
+	}
+	if generatedPassword {
+		c.Password = password
+	}
+	return c, nil
+}
+
+// ResetCommand is the command that makes new root credentials for this
+// server's database.
+func (c Credentials) ResetCommand() string {
+	if c.Database != "" {
+		return "kiln admin reset-root --database '<the same --database URL>'"
+	}
+	return "kiln admin reset-root --data-dir " + c.DataDir
+}
+
+// PrintCredentials writes the first-start banner. These secrets exist in the
+// clear only here; `kiln admin reset-root` makes new ones.
+func PrintCredentials(w io.Writer, c Credentials) {
+	if c.Token == "" && c.Password == "" {
+		return
+	}
+	fmt.Fprintf(w, "\n  Kiln first start: sign in at %s as %s\n", c.URL, c.Username)
+	if c.Token != "" {
+		fmt.Fprintf(w, "\n  root's personal access token (API, git push):\n\n      %s\n", c.Token)
+	}
+	if c.Password != "" {
+		fmt.Fprintf(w, "\n  root's web password (change it under Edit profile > Password):\n\n      %s\n", c.Password)
+	}
+	fmt.Fprintf(w, "\n  They are not shown again. Lost them? On this machine run\n\n      %s\n\n", c.ResetCommand())
 }
 
 // Handler is the whole HTTP surface.
@@ -328,10 +361,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for _, fn := range s.onShutdown {
 		srv.RegisterOnShutdown(fn)
 	}
+	// Root is created only now that the address is ours: a start that
+	// cannot listen neither creates root nor shows its secrets.
+	creds, err := s.bootstrap(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	s.log.Info("kiln server listening", "addr", ln.Addr().String(), "max_connections", hc.MaxConns, "external_url", s.cfg.ExternalURL, "data_dir", s.cfg.DataDir, "database", s.store.Dialect)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.listenAddr = ln.Addr()
+	if creds != nil {
+		if s.cfg.Credentials != nil {
+			s.cfg.Credentials(*creds)
+		} else {
+			PrintCredentials(os.Stderr, *creds)
+		}
+	}
 	s.loops.Start(ctx)
 	select {
 	case err := <-errc:
@@ -345,7 +392,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.loops.Stop()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutCtx)
+	err = srv.Shutdown(shutCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		srv.Close()
 	}

@@ -47,3 +47,10 @@ func (t *Tx) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
 	_, err := t.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.UnixMicro())
 	return err
 }
+
+// DeleteUserSessions signs a user out everywhere except the session whose
+// id hash is keep ("" signs out everywhere), e.g. after a password change.
+func (t *Tx) DeleteUserSessions(ctx context.Context, userID int64, keep string) error {
+	_, err := t.Exec(ctx, `DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, userID, keep)
+	return err
+}

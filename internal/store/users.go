@@ -226,3 +226,15 @@ func (t *Tx) PutSetting(ctx context.Context, key, value string) error {
 	_, err := t.Exec(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
 }
+
+// UpdateUser writes a user's name, email and admin flag.
+func (t *Tx) UpdateUser(ctx context.Context, u *User) error {
+	res, err := t.Exec(ctx, `UPDATE users SET name = ?, email = ?, is_admin = ? WHERE id = ?`, u.Name, u.Email, u.IsAdmin, u.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

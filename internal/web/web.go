@@ -195,6 +195,8 @@ func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.newProject(q)
 	case p == "/admin" || strings.HasPrefix(p, "/admin/"):
 		w.admin(q, strings.Trim(strings.TrimPrefix(p, "/admin"), "/"))
+	case p == "/-/user_settings/password/edit" && r.Method != http.MethodPost, p == "/-/user_settings/password" && r.Method == http.MethodPost:
+		w.passwordEdit(q)
 	case p == "/favicon.ico":
 		http.NotFound(rw, r)
 	default:
@@ -343,7 +345,15 @@ func (w *Web) fail(q *req, status int, msg string) {
 	w.render(q, status, "error", pg)
 }
 
+// notFound sends anonymous visitors to sign in first (then back here), as
+// GitLab does: a project that exists and one that does not get the same
+// answer, so nothing is revealed, and a link from the API or `kiln trigger`
+// works once signed in. Signed-in users get the 404.
 func (w *Web) notFound(q *req) {
+	if q.user == nil && (q.r.Method == http.MethodGet || q.r.Method == http.MethodHead) {
+		w.requireUser(q)
+		return
+	}
 	w.fail(q, http.StatusNotFound, "The page could not be found or you don't have permission to view it.")
 }
 

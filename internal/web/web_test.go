@@ -220,9 +220,16 @@ func TestCSRFRefused(t *testing.T) {
 
 func TestPrivateProjectIs404(t *testing.T) {
 	f := newFixture(t)
-	for _, p := range []string{"/root/app", "/root/app/-/pipelines", "/root/app/-/jobs", "/root/app/-/settings/ci_cd", "/root/app/-/pipeline_schedules", "/root/nothing"} {
-		if code, _ := get(t, f.client(), f.srv.URL+p); code != http.StatusNotFound {
-			t.Errorf("anonymous %s: %d", p, code)
+	// Anonymous visitors are sent to sign in, the same for a project that
+	// exists and one that does not (GitLab's answer; nothing is revealed).
+	for _, p := range []string{"/root/app", "/root/app/-/pipelines", "/root/app/-/jobs", "/root/app/-/settings/ci_cd", "/root/app/-/pipeline_schedules", "/root/nothing", "/nobody/nothing/-/pipelines/1"} {
+		resp, err := f.client().Get(f.srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := "/users/sign_in?redirect_to=" + url.QueryEscape(p); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
+			t.Errorf("anonymous %s: %d %q, want 302 to %q", p, resp.StatusCode, resp.Header.Get("Location"), want)
 		}
 	}
 	eve := f.client()
