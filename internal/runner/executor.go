@@ -78,6 +78,9 @@ type Cmd struct {
 	// script file, also in Args): an executor may pick its own shell for
 	// it, and run it elsewhere than the agent's own commands (git).
 	Script string
+	// ReadOnly lists host paths the command must be able to read (the
+	// server's copy of the repository, for built-in runners' local fetch).
+	ReadOnly []string
 	// Keep says more commands follow at once (the git commands getting the
 	// sources): an executor may keep what it set up for this one (a
 	// sandbox) alive for them, until Settle, Adopt, Cleanup or a Run

@@ -218,6 +218,27 @@ func (s *sandboxSession) args(c Cmd) []string {
 	}
 	bind("--bind", s.build)
 	bind("--ro-bind", s.tmp)
+	for _, p := range c.ReadOnly {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if !fi.IsDir() || fi.Mode().Perm()&0o005 == 0o005 || !s.root {
+			bind("--ro-bind", p)
+			continue
+		}
+		// A directory the sandbox user may not enter (a repository is
+		// created 0700): a searchable directory at its place, with its
+		// entries bound into it.
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			continue
+		}
+		dirs(filepath.Join(p, "x"))
+		for _, e := range ents {
+			bind("--ro-bind", filepath.Join(p, e.Name()))
+		}
+	}
 	// Nothing but the binds is writable below a hidden directory (as an
 	// ordinary user the sandbox user owns the tmpfs, and could fill it).
 	for _, h := range s.hide {

@@ -44,6 +44,7 @@ type keptSandbox struct {
 	in    io.WriteCloser
 	out   *os.File
 	nonce []byte
+	ro    []string
 }
 
 // runKept runs c in the kept sandbox, starting one if needed.
@@ -51,8 +52,11 @@ func (s *sandboxSession) runKept(ctx context.Context, c Cmd) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
+	if s.kept != nil && !slices.Equal(s.kept.ro, c.ReadOnly) {
+		s.Settle()
+	}
 	if s.kept == nil {
-		if err := s.startKept(); err != nil {
+		if err := s.startKept(c.ReadOnly); err != nil {
 			return err
 		}
 	}
@@ -114,7 +118,7 @@ func (s *sandboxSession) runKept(ctx context.Context, c Cmd) error {
 	return nil
 }
 
-func (s *sandboxSession) startKept() error {
+func (s *sandboxSession) startKept(ro []string) error {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		return err
@@ -123,7 +127,7 @@ func (s *sandboxSession) startKept() error {
 	if err != nil {
 		return err
 	}
-	a := s.args(Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", keptServer}, Dir: s.build})
+	a := s.args(Cmd{Args: []string{bash, "--noprofile", "--norc", "-c", keptServer}, Dir: s.build, ReadOnly: ro})
 	cmd := exec.Command(a[0], a[1:]...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "ENV=" + envBin}
 	cmd.SysProcAttr = jobProcAttr()
@@ -144,7 +148,7 @@ func (s *sandboxSession) startKept() error {
 	pw.Close()
 	var b [16]byte
 	_, _ = crand.Read(b[:])
-	k := &keptSandbox{cmd: cmd, in: in, out: pr, nonce: []byte("kiln-" + hex.EncodeToString(b[:]) + ":")}
+	k := &keptSandbox{cmd: cmd, in: in, out: pr, nonce: []byte("kiln-" + hex.EncodeToString(b[:]) + ":"), ro: slices.Clone(ro)}
 	if _, err := in.Write(append(slices.Clone(k.nonce), '\n')); err != nil {
 		s.kept = k
 		s.Settle()

@@ -205,10 +205,15 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		env = withGitConfig(baseEnv, "http."+base.String()+".extraHeader", auth)
 	}
 	local := j.localRepo()
+	var ro []string
+	if local != "" {
+		ro = []string{local}
+	}
 	// The git commands follow one another: an executor may run them in one
-	// sandbox (Keep).
+	// sandbox (Keep), which then also shows the server's copy of the
+	// repository, read-only, for the local fetch.
 	git := func(dir string, args ...string) error {
-		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: dir, Env: env, Out: j.trace, Keep: true})
+		return j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: dir, Env: env, Out: j.trace, Keep: true, ReadOnly: ro})
 	}
 	depth := gi.Depth
 	if v := j.vars["GIT_DEPTH"]; v != "" {
@@ -298,7 +303,17 @@ func (j *jobRun) getSources(ctx context.Context) error {
 		// directory for this one fetch (remote.origin.url is unchanged).
 		var out strings.Builder
 		lenv := withGitConfig(baseEnv, "url."+local+".insteadOf", remote)
-		err := j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: lenv, Out: &out, Keep: true})
+		if isSandboxed(j.sess) {
+			// The sandbox user does not own the repository, and git (2.39)
+			// takes safe.directory only from system or global configuration.
+			gc := filepath.Join(j.tmpDir, "git-safe.config")
+			q := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local)
+			if err := os.WriteFile(gc, []byte("[safe]\n\tdirectory = \""+q+"\"\n"), 0o644); err != nil {
+				return err
+			}
+			lenv = append(lenv, "GIT_CONFIG_GLOBAL="+gc)
+		}
+		err := j.sess.Run(ctx, Cmd{Args: append([]string{"git"}, args...), Dir: j.projectDir, Env: lenv, Out: &out, Keep: true, ReadOnly: ro})
 		io.WriteString(j.trace, out.String())
 		switch {
 		case err == nil:
@@ -370,11 +385,6 @@ func withGitConfig(env []string, kv ...string) []string {
 // on the directory being readable, and falls back to HTTP if the fetch
 // fails. Access needs no token: a job may always read its own project.
 func (j *jobRun) localRepo() string {
-	if j.sess != nil && isSandboxed(j.sess) {
-		// The server's repositories stay out of the sandbox (and are not
-		// readable by its user): fetch over HTTP like an external runner.
-		return ""
-	}
 	dir := j.job.GitInfo.KilnLocalRepo
 	if dir == "" || !filepath.IsAbs(dir) || strings.ContainsAny(dir, "\x00\n") {
 		return ""
