@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -324,4 +325,60 @@ func TestTriggerWaitCountsAsLongLived(t *testing.T) {
 	}
 	// Slots are given back: waiting works again.
 	trigForm(t, api+"/trigger/pipeline", "token", token, "ref", "main", "wait", "1").want(t, 202, "after the others ended")
+}
+
+// TestTriggerDryRun: dry_run=true answers 200 with what would run (stages,
+// jobs, when, the deciding rule, variable names without values) on the
+// trigger API and POST /pipeline, and creates nothing; refusals are the
+// same as a real call's.
+func TestTriggerDryRun(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			before := f.count()
+			r := trigCurl(t, "-X", "POST", "-F", "token="+f.token, "-F", "ref=main", "-F", "variables[UPLOAD_TO_S3]=true",
+				"-F", "variables[SECRET_THING]=hunter2", "-F", "dry_run=true", api+"/trigger/pipeline").want(t, 200, "trigger dry_run")
+			if strings.Contains(r.raw, "hunter2") {
+				t.Fatalf("preview shows a variable value: %s", r.raw)
+			}
+			o := r.obj
+			if o["dry_run"] != true || o["ref"] != "main" || o["source"] != "trigger" || o["protected"] != true || o["sha"] == nil {
+				t.Fatalf("preview: %s", r.raw)
+			}
+			if st := fmt.Sprint(o["stages"]); st != "[build test deploy]" {
+				t.Fatalf("stages %s", st)
+			}
+			jobs := map[string]map[string]any{}
+			for _, j := range o["jobs"].([]any) {
+				jm := j.(map[string]any)
+				jobs[jm["name"].(string)] = jm
+			}
+			if len(jobs) != 3 || jobs["build"]["when"] != "on_success" || jobs["payload"]["rule"] != `rules[0]: if: $CI_PIPELINE_SOURCE == "trigger"` ||
+				jobs["upload"]["rule"] != `rules[0]: if: $UPLOAD_TO_S3 == "true"` || jobs["upload"]["stage"] != "deploy" {
+				t.Fatalf("jobs: %v", jobs)
+			}
+			vars := fmt.Sprint(o["variables"].(map[string]any)["pipeline"])
+			if !strings.Contains(vars, "UPLOAD_TO_S3") || !strings.Contains(vars, "SECRET_THING") || !strings.Contains(vars, "TRIGGER_PAYLOAD") {
+				t.Fatalf("variable names: %s", vars)
+			}
+			// POST /pipeline, JSON boolean.
+			var pv map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/pipeline", map[string]any{"ref": "main", "dry_run": true}, &pv); code != 200 || pv["source"] != "api" || len(pv["jobs"].([]any)) != 1 {
+				t.Fatalf("POST /pipeline dry_run: %d %v", code, pv)
+			}
+			// Refusals are the real call's, and nothing is created either way.
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "broken", "dry_run", "true").want(t, 400, "broken YAML")
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "nope", "dry_run", "true").want(t, 400, "unknown ref")
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main", "dry_run", "maybe").want(t, 400, "bad dry_run")
+			trigForm(t, api+"/trigger/pipeline", "token", "glptt-"+strings.Repeat("0", 40), "ref", "main", "dry_run", "true").want(t, 404, "bad token")
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/pipeline", map[string]any{"ref": "main", "dry_run": true, "sha": strings.Repeat("ab", 20)}, nil); code != 400 {
+				t.Fatalf("POST /pipeline dry_run unknown sha: %d", code)
+			}
+			if n := f.count(); n != before {
+				t.Fatalf("dry runs created pipelines: %d -> %d", before, n)
+			}
+		})
+	}
 }

@@ -276,18 +276,26 @@ func (a *API) RunPipeline(ctx context.Context, u *store.User, p *store.Project, 
 
 // runPipeline is RunPipeline for a whole request (an exact commit, ...).
 func (a *API) runPipeline(ctx context.Context, req pipeline.Request) (*store.Pipeline, error) {
-	u, p := req.User, req.Project
+	if err := a.mayRun(ctx, req.User, req.Project); err != nil {
+		return nil, err
+	}
+	return a.Engine.Create(ctx, req)
+}
+
+// mayRun is the API's answer (401/403) for a user who may not create
+// pipelines in p at all; the engine decides the rest.
+func (a *API) mayRun(ctx context.Context, u *store.User, p *store.Project) error {
 	if u == nil {
-		return nil, errUnauthorized
+		return errUnauthorized
 	}
 	level, err := access.New(a.Store).Level(ctx, p, u)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !access.CanCreatePipeline(level) {
-		return nil, errForbidden
+		return errForbidden
 	}
-	return a.Engine.Create(ctx, req)
+	return nil
 }
 
 func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -313,6 +321,22 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return err
 	}
 	sha := c.params.String("sha")
+	dryRun, _, err := c.params.Bool("dry_run")
+	if err != nil {
+		return err
+	}
+	if dryRun {
+		// Create's checks and evaluation; nothing is written.
+		if err := a.mayRun(c.ctx, c.user, p); err != nil {
+			return err
+		}
+		pv, err := a.Engine.Preview(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha})
+		if err != nil {
+			return createErr(err)
+		}
+		writeJSON(w, http.StatusOK, PreviewJSON(pv))
+		return nil
+	}
 	key, ie := readIdempotencyKey(r)
 	if ie != nil {
 		return errMessage(ie.status, ie.msg)

@@ -64,6 +64,8 @@ type runCall struct {
 	replayed bool
 	// wait is how long the answer may wait for the pipeline to finish.
 	wait time.Duration
+	// preview is the answer of a dry_run call.
+	preview *pipeline.Preview
 }
 
 // clientIP is the peer address. X-Forwarded-For is not trusted: anyone can
@@ -88,6 +90,10 @@ func (t *triggers) runHandler(version string, webhook bool) http.HandlerFunc {
 		rc := &runCall{version: version, webhook: webhook}
 		rc.d.Endpoint, rc.d.SourceIP, rc.d.Ref = endpoint, clientIP(r), r.PathValue("ref")
 		pl, vars, ref := t.run(w, r, rc)
+		if rc.preview != nil {
+			writeJSON(w, http.StatusOK, PreviewJSON(rc.preview))
+			return
+		}
 		if pl == nil {
 			return
 		}
@@ -177,6 +183,10 @@ func (t *triggers) run(w http.ResponseWriter, r *http.Request, rc *runCall) (*st
 		rc.d.ProjectID = p.ID
 	}
 	pl, vars, ref, rf := t.attempt(ctx, r, rc)
+	if rf == nil && rc.preview != nil {
+		t.observe(http.StatusOK)
+		return nil, nil, ""
+	}
 	if rf == nil {
 		t.observe(http.StatusCreated)
 		return pl, vars, ref
@@ -329,6 +339,23 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 		// TRIGGER_PAYLOAD: every parameter but the token, as a file variable.
 		preq.Variables = append(preq.Variables, pipeline.Var{Key: "TRIGGER_PAYLOAD", Value: string(req.Payload), File: true, Raw: true})
 	}
+	// dry_run: Create's checks and evaluation, nothing written but the
+	// delivery (creation is budgeted: a preview costs what a pipeline does).
+	if req.DryRun {
+		if ok, retry := t.creates.Allow(strconv.FormatInt(p.ID, 10)); !ok {
+			rf := refuse(http.StatusTooManyRequests, map[string]any{"base": []string{msgRateLimited}}, "rate limited: "+msgRateLimited)
+			rf.retryAfter = retry
+			return nil, nil, "", rf
+		}
+		pv, err := t.Engine.Preview(ctx, preq)
+		if rf := t.createRefusal(err, p); rf != nil {
+			return nil, nil, "", rf
+		}
+		rc.preview = pv
+		rc.d.StatusCode, rc.d.Result, rc.d.Reason = http.StatusOK, "preview", "dry_run: nothing created"
+		t.recordDelivery(ctx, &rc.d)
+		return nil, nil, "", nil
+	}
 	// Idempotency-Key: a live key of this caller answers with its pipeline
 	// (before the creation limit: a replay creates nothing).
 	scope := "job:" + strconv.FormatInt(preq.UpstreamJobID, 10)
@@ -367,16 +394,8 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 			return pl, req.Variables, req.Ref, rf
 		}
 	}
-	if err != nil {
-		var ce *pipeline.CreateError
-		if errors.As(err, &ce) {
-			return nil, nil, "", baseRefusal(ce.Error(), ce.Messages...)
-		}
-		if errors.Is(err, pipeline.ErrSkipped) {
-			return nil, nil, "", baseRefusal("skipped", "Pipeline skipped")
-		}
-		t.Log.Error("trigger pipeline creation failed", "project", p.FullPath, "err", err)
-		return nil, nil, "", refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error creating the pipeline")
+	if rf := t.createRefusal(err, p); rf != nil {
+		return nil, nil, "", rf
 	}
 	t.Log.Info("pipeline triggered", "project", p.FullPath, "pipeline", pl.ID, "source", pl.Source, "ref", pl.Ref,
 		"short_token", rc.d.ShortToken, "ip", rc.d.SourceIP, "variables", len(req.Variables))
@@ -523,4 +542,21 @@ func (t *triggers) idemAnswer(ctx context.Context, k *idemKey, rc *runCall) (*st
 	rc.d.StatusCode, rc.d.Result, rc.d.PipelineID, rc.d.Reason = http.StatusCreated, "replayed", pl.ID, "Idempotency-Key replay of pipeline "+strconv.FormatInt(pl.ID, 10)
 	t.recordDelivery(ctx, &rc.d)
 	return pl, nil
+}
+
+// createRefusal turns an error of Engine.Create or Preview into the
+// refusal (nil for no error).
+func (t *triggers) createRefusal(err error, p *store.Project) *refusal {
+	if err == nil {
+		return nil
+	}
+	var ce *pipeline.CreateError
+	if errors.As(err, &ce) {
+		return baseRefusal(ce.Error(), ce.Messages...)
+	}
+	if errors.Is(err, pipeline.ErrSkipped) {
+		return baseRefusal("skipped", "Pipeline skipped")
+	}
+	t.Log.Error("trigger pipeline creation failed", "project", p.FullPath, "err", err)
+	return refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error creating the pipeline")
 }

@@ -62,6 +62,9 @@ type PlannedJob struct {
 	Needs []Need
 	// NeedsSet tells `needs: []` from no needs (stage ordering).
 	NeedsSet bool
+	// Decision says what put the job in the pipeline, for previews:
+	// "rules[1]: if: $X == \"y\"", "only/except", or "always" (no rules).
+	Decision string
 }
 
 // overlay returns a lookup that consults vars first, expanding their
@@ -179,7 +182,7 @@ func evaluateJob(j *Job, ctx *EvalContext, pipelineVars ciexpr.Lookup) (PlannedJ
 	}
 	vars := overlay(j.Variables, pipelineVars)
 	if j.Rules != nil {
-		for _, r := range j.Rules {
+		for i, r := range j.Rules {
 			ok, err := ruleMatches(r, ctx, vars)
 			if err != nil {
 				return pj, false, err
@@ -208,6 +211,7 @@ func evaluateJob(j *Job, ctx *EvalContext, pipelineVars ciexpr.Lookup) (PlannedJ
 				pj.NeedsSet = true
 			}
 			pj.ExtraVariables = r.Variables
+			pj.Decision = describeRule(i, r)
 			return pj, true, nil
 		}
 		return pj, false, nil
@@ -216,6 +220,7 @@ func evaluateJob(j *Job, ctx *EvalContext, pipelineVars ciexpr.Lookup) (PlannedJ
 	if err != nil || !only {
 		return pj, false, err
 	}
+	pj.Decision = "no rules (only/except)"
 	if j.Except != nil {
 		except, err := policySatisfied(j.Except, ctx, vars, false)
 		if err != nil || except {
@@ -400,4 +405,22 @@ func globRegexp(glob string) *regexp.Regexp {
 func GlobMatch(glob, path string) bool {
 	re := globRegexp(strings.TrimPrefix(glob, "/"))
 	return re != nil && re.MatchString(path)
+}
+
+// describeRule names the rule that decided, as a preview shows it.
+func describeRule(i int, r Rule) string {
+	var parts []string
+	if r.If != "" {
+		parts = append(parts, "if: "+r.If)
+	}
+	if len(r.Changes) > 0 {
+		parts = append(parts, "changes: "+strings.Join(r.Changes, ", "))
+	}
+	if len(r.Exists) > 0 {
+		parts = append(parts, "exists: "+strings.Join(r.Exists, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "(no conditions)")
+	}
+	return fmt.Sprintf("rules[%d]: %s", i, strings.Join(parts, "; "))
 }

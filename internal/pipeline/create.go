@@ -295,6 +295,46 @@ func (e *Engine) authorize(ctx context.Context, req *Request, protected bool) er
 // Create makes a pipeline for req, or returns a *CreateError with GitLab's
 // message and creates nothing.
 func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, error) {
+	return e.create(ctx, req, nil)
+}
+
+// Preview is what a pipeline request would create (dry_run): Create's
+// checks and evaluation, nothing written.
+type Preview struct {
+	Ref       string
+	Tag       bool
+	SHA       string
+	Source    string
+	Protected bool
+	Name      string
+	Stages    []string
+	Jobs      []PreviewJob
+	// PipelineVariables and YAMLVariables are names only: values may be
+	// secret.
+	PipelineVariables []string
+	YAMLVariables     []string
+}
+
+// PreviewJob is one job a preview would create.
+type PreviewJob struct {
+	Name, Stage, When, Kind string
+	AllowFailure            bool
+	// Decision is the rule that put the job in (ciconfig.PlannedJob).
+	Decision string
+	Needs    []string
+}
+
+// Preview runs every check and evaluation Create would for req and
+// returns what it would create, creating nothing; refusals are Create's.
+func (e *Engine) Preview(ctx context.Context, req Request) (*Preview, error) {
+	pv := &Preview{}
+	if _, err := e.create(ctx, req, pv); err != nil {
+		return nil, err
+	}
+	return pv, nil
+}
+
+func (e *Engine) create(ctx context.Context, req Request, preview *Preview) (*store.Pipeline, error) {
 	p := req.Project
 	pl := &store.Pipeline{ProjectID: p.ID, Source: req.Source, Status: "created", BeforeSHA: gitrepo.ZeroSHA,
 		TriggerID: req.TriggerID, TriggerShortToken: req.TriggerShortToken, ScheduleID: req.ScheduleID,
@@ -352,7 +392,7 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 	cfg, err := e.loadConfig(ctx, &req, pl.SHA)
 	if err != nil {
 		var ye *YAMLError
-		if errors.As(err, &ye) && req.Source == "push" {
+		if errors.As(err, &ye) && req.Source == "push" && preview == nil {
 			// A push cannot be answered with an error, so the mistake is
 			// recorded as a failed pipeline the user will see.
 			pl.Status = "failed"
@@ -428,6 +468,10 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Pipeline, erro
 		}
 		pvars = append(pvars, store.PipelineVariable{Key: v.Key, ValueEnc: e.Secrets.Seal(v.Value), VariableType: vt})
 	}
+	if preview != nil {
+		fillPreview(preview, pl, req, cfg, plan)
+		return nil, nil
+	}
 	if pl.IID, err = e.Store.ReserveIID(ctx, p.ID); err != nil {
 		return nil, err
 	}
@@ -495,4 +539,33 @@ func ValidSHA(s string) bool {
 		}
 	}
 	return true
+}
+
+func fillPreview(pv *Preview, pl *store.Pipeline, req Request, cfg *ciconfig.Config, plan *ciconfig.Plan) {
+	pv.Ref, pv.Tag, pv.SHA, pv.Source, pv.Protected, pv.Name = pl.Ref, pl.Tag, pl.SHA, req.Source, pl.Protected, plan.Name
+	used := map[string]bool{}
+	for _, pj := range plan.Jobs {
+		used[pj.Stage] = true
+		kind := "build"
+		if pj.Job.IsBridge() {
+			kind = "bridge"
+		}
+		j := PreviewJob{Name: pj.Name, Stage: pj.Stage, When: pj.When, Kind: kind, AllowFailure: pj.AllowFailure, Decision: pj.Decision, Needs: []string{}}
+		for _, n := range pj.Needs {
+			j.Needs = append(j.Needs, n.Job)
+		}
+		pv.Jobs = append(pv.Jobs, j)
+	}
+	for _, st := range cfg.Stages {
+		if used[st] {
+			pv.Stages = append(pv.Stages, st)
+		}
+	}
+	pv.PipelineVariables, pv.YAMLVariables = []string{}, []string{}
+	for _, v := range req.Variables {
+		pv.PipelineVariables = append(pv.PipelineVariables, v.Key)
+	}
+	for _, v := range cfg.Variables {
+		pv.YAMLVariables = append(pv.YAMLVariables, v.Key)
+	}
 }

@@ -45,6 +45,8 @@ type Request struct {
 	// Wait is how long the caller wants the answer held until the
 	// pipeline finishes (0: answer at once); at most MaxWait.
 	Wait time.Duration
+	// DryRun asks what the call would create, creating nothing.
+	DryRun bool
 	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
 	Variables map[string]string
 	// Fingerprint is the canonical JSON of every parameter but the token
@@ -215,6 +217,21 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 		return nil, err
 	}
 	req.Wait = wait
+	switch v := p.v["dry_run"].(type) {
+	case nil:
+	case bool:
+		req.DryRun = v
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "1", "yes", "t":
+			req.DryRun = true
+		case "false", "0", "no", "f", "":
+		default:
+			return nil, grapeErr("dry_run is invalid")
+		}
+	default:
+		return nil, grapeErr("dry_run is invalid")
+	}
 
 	// TRIGGER_PAYLOAD: every parameter but the token, with the effective ref,
 	// the project id and the variables, as GitLab serialises its params.

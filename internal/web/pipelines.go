@@ -98,6 +98,8 @@ type newPipelineData struct {
 	Branches  []string
 	Variables []formVar
 	Errors    []string
+	// Preview is what the form would run (the Preview button).
+	Preview *pipeline.Preview
 }
 
 func (w *Web) newPipeline(q *req, vars []formVar, ref string) {
@@ -105,6 +107,10 @@ func (w *Web) newPipeline(q *req, vars []formVar, ref string) {
 }
 
 func (w *Web) renderNewPipeline(q *req, status int, vars []formVar, ref string, errs []string) {
+	w.renderNewPipelinePreview(q, status, vars, ref, errs, nil)
+}
+
+func (w *Web) renderNewPipelinePreview(q *req, status int, vars []formVar, ref string, errs []string, pv *pipeline.Preview) {
 	if !w.requireLevel(q, access.Developer) {
 		return
 	}
@@ -122,7 +128,7 @@ func (w *Web) renderNewPipeline(q *req, status int, vars []formVar, ref string, 
 	for len(vars) < 3 {
 		vars = append(vars, formVar{Type: "env_var"})
 	}
-	d := newPipelineData{Ref: ref, Branches: names, Variables: vars, Errors: errs}
+	d := newPipelineData{Ref: ref, Branches: names, Variables: vars, Errors: errs, Preview: pv}
 	w.render(q, status, "pipeline_new", w.newPage(q, "Run pipeline · "+q.project.Name, "pipelines", d))
 }
 
@@ -174,7 +180,17 @@ func (w *Web) runPipeline(q *req) {
 		vars = append(vars, pipeline.Var{Key: v.Key, Value: v.Value, File: v.Type == "file"})
 	}
 	// The engine refuses refs the user may not run on (protected ones).
-	pl, err := w.Engine.Create(q.ctx, pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars})
+	preq := pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars}
+	var pl *store.Pipeline
+	var pv *pipeline.Preview
+	var err error
+	preview := q.r.PostForm.Get("preview") != ""
+	if preview {
+		// The Preview button: what would run, nothing created.
+		pv, err = w.Engine.Preview(q.ctx, preq)
+	} else {
+		pl, err = w.Engine.Create(q.ctx, preq)
+	}
 	var ce *pipeline.CreateError
 	var ye *pipeline.YAMLError
 	switch {
@@ -192,6 +208,10 @@ func (w *Web) runPipeline(q *req) {
 		return
 	case err != nil:
 		w.internal(q, err)
+		return
+	}
+	if preview {
+		w.renderNewPipelinePreview(q, http.StatusOK, fvars, ref, nil, pv)
 		return
 	}
 	w.redirect(q, projectURL(q.project)+"/-/pipelines/"+strconv.FormatInt(pl.ID, 10), "")
