@@ -208,7 +208,7 @@ func TestWebUI(t *testing.T) {
 	}
 	var example string
 	b.run(root, "examples", text(`#ex-curl`, &example))
-	if !strings.Contains(example, "-F token="+token) || !strings.Contains(example, s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline") {
+	if !strings.Contains(example, "--form-string token="+token) || !strings.Contains(example, s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline") {
 		t.Fatalf("curl example not filled in: %q", example)
 	}
 	b.pngShot(root, "settings-trigger-created")

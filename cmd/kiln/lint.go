@@ -84,7 +84,7 @@ func lintWithStdin(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	if strings.TrimSpace(string(src)) == "" {
 		res = ciconfig.LintResult{Errors: []string{"Please provide content of .gitlab-ci.yml"}, Warnings: []string{}, Jobs: []ciconfig.LintJob{}}
 	} else {
-		res = ciconfig.Lint(src, ciconfig.Options{Files: dirFiles{root}}, nil)
+		res = ciconfig.Lint(src, ciconfig.Options{Files: dirFiles{root}, AllErrors: true}, nil)
 		if res.Valid && *executor != "docker" {
 			res.Warnings = append(res.Warnings, containerWarnings(src, dirFiles{root}, *executor)...)
 		}

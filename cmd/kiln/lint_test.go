@@ -77,3 +77,46 @@ func TestLintCommand(t *testing.T) {
 		t.Fatalf("default file: %d %s", code, out.String())
 	}
 }
+
+// TestLintPrintsEveryError: every job's problem is printed, not only the
+// first (the lint API keeps GitLab's first-only answer).
+func TestLintPrintsEveryError(t *testing.T) {
+	src := "stages: [a, b]\njob1:\n  stage: nope\n  script: echo\njob2:\n  stage: a\n  needs: [missing]\n  script: echo\njob3:\n  stage: a\n  needs: [job4]\n  script: echo\njob4:\n  stage: b\n  script: echo\n"
+	var out, errb bytes.Buffer
+	if code := lintWithStdin([]string{"-"}, strings.NewReader(src), &out, &errb); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"error: job1 job: chosen stage nope does not exist",
+		"error: job2 job: undefined need: missing",
+		"error: job3 job: need job4 is not defined in current or prior stages",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	lintWithStdin([]string{"-json", "-"}, strings.NewReader(src), &out, &errb)
+	if n := strings.Count(out.String(), " job: "); n != 3 {
+		t.Errorf("JSON has %d errors, want 3:\n%s", n, out.String())
+	}
+}
+
+// TestTriggerNamesMissingFlags: kiln trigger says which flags are missing.
+func TestTriggerNamesMissingFlags(t *testing.T) {
+	t.Setenv("KILN_URL", "")
+	t.Setenv("KILN_TRIGGER_TOKEN", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--url", "http://x", "--project", "g/p", "--token", "t"}, "kiln trigger: missing --ref\n"},
+		{[]string{"--ref", "main"}, "kiln trigger: missing --url (or KILN_URL), --project, --token (or KILN_TRIGGER_TOKEN)\n"},
+		{[]string{"--url", "http://x", "--project", "g/p", "--token", "t", "--ref", "main", "extra"}, `unexpected argument "extra"`},
+	} {
+		var out, errb bytes.Buffer
+		if code := triggerCmd(tc.args, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: %d %q, want %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+}

@@ -62,7 +62,25 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *base == "" || *project == "" || *token == "" || *ref == "" || fs.NArg() > 0 {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kiln trigger: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitUsage
+	}
+	var missing []string
+	for _, f := range []struct {
+		name, val, env string
+	}{{"--url", *base, "KILN_URL"}, {"--project", *project, ""}, {"--token", *token, "KILN_TRIGGER_TOKEN"}, {"--ref", *ref, ""}} {
+		if f.val == "" {
+			m := f.name
+			if f.env != "" {
+				m += " (or " + f.env + ")"
+			}
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "kiln trigger: missing %s\n", strings.Join(missing, ", "))
 		fs.Usage()
 		return exitUsage
 	}

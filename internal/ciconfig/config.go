@@ -29,6 +29,9 @@ type Options struct {
 	// include:rules see no variables, rules:exists in includes uses Files,
 	// and changes: is true.
 	Context *EvalContext
+	// AllErrors reports every job's problem with stages, dependencies and
+	// needs (for `kiln lint`) instead of GitLab's first one only.
+	AllErrors bool
 }
 
 // Config is a parsed and validated configuration.

@@ -89,7 +89,12 @@ func (n *normalizer) run() *Config {
 	if !n.errs.empty() {
 		return cfg
 	}
-	if msg := validatePipeline(jobs, n.stages); msg != "" {
+	if n.opts.AllErrors {
+		if msgs := pipelineProblems(jobs, n.stages); len(msgs) > 0 {
+			n.addAll(msgs)
+			return cfg
+		}
+	} else if msg := validatePipeline(jobs, n.stages); msg != "" {
 		n.errs.add(msg)
 		return cfg
 	}

@@ -10,6 +10,16 @@ import (
 // validatePipeline runs GitLab's YamlProcessor checks on the expanded
 // jobs and returns the first failure, or "".
 func validatePipeline(jobs []*Job, stages []string) string {
+	if all := pipelineProblems(jobs, stages); len(all) > 0 {
+		return all[0]
+	}
+	return ""
+}
+
+// pipelineProblems is every job's first problem in file order, then a needs
+// cycle: GitLab reports only the first (validatePipeline); `kiln lint`
+// shows them all.
+func pipelineProblems(jobs []*Job, stages []string) []string {
 	stageIdx := map[string]int{}
 	for i, s := range stages {
 		stageIdx[s] = i
@@ -18,25 +28,36 @@ func validatePipeline(jobs []*Job, stages []string) string {
 	for _, j := range jobs {
 		byName[j.Name] = j
 	}
+	var out []string
 	for _, j := range jobs {
-		if _, ok := stageIdx[j.Stage]; !ok {
-			return fmt.Sprintf("%s job: chosen stage %s does not exist; available stages are %s", j.Name, j.Stage, strings.Join(stages, ", "))
-		}
-		for _, dep := range j.Dependencies {
-			if msg := checkDependency(j, dep, "dependency", false, byName, stageIdx); msg != "" {
-				return msg
-			}
-		}
-		if msg := checkNeeds(j, j.Needs, byName, stageIdx); msg != "" {
-			return msg
-		}
-		for _, r := range j.Rules {
-			if msg := checkNeeds(j, r.Needs, byName, stageIdx); msg != "" {
-				return msg
-			}
+		if msg := jobProblem(j, stages, byName, stageIdx); msg != "" {
+			out = append(out, msg)
 		}
 	}
-	return checkCycles(jobs)
+	if msg := checkCycles(jobs); msg != "" {
+		out = append(out, msg)
+	}
+	return out
+}
+
+func jobProblem(j *Job, stages []string, byName map[string]*Job, stageIdx map[string]int) string {
+	if _, ok := stageIdx[j.Stage]; !ok {
+		return fmt.Sprintf("%s job: chosen stage %s does not exist; available stages are %s", j.Name, j.Stage, strings.Join(stages, ", "))
+	}
+	for _, dep := range j.Dependencies {
+		if msg := checkDependency(j, dep, "dependency", false, byName, stageIdx); msg != "" {
+			return msg
+		}
+	}
+	if msg := checkNeeds(j, j.Needs, byName, stageIdx); msg != "" {
+		return msg
+	}
+	for _, r := range j.Rules {
+		if msg := checkNeeds(j, r.Needs, byName, stageIdx); msg != "" {
+			return msg
+		}
+	}
+	return ""
 }
 
 func checkNeeds(j *Job, needs []Need, byName map[string]*Job, stageIdx map[string]int) string {

@@ -74,12 +74,12 @@ func triggerExamples(base string, projectID int64, branch, token string) []examp
 	id := strconv.FormatInt(projectID, 10)
 	url := base + "/api/v4/projects/" + id + "/trigger/pipeline"
 	return []example{
-		{"ex-curl", "Use cURL", "curl -X POST \\\n     --fail \\\n     -F token=" + token + " \\\n     -F ref=" + branch + " \\\n     " + url},
+		{"ex-curl", "Use cURL", "curl -X POST \\\n     --fail \\\n     --form-string token=" + token + " \\\n     --form-string ref=" + branch + " \\\n     " + url},
 		{"ex-query", "Use cURL with a query string", "curl -X POST \"" + url + "?token=" + token + "&ref=" + branch + "\""},
-		{"ex-vars", "Pass job variables", "curl -X POST \\\n     --fail \\\n     -F token=" + token + " \\\n     -F ref=" + branch + " \\\n     -F \"variables[RUN_NIGHTLY_BUILD]=true\" \\\n     " + url},
-		{"ex-yaml", "Use .gitlab-ci.yml", "trigger_pipeline:\n  stage: deploy\n  script:\n    - 'curl --fail --request POST --form token=$MY_TRIGGER_TOKEN --form ref=" + branch + " \"" + url + "\"'\n  rules:\n    - if: $CI_COMMIT_TAG"},
+		{"ex-vars", "Pass job variables", "curl -X POST \\\n     --fail \\\n     --form-string token=" + token + " \\\n     --form-string ref=" + branch + " \\\n     --form-string \"variables[RUN_NIGHTLY_BUILD]=true\" \\\n     " + url},
+		{"ex-yaml", "Use .gitlab-ci.yml", "trigger_pipeline:\n  stage: deploy\n  script:\n    - 'curl --fail --request POST --form-string token=$MY_TRIGGER_TOKEN --form-string ref=" + branch + " \"" + url + "\"'\n  rules:\n    - if: $CI_COMMIT_TAG"},
 		{"ex-webhook", "Use a webhook", base + "/api/v4/projects/" + id + "/ref/" + branch + "/trigger/pipeline?token=" + token},
-		{"ex-cron", "Run nightly with cron", "30 0 * * * curl --fail --request POST --form token=" + token + " --form ref=" + branch + " " + url},
+		{"ex-cron", "Run nightly with cron", "30 0 * * * curl --fail --request POST --form-string token=" + token + " --form-string ref=" + branch + " " + url},
 	}
 }
 
