@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,6 +90,17 @@ func TestEveryLoopIsRegistered(t *testing.T) {
 				if st.LastErr != "" {
 					t.Errorf("loop %s: %s", st.Name, st.LastErr)
 				}
+			}
+			// /metrics reports every loop.
+			rec := httptest.NewRecorder()
+			srv.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			for _, name := range w {
+				if !strings.Contains(rec.Body.String(), `kiln_background_loop_running{loop="`+name+`"} 1`) {
+					t.Errorf("/metrics does not show loop %s running", name)
+				}
+			}
+			if !strings.Contains(rec.Body.String(), `kiln_background_loop_passes_total{loop="recovery"} 1`) {
+				t.Errorf("/metrics: no recovery pass:\n%s", rec.Body.String())
 			}
 			cancel()
 			if err := <-done; err != nil {

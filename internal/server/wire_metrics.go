@@ -32,6 +32,14 @@ func (s *Server) wireMetrics(ctx context.Context) error {
 	m := metrics.New()
 	s.metrics = m
 	m.RegisterPendingJobs(s.store.CountPendingJobs, pendingJobsTTL)
+	m.RegisterLoops(func() []metrics.Loop {
+		var out []metrics.Loop
+		for _, st := range s.loops.Status() {
+			out = append(out, metrics.Loop{Name: st.Name, Running: st.Running, Failing: st.LastErr != "",
+				Passes: st.Passes, Skipped: st.Skipped, LastPass: st.LastRun})
+		}
+		return out
+	})
 	s.engine.Observer.PipelineCreated = m.PipelineCreated
 	s.engine.Observer.PipelineFinished = m.PipelineFinished
 	s.engine.Observer.JobFinished = m.JobFinished
