@@ -14,6 +14,10 @@ import (
 // deliveryRetention is how long the trigger deliveries log keeps entries.
 const deliveryRetention = 30 * 24 * time.Hour
 
+// webhookDeliveryRetention is how long webhook trigger deliveries (which
+// keep request bodies) are kept.
+const webhookDeliveryRetention = 14 * 24 * time.Hour
+
 // wireTriggers registers the trigger endpoints, runs `trigger:` bridge jobs
 // and prunes the deliveries log and expired Idempotency-Keys (hourly,
 // stopped by Close).
@@ -32,6 +36,8 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		Limits:              trigger.DefaultLimits,
 		Observe:             s.metrics.TriggerResult,
 	})
+
+	s.api.RegisterWebhookTriggers(api.WebhookOptions{PipelinesPerMinute: s.cfg.TriggerRateLimit})
 
 	b := &trigger.Bridges{Store: s.store, Engine: s.engine, Log: s.log}
 	// Engine hooks run after commit on the store's writer goroutine, which
@@ -54,6 +60,16 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 	err := s.loops.Add(lifecycle.Loop{Name: "trigger-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
 		return s.store.Write(ctx, func(tx *store.Tx) error {
 			_, err := tx.PruneDeliveries(ctx, time.Now().Add(-deliveryRetention))
+			return err
+		})
+	}})
+	if err != nil {
+		return err
+	}
+	// Webhook deliveries keep request bodies: a shorter retention.
+	err = s.loops.Add(lifecycle.Loop{Name: "webhook-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
+		return s.store.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.PruneWebhookDeliveries(ctx, time.Now().Add(-webhookDeliveryRetention))
 			return err
 		})
 	}})

@@ -275,6 +275,9 @@ func (t *Tx) DeleteProject(ctx context.Context, id int64) error {
 	if _, err := t.Exec(ctx, `DELETE FROM trigger_deliveries WHERE project_id = ?`, id); err != nil {
 		return err
 	}
+	if err := t.deleteWebhookTriggersOf(ctx, id); err != nil {
+		return err
+	}
 	_, err := t.Exec(ctx, `DELETE FROM projects WHERE id = ?`, id)
 	return err
 }
