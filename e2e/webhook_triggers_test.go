@@ -61,7 +61,7 @@ func newHookFixture(t *testing.T, kind string) *hookFixture {
 }
 
 func (f *hookFixture) pipelineCount(t *testing.T) int {
-	return len(f.s.trigPipelinesOf(f.projectID, "per_page=100"))
+	return len(f.s.trigPipelinesOf(f.projectID, "source=trigger&per_page=100"))
 }
 
 // TestWebhookTriggers drives GitHub and GitLab webhook triggers with the

@@ -178,7 +178,6 @@ func scanWebhookDelivery(row interface{ Scan(...any) error }) (*WebhookDelivery,
 	return &d, nil
 }
 
-
 // InsertWebhookDelivery records d.
 func (t *Tx) InsertWebhookDelivery(ctx context.Context, d *WebhookDelivery) error {
 	now := Now()
