@@ -382,3 +382,73 @@ func TestTriggerDryRun(t *testing.T) {
 		})
 	}
 }
+
+// TestTriggerTokenPolicy: a token's allowed networks and refs are
+// enforced (403 with nothing created, the precise reason in the
+// deliveries log), set on creation and by PUT, validated.
+func TestTriggerTokenPolicy(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			var tr map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers", map[string]any{"description": "release only",
+				"allowed_refs": []string{"release-*"}, "allowed_cidrs": []string{"10.0.0.0/8", "192.168.1.7"}}, &tr); code != 201 {
+				t.Fatalf("create: %d %v", code, tr)
+			}
+			if fmt.Sprint(tr["allowed_refs"]) != "[release-*]" || fmt.Sprint(tr["allowed_cidrs"]) != "[10.0.0.0/8 192.168.1.7/32]" {
+				t.Fatalf("policy fields: %v", tr)
+			}
+			tok, tid := tr["token"].(string), jsonID(tr["id"])
+			for _, bad := range []map[string]any{
+				{"description": "x", "allowed_cidrs": []string{"10.0.0.0/33"}},
+				{"description": "x", "allowed_cidrs": "not-a-network"},
+				{"description": "x", "allowed_refs": []any{1}},
+			} {
+				if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers", bad, nil); code != 400 {
+					t.Fatalf("create with %v: %d, want 400", bad, code)
+				}
+			}
+			var list []map[string]any
+			if s.call("GET", "/api/v4/projects/"+f.appID+"/triggers", nil, &list); len(list) != 2 {
+				t.Fatalf("refused creations made tokens: %d", len(list))
+			}
+			before := f.count()
+			r := trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "release-1.2").want(t, 403, "refused address")
+			if r.obj["message"] != "403 Forbidden - this trigger token is not accepted from 127.0.0.1" {
+				t.Fatalf("403 body: %s", r.raw)
+			}
+			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID+"/triggers/"+tid, url.Values{"allowed_cidrs": {"127.0.0.0/8"}}, &tr); code != 200 || fmt.Sprint(tr["allowed_refs"]) != "[release-*]" {
+				t.Fatalf("PUT: %d %v", code, tr)
+			}
+			r = trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 403, "refused ref")
+			if r.obj["message"] != "403 Forbidden - this trigger token may not run pipelines for ref 'main'" {
+				t.Fatalf("403 body: %s", r.raw)
+			}
+			if n := f.count(); n != before {
+				t.Fatalf("refused calls created pipelines")
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "release-1.2").want(t, 201, "allowed ref and address")
+			var dl []map[string]any
+			s.call("GET", "/api/v4/projects/"+f.appID+"/triggers/deliveries?per_page=100", nil, &dl)
+			reasons := ""
+			for _, d := range dl {
+				reasons += d["reason"].(string) + "\n"
+			}
+			for _, want := range []string{
+				"token policy: source address 127.0.0.1 is not in the allowed networks 10.0.0.0/8, 192.168.1.7/32",
+				"token policy: ref 'main' matches none of the allowed refs release-*",
+			} {
+				if !strings.Contains(reasons, want) {
+					t.Fatalf("deliveries lack %q:\n%s", want, reasons)
+				}
+			}
+			// An empty list lifts the restriction.
+			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID+"/triggers/"+tid, map[string]any{"allowed_refs": []string{}}, &tr); code != 200 || fmt.Sprint(tr["allowed_refs"]) != "[]" {
+				t.Fatalf("PUT empty: %d %v", code, tr)
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "no ref restriction")
+		})
+	}
+}

@@ -2,8 +2,11 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnci/kiln/internal/access"
@@ -116,6 +119,8 @@ func (t *triggers) triggerJSON(c *reqCtx, p *store.Project, tr *store.Trigger, s
 		// Kiln extra: false when the owner can no longer run pipelines here
 		// (GitLab's "invalid" badge); such a trigger is refused.
 		"can_access_project": valid,
+		// Kiln: the token's policy (empty: no restriction).
+		"allowed_refs": orEmptyList(tr.AllowedRefs), "allowed_cidrs": orEmptyList(tr.AllowedCIDRs),
 	}
 }
 
@@ -163,10 +168,10 @@ const maxTriggerLifetime = 365 * 24 * time.Hour
 
 // newTrigger creates a trigger owned by the caller and returns it with the
 // full token, which exists in the clear only in this response.
-func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, expires *time.Time) (*store.Trigger, string, error) {
+func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, expires *time.Time, refs, cidrs []string) (*store.Trigger, string, error) {
 	secret := auth.NewToken(auth.TriggerPrefix)
 	tr := &store.Trigger{ProjectID: p.ID, OwnerID: c.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret),
-		Description: description, ExpiresAt: expires}
+		Description: description, ExpiresAt: expires, AllowedRefs: refs, AllowedCIDRs: cidrs}
 	err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(c.ctx, tr) })
 	return tr, secret, err
 }
@@ -196,7 +201,11 @@ func (t *triggers) create(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			return errValidation("expires_at", "must be before "+max.UTC().Format("2006-01-02"))
 		}
 	}
-	tr, secret, err := t.newTrigger(c, p, desc, exp)
+	refs, cidrs, _, err := triggerPolicyParams(c.params)
+	if err != nil {
+		return err
+	}
+	tr, secret, err := t.newTrigger(c, p, desc, exp, refs, cidrs)
 	if err != nil {
 		return err
 	}
@@ -256,9 +265,68 @@ func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			return err
 		}
 	}
+	if refs, cidrs, given, err := triggerPolicyParams(c.params); err != nil {
+		return err
+	} else if given {
+		if !c.params.Has("allowed_refs") {
+			refs = tr.AllowedRefs
+		}
+		if !c.params.Has("allowed_cidrs") {
+			cidrs = tr.AllowedCIDRs
+		}
+		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerPolicy(c.ctx, tr.ID, refs, cidrs) }); err != nil {
+			return err
+		}
+		if tr, err = t.Store.TriggerByID(c.ctx, tr.ID); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, t.triggerJSON(c, p, tr, ""))
 	return nil
 }
+
+// Bounds of a trigger's policy lists.
+const (
+	maxTriggerPatterns = 50
+	maxPatternLen      = 255
+)
+
+// triggerPolicyParams reads allowed_refs (branch/tag name patterns with
+// '*', access.MatchRef) and allowed_cidrs (networks such as 10.0.0.0/8 or
+// a single address) as lists or comma-separated strings; given reports
+// whether either was sent. An empty list lifts the restriction.
+func triggerPolicyParams(ps *Params) (refs, cidrs []string, given bool, err error) {
+	refs, okRefs, err := ps.List("allowed_refs")
+	if err != nil {
+		return nil, nil, false, err
+	}
+	cidrs, okCIDRs, err := ps.List("allowed_cidrs")
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if len(refs) > maxTriggerPatterns || len(cidrs) > maxTriggerPatterns {
+		return nil, nil, false, errParam(fmt.Sprintf("allowed_refs and allowed_cidrs take at most %d entries", maxTriggerPatterns))
+	}
+	for _, r := range refs {
+		if r == "" || len(r) > maxPatternLen || strings.ContainsAny(r, "\n\x00") {
+			return nil, nil, false, errValidation("allowed_refs", "contains an invalid pattern")
+		}
+	}
+	for i, c := range cidrs {
+		if !strings.Contains(c, "/") {
+			if a, err := netip.ParseAddr(c); err == nil {
+				c = netip.PrefixFrom(a, a.BitLen()).String()
+			}
+		}
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, nil, false, errValidation("allowed_cidrs", fmt.Sprintf("'%s' is not a network (use 10.0.0.0/8 or an address)", cidrs[i]))
+		}
+		cidrs[i] = pfx.Masked().String()
+	}
+	return refs, cidrs, okRefs || okCIDRs, nil
+}
+
 
 func (t *triggers) remove(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	p, _, err := t.project(r, c, access.Maintainer)
@@ -305,7 +373,7 @@ func (t *triggers) createV3(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err != nil {
 		return err
 	}
-	tr, secret, err := t.newTrigger(c, p, c.params.String("description"), nil)
+	tr, secret, err := t.newTrigger(c, p, c.params.String("description"), nil, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -430,4 +498,11 @@ func (t *triggers) deliveries(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	setPagination(w, r, page, total)
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func orEmptyList(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
 }

@@ -20,6 +20,11 @@ type Trigger struct {
 	UpdatedAt   time.Time
 	LastUsed    *time.Time
 	ExpiresAt   *time.Time
+	// AllowedRefs are the branch and tag name patterns the token may run
+	// (access.MatchRef); AllowedCIDRs the networks it is accepted from.
+	// Empty: no restriction.
+	AllowedRefs  []string
+	AllowedCIDRs []string
 }
 
 // Expired reports whether the trigger may no longer be used at t.
@@ -27,15 +32,24 @@ func (tr *Trigger) Expired(t time.Time) bool {
 	return tr.ExpiresAt != nil && !t.Before(*tr.ExpiresAt)
 }
 
-const triggerCols = `id, project_id, owner_id, token_hash, short_token, description, created_at, updated_at, last_used, expires_at`
+const triggerCols = `id, project_id, owner_id, token_hash, short_token, description, created_at, updated_at, last_used, expires_at, allowed_refs, allowed_cidrs`
+
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
 
 func scanTrigger(row interface{ Scan(...any) error }) (*Trigger, error) {
 	var tr Trigger
 	var created, updated int64
 	var used, exp sql.NullInt64
-	if err := row.Scan(&tr.ID, &tr.ProjectID, &tr.OwnerID, &tr.TokenHash, &tr.ShortToken, &tr.Description, &created, &updated, &used, &exp); err != nil {
+	var refs, cidrs string
+	if err := row.Scan(&tr.ID, &tr.ProjectID, &tr.OwnerID, &tr.TokenHash, &tr.ShortToken, &tr.Description, &created, &updated, &used, &exp, &refs, &cidrs); err != nil {
 		return nil, mapErr(err)
 	}
+	tr.AllowedRefs, tr.AllowedCIDRs = splitLines(refs), splitLines(cidrs)
 	tr.CreatedAt, tr.UpdatedAt = Time(created), Time(updated)
 	tr.LastUsed, tr.ExpiresAt = TimePtr(used), TimePtr(exp)
 	return &tr, nil
@@ -44,12 +58,26 @@ func scanTrigger(row interface{ Scan(...any) error }) (*Trigger, error) {
 // CreateTrigger inserts a trigger; TokenHash and ShortToken must be set.
 func (t *Tx) CreateTrigger(ctx context.Context, tr *Trigger) error {
 	now := Now()
-	id, err := t.InsertID(ctx, `INSERT INTO triggers (project_id, owner_id, token_hash, short_token, description, created_at, updated_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken, tr.Description, now, now, nullTime(tr.ExpiresAt))
+	id, err := t.InsertID(ctx, `INSERT INTO triggers (project_id, owner_id, token_hash, short_token, description, created_at, updated_at, expires_at, allowed_refs, allowed_cidrs)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken, tr.Description, now, now, nullTime(tr.ExpiresAt),
+		strings.Join(tr.AllowedRefs, "\n"), strings.Join(tr.AllowedCIDRs, "\n"))
 	if err != nil {
 		return err
 	}
 	tr.ID, tr.CreatedAt, tr.UpdatedAt = id, Time(now), Time(now)
+	return nil
+}
+
+// UpdateTriggerPolicy replaces a trigger's allowed refs and networks.
+func (t *Tx) UpdateTriggerPolicy(ctx context.Context, id int64, refs, cidrs []string) error {
+	res, err := t.Exec(ctx, `UPDATE triggers SET allowed_refs = ?, allowed_cidrs = ?, updated_at = ? WHERE id = ?`,
+		strings.Join(refs, "\n"), strings.Join(cidrs, "\n"), Now(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
 	return nil
 }
 
