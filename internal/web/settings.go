@@ -90,6 +90,7 @@ func (w *Web) settingsCICD(q *req, d *settingsData) {
 	status := http.StatusOK
 	if d == nil {
 		d = &settingsData{}
+		d.NewTrigger, d.NewToken = w.takeNewTrigger(q)
 	} else if d.TriggerError != "" || d.VarError != "" {
 		status = http.StatusUnprocessableEntity
 	}
@@ -220,9 +221,51 @@ func (w *Web) saveGeneralPipelines(q *req) {
 	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#general", "General pipelines settings were saved.")
 }
 
-// createTrigger answers with the settings page itself rather than a
-// redirect: the full token exists only in this response and is never
-// stored or put in a cookie.
+// newTriggerCookie carries a just-created trigger token across the
+// redirect that answers its form (post/redirect/get: reloading the landing
+// page must not create a second token). The value is sealed with the
+// server's secrets key and bound to the session, the project and the
+// trigger; it lives two minutes and the landing page clears it, so the token
+// is shown once.
+const newTriggerCookie = "_kiln_new_trigger"
+
+func (w *Web) sealNewTrigger(q *req, tr *store.Trigger, secret string) string {
+	return w.Secrets.Seal(strings.Join([]string{q.sess.idHash, strconv.FormatInt(q.project.ID, 10), strconv.FormatInt(tr.ID, 10), strconv.FormatInt(time.Now().Unix(), 10), secret}, "\n"))
+}
+
+// takeNewTrigger returns the trigger created by this session's last form
+// and its token, once; nil when there is none (or it is not valid here).
+func (w *Web) takeNewTrigger(q *req) (*store.Trigger, string) {
+	c, err := q.r.Cookie(newTriggerCookie)
+	if err != nil || c.Value == "" {
+		return nil, ""
+	}
+	http.SetCookie(q.w, w.cookie(newTriggerCookie, "", -1))
+	if w.Secrets == nil || q.sess == nil || len(c.Value) > 1024 {
+		return nil, ""
+	}
+	plain, err := w.Secrets.Open(c.Value)
+	if err != nil {
+		return nil, ""
+	}
+	f := strings.Split(plain, "\n")
+	if len(f) != 5 || f[0] != q.sess.idHash || f[1] != strconv.FormatInt(q.project.ID, 10) {
+		return nil, ""
+	}
+	at, _ := strconv.ParseInt(f[3], 10, 64)
+	if time.Since(time.Unix(at, 0)) > 2*time.Minute {
+		return nil, ""
+	}
+	id, _ := strconv.ParseInt(f[2], 10, 64)
+	tr, err := w.Store.TriggerByID(q.ctx, id)
+	if err != nil || tr.ProjectID != q.project.ID || tr.TokenHash != auth.Hash(f[4]) {
+		return nil, ""
+	}
+	return tr, f[4]
+}
+
+// createTrigger answers with a redirect to the settings page, which shows
+// the full token once (see newTriggerCookie); the token is never stored.
 func (w *Web) createTrigger(q *req) {
 	desc := strings.TrimSpace(q.r.PostForm.Get("description"))
 	d := &settingsData{Description: desc}
@@ -243,8 +286,8 @@ func (w *Web) createTrigger(q *req) {
 		return
 	}
 	w.Log.Info("trigger created", "project", q.project.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", q.user.Username, "via", "web")
-	d.NewToken, d.NewTrigger, d.Description = secret, tr, ""
-	w.settingsCICD(q, d)
+	http.SetCookie(q.w, w.cookie(newTriggerCookie, w.sealNewTrigger(q, tr, secret), 120))
+	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#triggers", "")
 }
 
 // revokeConfirm is GitLab's confirmation text for revoking a trigger.

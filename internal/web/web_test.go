@@ -212,10 +212,62 @@ func TestCSRFRefused(t *testing.T) {
 	if len(trs) != 0 {
 		t.Fatal("a refused POST created a trigger")
 	}
-	code, body := post(t, c, u, url.Values{"description": {"deploy"}, "authenticity_token": {tok}})
-	if code != http.StatusOK || !regexp.MustCompile(`glptt-[0-9a-f]{40}`).MatchString(body) {
-		t.Fatalf("good POST: %d", code)
+	code, _ := post(t, c, u, url.Values{"description": {"deploy"}, "authenticity_token": {tok}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("good POST: %d, want a redirect", code)
 	}
+}
+
+// TestTriggerCreatePostRedirectGet: creating a trigger token answers with a
+// redirect; the page it lands on shows the full token once; reloading it
+// neither shows the token again nor creates a second trigger; another
+// browser (another session) never sees it.
+func TestTriggerCreatePostRedirectGet(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	_, tok := f.signIn(c, "root", "password123")
+	settings := f.srv.URL + "/root/app/-/settings/ci_cd"
+	resp, err := c.PostForm(settings+"/triggers", url.Values{"description": {"deploy"}, "authenticity_token": {tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/root/app/-/settings/ci_cd#triggers" {
+		t.Fatalf("create: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	tokenRE := regexp.MustCompile(`glptt-[0-9a-f]{40}`)
+	// A second browser signed in as root has its own session: no token.
+	other := f.client()
+	f.signIn(other, "root", "password123")
+	for _, ck := range c.Jar.Cookies(mustURL(t, settings)) {
+		if ck.Name == newTriggerCookie {
+			other.Jar.SetCookies(mustURL(t, settings), []*http.Cookie{ck})
+		}
+	}
+	if _, body := get(t, other, settings); tokenRE.MatchString(body) {
+		t.Fatal("another session was shown the token")
+	}
+	_, body := get(t, c, settings)
+	secret := tokenRE.FindString(body)
+	trs, _, _ := f.st.TriggersOfProject(context.Background(), f.project.ID, store.Page{Number: 1, PerPage: 10})
+	if secret == "" || len(trs) != 1 || trs[0].TokenHash != auth.Hash(secret) {
+		t.Fatalf("landing page: token %q, %d triggers", secret, len(trs))
+	}
+	if _, body := get(t, c, settings); tokenRE.MatchString(body) {
+		t.Fatal("reload showed the token again")
+	}
+	trs, _, _ = f.st.TriggersOfProject(context.Background(), f.project.ID, store.Page{Number: 1, PerPage: 10})
+	if len(trs) != 1 {
+		t.Fatalf("%d triggers after reload", len(trs))
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func TestPrivateProjectIs404(t *testing.T) {
