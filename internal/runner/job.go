@@ -72,10 +72,22 @@ func (r *Runner) runJob(c *client.Client, slot int, job *client.JobResponse, log
 		log.Warn("initial running update failed", "err", err)
 	}
 	j := &jobRun{r: r, c: c, job: job, log: log, statusEvery: res.StatusInterval}
-	j.buildsDir = filepath.Join(r.cfg.BuildsDir, r.tokenHash, strconv.Itoa(slot))
+	j.buildsDir = filepath.Join(r.cfg.BuildsDir, r.tokenHash, slotDir(slot, job.GitInfo))
 	j.projectDir = filepath.Join(j.buildsDir, filepath.FromSlash(projectPath(job)))
 	j.tmpDir = j.projectDir + ".tmp"
 	j.run()
+}
+
+// slotDir is a worker's directory under the builds dir. Jobs on protected
+// refs (git_info.protected) get their own: a checkout is reused from job to
+// job, .git included, and a job on an unprotected branch must not leave a
+// hook, git configuration or file there that a later job runs with the
+// protected ref's secrets (caches are keyed apart for the same reason).
+func slotDir(slot int, gi client.GitInfo) string {
+	if gi.Protected != nil && *gi.Protected {
+		return strconv.Itoa(slot) + "-protected"
+	}
+	return strconv.Itoa(slot)
 }
 
 // projectPath derives the checkout directory from the repository URL

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnci/kiln/internal/runner/client"
 )
 
 func TestMaskerAcrossChunkBoundaries(t *testing.T) {
@@ -242,5 +244,17 @@ func TestBuildScriptQuotesDisplay(t *testing.T) {
 	}
 	if !strings.Contains(s, `# collapsed multi-line command`) {
 		t.Fatalf("multi-line command not collapsed in echo:\n%s", s)
+	}
+}
+
+func TestSlotDirKeepsProtectedCheckoutsApart(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		protected *bool
+		want      string
+	}{{nil, "3"}, {&no, "3"}, {&yes, "3-protected"}} {
+		if got := slotDir(3, client.GitInfo{Protected: tc.protected}); got != tc.want {
+			t.Errorf("slotDir(3, protected=%v) = %q, want %q", tc.protected, got, tc.want)
+		}
 	}
 }

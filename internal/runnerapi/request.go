@@ -467,6 +467,9 @@ func (s *Service) gitInfo(ctx context.Context, p *store.Project, pl *store.Pipel
 	gi := client.GitInfo{
 		RepoURL: base + "/" + p.FullPath + ".git", Ref: pl.Ref, Sha: pl.SHA, BeforeSha: pl.BeforeSHA,
 		RefType: client.RefTypeBranch, Depth: depth,
+		// GitLab's git_info.protected: Kiln's runner keeps the checkouts of
+		// protected refs apart from the others' (runner.slotDir).
+		Protected: &pl.Protected,
 	}
 	if pl.Tag {
 		gi.RefType = client.RefTypeTag
