@@ -124,6 +124,7 @@ type jobShowData struct {
 	CanCancel  bool
 	CanPlay    bool
 	Downstream *pipelineLink
+	Stuck      *stuckInfo
 }
 
 // pageLogLimit bounds the log rendered into the page; longer logs show
@@ -163,6 +164,10 @@ func (w *Web) jobShow(q *req, id int64) {
 	}
 	if j.DownstreamPipelineID != 0 {
 		d.Downstream = w.pipelineLinkFor(q, j.DownstreamPipelineID)
+	}
+	if d.Stuck, err = w.explainPending(q, j); err != nil {
+		w.internal(q, err)
+		return
 	}
 	if w.ReadTrace != nil {
 		_, size, err := w.ReadTrace(q.ctx, j.ID, 0, 0)
