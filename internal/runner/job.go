@@ -185,7 +185,11 @@ func (j *jobRun) prepareEnv() error {
 	lookup := func(k string) (string, bool) { v, ok := raw[k]; return v, ok }
 	j.vars = map[string]string{}
 	var env []string
-	for _, kv := range os.Environ() {
+	base := j.r.cfg.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+	for _, kv := range base {
 		// Kiln's own settings are not the job's business: a runner's token,
 		// and for built-in runners the server's database DSN, secrets key
 		// and initial root credentials, all of which live in KILN_*.

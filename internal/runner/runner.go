@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +86,30 @@ type Config struct {
 
 	// HTTPClient is used for the protocol; it must not have a short timeout.
 	HTTPClient *http.Client
+
+	// Environ is the environment jobs start from, before their CI
+	// variables; nil means this process's own (GitLab Runner's shell
+	// executor does the same). KILN_* is dropped either way. Runners that
+	// live in the server pass MinimalEnviron, so that the operator's
+	// credentials (PGPASSWORD, cloud keys, ...) never reach a job.
+	Environ []string
+}
+
+// MinimalEnviron keeps the entries of env a job needs to find programs and
+// read text (PATH, HOME, user name, shell, locale, time zone, proxies) and
+// drops everything else.
+func MinimalEnviron(env []string) []string {
+	keep := map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
+		"LANG": true, "LANGUAGE": true, "TZ": true,
+		"http_proxy": true, "https_proxy": true, "no_proxy": true, "HTTP_PROXY": true, "HTTPS_PROXY": true, "NO_PROXY": true}
+	out := []string{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if keep[k] || strings.HasPrefix(k, "LC_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // Runner pulls and executes jobs. Create it with New and start it with Run.

@@ -258,3 +258,13 @@ func TestSlotDirKeepsProtectedCheckoutsApart(t *testing.T) {
 		}
 	}
 }
+
+func TestMinimalEnvironDropsOperatorSecrets(t *testing.T) {
+	in := []string{"PATH=/usr/bin", "HOME=/root", "LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC", "https_proxy=http://proxy:3128",
+		"PGPASSWORD=x", "AWS_SECRET_ACCESS_KEY=y", "KILN_DATABASE=z", "DATABASE_URL=w", "SSH_AUTH_SOCK=/tmp/a", "PATHX=1"}
+	got := strings.Join(MinimalEnviron(in), " ")
+	want := "PATH=/usr/bin HOME=/root LANG=C.UTF-8 LC_ALL=C TZ=UTC https_proxy=http://proxy:3128"
+	if got != want {
+		t.Errorf("MinimalEnviron = %q, want %q", got, want)
+	}
+}

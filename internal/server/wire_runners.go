@@ -204,6 +204,9 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 				// The agent's log limit follows --max-trace-size (its log is
 				// spooled to a temporary file, not kept in the server's memory).
 				TraceLimit: s.maxTraceSize(),
+				// The server's environment is the operator's (database
+				// password, cloud credentials): jobs get only the basics.
+				Environ: runner.MinimalEnviron(os.Environ()),
 			}, s.log.With("builtin_runner", i+1))
 			mu.Lock()
 			running = append(running, r)
