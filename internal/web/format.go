@@ -19,6 +19,7 @@ func funcs() template.FuncMap {
 		"ago":         ago,
 		"isoTime":     isoTime,
 		"dur":         formatDuration,
+		"pdur":        func(p *store.Pipeline) string { return formatDuration(pipelineDuration(p)) },
 		"shortSHA":    shortSHA,
 		"add":         func(a, b int) int { return a + b },
 		"atLeast":     func(level, min int) bool { return level >= min },
@@ -122,7 +123,16 @@ func formatDuration(v any) string {
 		secs = *d
 	case int64:
 		secs = d
+	case *time.Duration:
+		if d == nil {
+			return ""
+		}
+		return formatDuration(*d)
 	case time.Duration:
+		if d >= 0 && d < time.Minute {
+			// Under a minute, tenths of a second: "0.4s", "12.0s".
+			return fmt.Sprintf("%.1fs", d.Seconds())
+		}
 		secs = int64(d / time.Second)
 	case float64:
 		secs = int64(d)
@@ -145,16 +155,35 @@ func shortSHA(s string) string {
 func levelName(l int) string { return access.RoleName(l) }
 
 // jobDuration is how long a job ran (so far, while running).
-func jobDuration(j *store.Job) *int64 {
-	if j.StartedAt == nil {
+func jobDuration(j *store.Job) *time.Duration {
+	return spanDuration(j.StartedAt, j.FinishedAt)
+}
+
+// spanDuration is the time from start to finish (or now), to the
+// millisecond: most CI jobs of a small project take well under a second,
+// and whole seconds would show them all as 00:00:00.
+func spanDuration(start, finish *time.Time) *time.Duration {
+	if start == nil {
 		return nil
 	}
 	end := time.Now()
-	if j.FinishedAt != nil {
-		end = *j.FinishedAt
+	if finish != nil {
+		end = *finish
 	}
-	d := int64(end.Sub(*j.StartedAt) / time.Second)
+	d := end.Sub(*start)
+	if d < 0 {
+		d = 0
+	}
 	return &d
+}
+
+// pipelineDuration is a pipeline's run time from its timestamps, falling
+// back to the stored whole seconds.
+func pipelineDuration(p *store.Pipeline) any {
+	if d := spanDuration(p.StartedAt, p.FinishedAt); d != nil {
+		return *d
+	}
+	return p.Duration
 }
 
 // jobQueued is how long a job waited for a runner.

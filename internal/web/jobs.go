@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/pipeline"
@@ -21,7 +22,7 @@ type jobRow struct {
 	P        *store.Pipeline
 	PURL     string
 	Runner   string
-	Duration *int64
+	Duration *time.Duration
 }
 
 type jobListData struct {
@@ -111,7 +112,7 @@ type jobShowData struct {
 	PURL       string
 	User       *store.User
 	Runner     string
-	Duration   *int64
+	Duration   *time.Duration
 	Queued     *int64
 	Trigger    *triggerBlock
 	LogHTML    template.HTML

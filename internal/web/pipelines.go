@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/gitrepo"
@@ -222,7 +223,7 @@ type jobCard struct {
 	J        *store.Job
 	URL      string
 	Needs    []string
-	Duration *int64
+	Duration *time.Duration
 	// Downstream links a bridge to the pipeline it created.
 	Downstream string
 }
