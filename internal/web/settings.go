@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/access"
+	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -45,6 +46,7 @@ type settingsData struct {
 	NewTrigger    *store.Trigger
 	TriggerError  string
 	Description   string
+	ExpiresAt     string
 	Examples      []example
 	Deliveries    []deliveryRow
 	DeliveryPager pager
@@ -275,12 +277,23 @@ func (w *Web) createTrigger(q *req) {
 	case len(desc) > 255:
 		d.TriggerError = "Description is too long (maximum is 255 characters)."
 	}
+	var expires *time.Time
+	if e := strings.TrimSpace(q.r.PostForm.Get("expires_at")); e != "" && d.TriggerError == "" {
+		d.ExpiresAt = e
+		if t, err := time.Parse("2006-01-02", e); err != nil {
+			d.TriggerError = "Expires at is not a date (YYYY-MM-DD)."
+		} else if msg := api.TriggerExpiryProblem(t, time.Now()); msg != "" {
+			d.TriggerError = msg
+		} else {
+			expires = &t
+		}
+	}
 	if d.TriggerError != "" {
 		w.settingsCICD(q, d)
 		return
 	}
 	secret := auth.NewToken(auth.TriggerPrefix)
-	tr := &store.Trigger{ProjectID: q.project.ID, OwnerID: q.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret), Description: desc}
+	tr := &store.Trigger{ProjectID: q.project.ID, OwnerID: q.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret), Description: desc, ExpiresAt: expires}
 	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(q.ctx, tr) }); err != nil {
 		w.internal(q, err)
 		return
