@@ -89,3 +89,91 @@ func countPipelines(t *testing.T, e *Engine, p *store.Project) int {
 	}
 	return n
 }
+
+// TestRevivedJobsRunAsActor: jobs a retry or a play moves back from skipped
+// run as whoever retried or played, not as the pipeline's creator (whose
+// job token they would otherwise carry).
+func TestRevivedJobsRunAsActor(t *testing.T) {
+	ctx := context.Background()
+	ci := `stages: [a, b]
+gate:
+  stage: a
+  script: [exit 1]
+approve:
+  stage: a
+  when: manual
+  script: [echo]
+after_gate:
+  stage: b
+  script: [echo]
+after_approve:
+  stage: b
+  needs: [approve]
+  script: [echo]
+`
+	e, p := newEngine(t, map[string]string{".gitlab-ci.yml": ci})
+	if err := e.Repos.UpdateRef(ctx, p.FullPath, "refs/heads/feature", headSHA(t, e, p)); err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]*store.User{}
+	err := e.Store.Write(ctx, func(tx *store.Tx) error {
+		for name, level := range map[string]int{"dev": access.Developer, "maint": access.Maintainer} {
+			u := &store.User{Username: name}
+			if err := tx.CreateUser(ctx, u); err != nil {
+				return err
+			}
+			if err := tx.SetProjectMember(ctx, p.ID, u.ID, level); err != nil {
+				return err
+			}
+			users[name] = u
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := e.Create(ctx, Request{Project: p, Ref: "feature", Source: "web", User: users["maint"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := func() map[string]*store.Job {
+		rows, err := e.Store.JobsOfPipeline(ctx, pl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*store.Job{}
+		for _, j := range rows {
+			if !j.Retried {
+				out[j.Name] = j
+			}
+		}
+		return out
+	}
+	finish := func(name, status string) {
+		t.Helper()
+		err := e.Store.Write(ctx, func(tx *store.Tx) error {
+			if err := tx.SetJobStatus(ctx, jobs()[name].ID, store.JobUpdate{Status: status}); err != nil {
+				return err
+			}
+			return e.process(ctx, tx, pl.ID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish("gate", "failed")
+	if j := jobs()["after_gate"]; j.Status != "skipped" {
+		t.Fatalf("after_gate: %s, want skipped", j.Status)
+	}
+	if err := e.PlayJob(ctx, users["dev"], jobs()["approve"].ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RetryPipeline(ctx, users["dev"], pl.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, j := range jobs() {
+		if j.UserID != users["dev"].ID {
+			t.Errorf("%s (%s) runs as user %d, want the developer (%d) who retried or played", name, j.Status, j.UserID, users["dev"].ID)
+		}
+	}
+}

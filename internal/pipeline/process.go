@@ -337,6 +337,13 @@ func (e *Engine) RetryPipeline(ctx context.Context, actor *store.User, pipelineI
 			if err := tx.SetJobStatus(ctx, id, store.JobUpdate{Status: "created"}); err != nil {
 				return err
 			}
+			// Skipped jobs run again as the actor too (GitLab sets the user
+			// of every job it moves back to created), not as whoever
+			// created the pipeline: a developer retrying a maintainer's
+			// pipeline must not get jobs, and job tokens, of the maintainer.
+			if err := tx.SetJobUser(ctx, id, actor.ID); err != nil {
+				return err
+			}
 		}
 		pl.FinishedAt, pl.Duration = nil, nil
 		pl.Status = "created"
@@ -461,6 +468,13 @@ func (e *Engine) PlayJob(ctx context.Context, actor *store.User, jobID int64, va
 		for _, tr := range trs {
 			if err := tx.SetJobStatus(ctx, tr.JobID, store.JobUpdate{Status: string(tr.To)}); err != nil {
 				return err
+			}
+			// Jobs the play revives (skipped ones that depend on it) run as
+			// the player, like the played job.
+			if tr.JobID != jobID {
+				if err := tx.SetJobUser(ctx, tr.JobID, actor.ID); err != nil {
+					return err
+				}
 			}
 			switch {
 			case tr.To != state.Pending:

@@ -267,6 +267,13 @@ func (t *Tx) SetJobPlay(ctx context.Context, id, userID int64, spec string) erro
 	return err
 }
 
+// SetJobUser makes userID the user a job runs as (its job token acts as
+// that user): jobs a retry or a play starts again run as whoever did it.
+func (t *Tx) SetJobUser(ctx context.Context, id, userID int64) error {
+	_, err := t.Exec(ctx, `UPDATE jobs SET user_id = ? WHERE id = ?`, nullID(userID), id)
+	return err
+}
+
 func (t *Tx) MarkJobRetried(ctx context.Context, id int64) error {
 	_, err := t.Exec(ctx, `UPDATE jobs SET retried = TRUE WHERE id = ?`, id)
 	return err
