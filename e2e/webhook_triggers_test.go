@@ -281,6 +281,28 @@ func testWebhookTriggers(t *testing.T, kind string) {
 		t.Fatalf("gitlab tag push pipeline: %v", r.obj)
 	}
 
+	// Unsigned requests are no write channel: records are bounded per
+	// trigger (10 at once), and none keeps the body.
+	for i := 0; i < 12; i++ {
+		trigDo(t, "POST", glURL, "application/json", bytes.NewReader(push), map[string]string{"X-Gitlab-Token": "guess"}).want(t, 401, "flood")
+	}
+	var glDs []map[string]any
+	s.call("GET", base+"/"+jsonID(gl["id"])+"/deliveries?per_page=100", nil, &glDs)
+	unauth := 0
+	for _, d := range glDs {
+		if d["result"] == "unauthorized" {
+			unauth++
+			var full map[string]any
+			s.call("GET", base+"/"+jsonID(gl["id"])+"/deliveries/"+jsonID(d["id"]), nil, &full)
+			if full["body"] != "" {
+				t.Fatalf("an unauthenticated delivery kept its body: %v", full)
+			}
+		}
+	}
+	if unauth == 0 || unauth > 10 {
+		t.Fatalf("14 unsigned requests wrote %d delivery records, want 1..10", unauth)
+	}
+
 	// Only maintainers manage webhook triggers.
 	var dev map[string]any
 	s.call("POST", "/api/v4/users", map[string]any{"username": "dev", "name": "Dev", "email": "dev@example.com", "password": "devpassword1"}, &dev)
