@@ -30,6 +30,8 @@ type Deps struct {
 	// Schedules wakes the scheduler and runs schedules on demand; the
 	// schedule wiring fills it in (see schedules.go).
 	Schedules ScheduleHooks
+	// Webhooks is set by RegisterWebhookTriggers (the UI uses it).
+	Webhooks *WebhookService
 	// Runners gives access to runner-side state (job tokens, stuck jobs,
 	// traces, artifacts); the runner wiring fills it in (see runners.go).
 	Runners RunnerHooks

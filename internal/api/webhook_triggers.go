@@ -83,6 +83,46 @@ func (a *API) RegisterWebhookTriggers(o WebhookOptions) {
 	// The receiving endpoint authenticates by the trigger's signature and
 	// reads the raw body itself, so it bypasses a.handle.
 	a.mux.HandleFunc("POST /api/v4/webhooks/{uid}", h.receive)
+	a.Webhooks = &WebhookService{h: h}
+}
+
+// WebhookService lets the UI save, test and replay webhook triggers with
+// the API's rules (validation, expression checks, recording).
+type WebhookService struct{ h *webhooks }
+
+// URL is the trigger's receiving URL.
+func (s *WebhookService) URL(x *store.WebhookTrigger) string { return s.h.url(x) }
+
+// Save creates (x nil) or changes a trigger of p from fields (the API's
+// parameter names; maps for variables and inputs) as user, a maintainer.
+// A refusal is returned as its message text with a nil error.
+func (s *WebhookService) Save(ctx context.Context, user *store.User, p *store.Project, x *store.WebhookTrigger, fields map[string]any) (*store.WebhookTrigger, string, error) {
+	c := &reqCtx{ctx: ctx, user: user, params: &Params{v: fields}}
+	create := x == nil
+	if create {
+		x = s.h.newTrigger(p, user)
+	}
+	if err := s.h.save(c, x, create); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			b, _ := json.Marshal(ae.Body["message"])
+			if ae.Body["message"] == nil {
+				b, _ = json.Marshal(ae.Body["error"])
+			}
+			return nil, string(b), nil
+		}
+		return nil, "", err
+	}
+	return x, "", nil
+}
+
+// Test evaluates a sample against x (nothing created or recorded).
+func (s *WebhookService) Test(x *store.WebhookTrigger, headers map[string]string, body string) map[string]any {
+	in := webhook.Input{Headers: http.Header{}, Query: url.Values{}, Body: []byte(body)}
+	for k, v := range headers {
+		in.Headers.Set(k, v)
+	}
+	return s.h.testVerdict(x, in)
 }
 
 // URL is where a trigger receives requests.
@@ -157,19 +197,33 @@ func (h *webhooks) create(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err != nil {
 		return err
 	}
-	x := &store.WebhookTrigger{ProjectID: p.ID, OwnerID: c.user.ID, Kind: webhook.GitHub, AllowedCIDRs: []string{},
-		Variables: map[string]string{}, Inputs: map[string]string{}}
-	if err := h.apply(c, x, true); err != nil {
-		return err
-	}
-	var b [20]byte
-	rand.Read(b[:])
-	x.UID = hex.EncodeToString(b[:])
-	if err := h.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateWebhookTrigger(c.ctx, x) }); err != nil {
+	x := h.newTrigger(p, c.user)
+	if err := h.save(c, x, true); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, h.json(c, x))
 	return nil
+}
+
+func (h *webhooks) newTrigger(p *store.Project, u *store.User) *store.WebhookTrigger {
+	var b [20]byte
+	rand.Read(b[:])
+	return &store.WebhookTrigger{ProjectID: p.ID, OwnerID: u.ID, Kind: webhook.GitHub, AllowedCIDRs: []string{},
+		Variables: map[string]string{}, Inputs: map[string]string{}, UID: hex.EncodeToString(b[:])}
+}
+
+// save validates the request's fields into x and stores it.
+func (h *webhooks) save(c *reqCtx, x *store.WebhookTrigger, create bool) error {
+	if err := h.apply(c, x, create); err != nil {
+		return err
+	}
+	if create {
+		return h.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateWebhookTrigger(c.ctx, x) })
+	}
+	// The trigger acts as the maintainer who last saved it: whoever
+	// decides what it runs answers for it.
+	x.OwnerID = c.user.ID
+	return h.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateWebhookTrigger(c.ctx, x) })
 }
 
 func (h *webhooks) update(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -177,13 +231,7 @@ func (h *webhooks) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err != nil {
 		return err
 	}
-	if err := h.apply(c, x, false); err != nil {
-		return err
-	}
-	// The trigger acts as the maintainer who last saved it: whoever
-	// decides what it runs answers for it.
-	x.OwnerID = c.user.ID
-	if err := h.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateWebhookTrigger(c.ctx, x) }); err != nil {
+	if err := h.save(c, x, false); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, h.json(c, x))
@@ -470,6 +518,12 @@ func (h *webhooks) test(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	default:
 		return errParam("body is invalid")
 	}
+	writeJSON(w, http.StatusOK, h.testVerdict(x, in))
+	return nil
+}
+
+// testVerdict is the test endpoint's answer for in.
+func (h *webhooks) testVerdict(x *store.WebhookTrigger, in webhook.Input) map[string]any {
 	out := map[string]any{"signature": "not checked (no signature header in the sample)"}
 	sg := h.signer(x)
 	if name, _ := sg.Sign(nil); in.Headers.Get(name) != "" {
@@ -481,14 +535,14 @@ func (h *webhooks) test(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	}
 	prg, err := webhook.Compile(spec(x))
 	if err != nil {
-		return err
+		out["verdict"], out["would_create"] = map[string]any{"run": false, "reason": err.Error()}, false
+		return out
 	}
 	vd := prg.Evaluate(in)
 	out["verdict"] = vd
 	out["would_create"] = vd.Run
 	out["delivery_id"] = webhook.DeliveryID(in.Headers)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 func (h *webhooks) signer(x *store.WebhookTrigger) webhook.Signer {

@@ -29,6 +29,7 @@ func (s *Server) wireWeb(ctx context.Context) error {
 	if sc := s.api.Schedules; sc != nil {
 		d.PlaySchedule, d.ScheduleChanged = sc.Play, sc.Changed
 	}
+	d.Webhooks = s.api.Webhooks
 	w, err := web.New(d)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/access"
+	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
@@ -68,6 +69,9 @@ type Deps struct {
 	// Throttle limits password guessing; the server shares one with git
 	// Basic auth (nil: the UI makes its own).
 	Throttle *auth.Throttle
+	// Webhooks saves and tests webhook triggers with the API's rules (nil
+	// hides the page).
+	Webhooks *api.WebhookService
 }
 
 // HealthItem is one line of the admin health table.
@@ -248,6 +252,8 @@ func (w *Web) projectRoute(q *req) {
 		w.settingsCICD(q, nil)
 	case seg[0] == "settings" && len(seg) >= 3 && seg[1] == "ci_cd" && post:
 		w.settingsAction(q, seg[2:])
+	case seg[0] == "settings" && len(seg) >= 2 && seg[1] == "webhooks":
+		w.webhooksRoute(q, seg[2:])
 	case seg[0] == "pipeline_schedules":
 		w.schedulesRoute(q, seg[1:])
 	default:

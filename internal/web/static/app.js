@@ -189,8 +189,28 @@
     update();
   }
 
+  // Webhook trigger deliveries: refresh each table every 2 s.
+  function watchDeliveries() {
+    document.querySelectorAll('[data-deliveries-url]').forEach(function (el) {
+      var id = el.id;
+      setInterval(function () {
+        var cur = document.getElementById(id);
+        if (!cur) { return; }
+        fetch(cur.getAttribute('data-deliveries-url'), { credentials: 'same-origin' })
+          .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+          .then(function (html) {
+            var tpl = document.createElement('template');
+            tpl.innerHTML = html.trim();
+            var fresh = tpl.content.firstElementChild;
+            if (fresh && fresh.id === id) { cur.replaceWith(fresh); }
+          }).catch(function () {});
+      }, 2000);
+    });
+  }
+
   function init() {
     describeCron();
+    watchDeliveries();
     pollPipeline();
     followLog();
   }

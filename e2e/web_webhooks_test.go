@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestWebWebhookTriggers walks the webhook triggers page in Chromium:
+// a bad expression is refused with its position, a trigger is created,
+// tested with a sample (nothing created), and a signed delivery shows up
+// in its deliveries table without a reload.
+func TestWebWebhookTriggers(t *testing.T) {
+	b := newBrowser(t)
+	f := newHookFixture(t, "sqlite")
+	s := f.s
+	page := s.URL + "/hooks/app/-/settings/webhooks"
+
+	root := b.tab()
+	b.signIn(root, s.URL, "root", "rootpassword1")
+	form := func(name string) chromedp.CSS { return chromedp.CSS(`#new-webhook-form [name="` + name + `"]`) }
+
+	var errText string
+	b.run(root, "bad-expression",
+		chromedp.Navigate(page),
+		chromedp.WaitVisible(form("secret")),
+		chromedp.SendKeys(form("description"), "GitHub pushes"),
+		chromedp.SendKeys(form("secret"), "ui-secret"),
+		chromedp.SendKeys(form("filter"), "headers['x-github-event'] =="),
+		chromedp.SendKeys(form("ref"), "payload.repository.default_branch"),
+		chromedp.Click(chromedp.ID(`create-webhook`)),
+		chromedp.WaitVisible(chromedp.ID(`webhook-error`)),
+		text(`#webhook-error`, &errText),
+	)
+	if !strings.Contains(errText, "line 1, column") || !strings.Contains(errText, "filter") {
+		t.Fatalf("error shown: %q", errText)
+	}
+
+	var hookURL string
+	b.run(root, "create",
+		chromedp.Clear(form("filter")),
+		chromedp.SendKeys(form("filter"), "headers['x-github-event'] == 'push'"),
+		chromedp.SendKeys(form("secret"), "ui-secret"),
+		chromedp.SendKeys(form("variables"), "PUSHER = payload.pusher.name"),
+		chromedp.Click(chromedp.ID(`create-webhook`)),
+		chromedp.WaitVisible(chromedp.CSS(`.webhook-url`)),
+		text(`.webhook-url`, &hookURL),
+	)
+	if !strings.HasPrefix(hookURL, s.URL+"/api/v4/webhooks/") {
+		t.Fatalf("url shown: %q", hookURL)
+	}
+
+	var result string
+	b.run(root, "test",
+		chromedp.Click(chromedp.CSS(`.webhook-test summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`.test-headers`)),
+		chromedp.SendKeys(chromedp.CSS(`.test-headers`), "X-GitHub-Event: push"),
+		chromedp.SendKeys(chromedp.CSS(`.test-body`), `{"repository":{"default_branch":"master"},"pusher":{"name":"Octo"}}`),
+		chromedp.Click(chromedp.CSS(`.webhook-test button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.test-result`)),
+		text(`.test-result`, &result),
+	)
+	if !strings.Contains(result, `"would_create": true`) || !strings.Contains(result, `"PUSHER": "Octo"`) {
+		t.Fatalf("test result: %s", result)
+	}
+	if n := f.pipelineCount(t); n != 0 {
+		t.Fatalf("the test created %d pipelines", n)
+	}
+
+	// A signed delivery appears in the table without a reload.
+	body := readPayload(t, "github_push.json")
+	trigDo(t, "POST", hookURL, "application/json", bytes.NewReader(body), map[string]string{
+		"X-GitHub-Event": "push", "X-GitHub-Delivery": "ui-1", "X-Hub-Signature-256": "sha256=" + opensslHMAC(t, "sha256", "ui-secret", body)}).
+		want(t, 201, "signed delivery")
+	var row string
+	b.run(root, "live-delivery",
+		chromedp.WaitVisible(chromedp.CSS(`.delivery-row[data-result="created"]`)),
+		text(`.delivery-row[data-result="created"]`, &row),
+	)
+	if !strings.Contains(row, "ui-1") || !strings.Contains(row, "#") {
+		t.Fatalf("delivery row: %q", row)
+	}
+	b.shot(root, "webhooks")
+}
