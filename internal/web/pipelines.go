@@ -23,12 +23,28 @@ type pipelineRow struct {
 	User *store.User
 	// TriggerDescription is set for trigger pipelines whose trigger still exists.
 	TriggerDescription string
+	// VariableNames are a triggered pipeline's variables' names (never values).
+	VariableNames []string
+	// Stages is the mini graph: one status per stage, in order.
+	Stages []miniStage
+	// Upstream links the parent (or upstream) pipeline; Downstream the
+	// pipelines this one's trigger jobs created. Child marks a row shown
+	// under its parent.
+	Upstream   *pipelineLink
+	Downstream []pipelineLink
+	Child      bool
+}
+
+// miniStage is one dot of a pipeline's mini graph.
+type miniStage struct {
+	Name, Status string
+	Jobs         int
 }
 
 func (w *Web) pipelineRows(q *req, pls []*store.Pipeline) ([]pipelineRow, error) {
 	users := newUserCache(w.Store)
 	descs := map[int64]string{}
-	out := make([]pipelineRow, 0, len(pls))
+	rows := make([]pipelineRow, 0, len(pls))
 	for _, p := range pls {
 		row := pipelineRow{P: p, URL: projectURL(q.project) + "/-/pipelines/" + strconv.FormatInt(p.ID, 10), User: users.get(q.ctx, p.UserID)}
 		if p.Source == "trigger" && p.TriggerID != 0 {
@@ -39,7 +55,73 @@ func (w *Web) pipelineRows(q *req, pls []*store.Pipeline) ([]pipelineRow, error)
 			}
 			row.TriggerDescription = d
 		}
-		out = append(out, row)
+		if p.Source == "trigger" {
+			// Names only: the values are never decrypted for the list.
+			vars, err := w.Store.PipelineVariables(q.ctx, p.ID)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range vars {
+				row.VariableNames = append(row.VariableNames, v.Key)
+			}
+		}
+		jobs, err := w.Store.JobsOfPipeline(q.ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		byStage := map[int][]jobCard{}
+		names := map[int]string{}
+		var order []int
+		for _, j := range jobs {
+			if j.Retried {
+				continue
+			}
+			if _, ok := byStage[j.StageIdx]; !ok {
+				order = append(order, j.StageIdx)
+				names[j.StageIdx] = j.Stage
+			}
+			byStage[j.StageIdx] = append(byStage[j.StageIdx], jobCard{J: j})
+			if j.DownstreamPipelineID != 0 {
+				if link := w.pipelineLinkFor(q, j.DownstreamPipelineID); link != nil {
+					row.Downstream = append(row.Downstream, *link)
+				}
+			}
+		}
+		sort.Ints(order)
+		for _, i := range order {
+			row.Stages = append(row.Stages, miniStage{Name: names[i], Status: stageStatus(byStage[i]), Jobs: len(byStage[i])})
+		}
+		if p.UpstreamPipelineID != 0 {
+			row.Upstream = w.pipelineLinkFor(q, p.UpstreamPipelineID)
+		}
+		rows = append(rows, row)
+	}
+	// Children follow their parent when both are on the page.
+	onPage := map[int64]bool{}
+	for _, r := range rows {
+		onPage[r.P.ID] = true
+	}
+	children := map[int64][]pipelineRow{}
+	out := make([]pipelineRow, 0, len(rows))
+	for i := range rows {
+		if up := rows[i].P.UpstreamPipelineID; up != 0 && onPage[up] {
+			rows[i].Child = true
+			children[up] = append(children[up], rows[i])
+		}
+	}
+	var add func(r pipelineRow, depth int)
+	add = func(r pipelineRow, depth int) {
+		out = append(out, r)
+		if depth < 10 {
+			for _, c := range children[r.P.ID] {
+				add(c, depth+1)
+			}
+		}
+	}
+	for _, r := range rows {
+		if !r.Child {
+			add(r, 0)
+		}
 	}
 	return out, nil
 }
