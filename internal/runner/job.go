@@ -173,6 +173,13 @@ func (j *jobRun) secrets() []string {
 // prepareEnv builds the job environment; file variables are written below
 // tmpDir and replaced by their paths.
 func (j *jobRun) prepareEnv() error {
+	// Always a new directory: whatever is at this path was left by someone
+	// else (a "<project>.tmp" path is also the checkout of a project of that
+	// name, where its jobs may plant symlinks), and the agent writes secrets
+	// here, as root for a root server's built-in runners.
+	if err := os.RemoveAll(j.tmpDir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(j.tmpDir, 0o700); err != nil {
 		return err
 	}
@@ -209,6 +216,9 @@ func (j *jobRun) prepareEnv() error {
 			val = expandVars(val, lookup)
 		}
 		if v.File {
+			if strings.ContainsRune(v.Key, '/') || v.Key == "." || v.Key == ".." {
+				return fmt.Errorf("file variable %q: a key must not name a path", v.Key)
+			}
 			p := filepath.Join(j.tmpDir, v.Key)
 			if err := os.WriteFile(p, []byte(val), 0o600); err != nil {
 				return err
