@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -95,4 +98,71 @@ func TestWebFirstHourFlows(t *testing.T) {
 	b.pngShot(nb, "password-changed")
 	again := b.tab()
 	b.signIn(again, s.URL, "newbie", "secondpassword2")
+
+	// 4. A triggered pipeline whose trigger job starts a child pipeline:
+	// the list shows the mini graph, the variable's name and the child
+	// under its parent.
+	ci := "stages: [build, deploy]\nbuild: {stage: build, script: echo build}\nchild:\n  stage: deploy\n  trigger:\n    include: child.yml\n"
+	work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": ci, "child.yml": "inner: {script: echo inner}\n"})
+	git(t, work, "push", "-q", s.authURL("root/app"), "main")
+	resp, err := http.PostForm(s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline", url.Values{"token": {token}, "ref": {"main"}, "variables[DEPLOY_TARGET]": {"production-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("trigger: %d", resp.StatusCode)
+	}
+	childDeadline := time.Now().Add(90 * time.Second)
+	for {
+		var pls []map[string]any
+		s.call("GET", "/api/v4/projects/"+pid+"/pipelines?source=parent_pipeline", nil, &pls)
+		if len(pls) > 0 {
+			break
+		}
+		if time.Now().After(childDeadline) {
+			t.Fatal("no child pipeline")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var varNames, upstream string
+	var dots int
+	b.run(tab, "pipelines-family",
+		chromedp.Navigate(s.URL+"/root/app/-/pipelines"),
+		chromedp.WaitVisible(chromedp.CSS(`tr.child-row .upstream a`)),
+		text(`.var-names`, &varNames),
+		text(`tr.child-row .upstream`, &upstream),
+		eval(`document.querySelector("tr.pipeline-row:not(.child-row)").querySelectorAll(".mini-graph li").length`, &dots),
+	)
+	if !strings.Contains(varNames, "DEPLOY_TARGET") || !strings.Contains(upstream, "root/app #") || dots != 2 {
+		t.Fatalf("list: variables %q, upstream %q, %d mini-graph dots", varNames, upstream, dots)
+	}
+	b.pngShot(tab, "pipelines")
+
+	// 5. A job no runner can take explains itself.
+	var gp map[string]any
+	if code, _ := s.call("POST", "/api/v4/projects", url.Values{"name": {"gpu"}}, &gp); code != 201 {
+		t.Fatalf("create project: %d", code)
+	}
+	w2 := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": "train: {tags: [gpu], script: echo train}\n"})
+	git(t, w2, "push", "-q", s.authURL("root/gpu"), "main")
+	var jobs []map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for len(jobs) == 0 && time.Now().Before(deadline) {
+		s.call("GET", "/api/v4/projects/"+jsonID(gp["id"])+"/jobs", nil, &jobs)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(jobs) == 0 {
+		t.Fatal("no job")
+	}
+	var stuck string
+	b.run(tab, "stuck-job",
+		chromedp.Navigate(s.URL+"/root/gpu/-/jobs/"+jsonID(jobs[0]["id"])),
+		chromedp.WaitVisible(chromedp.ID(`job-stuck`)),
+		text(`#job-stuck`, &stuck),
+	)
+	if !strings.Contains(stuck, "it has the tags gpu") || !strings.Contains(stuck, "built-in runner") {
+		t.Fatalf("stuck explanation: %q", stuck)
+	}
+	b.pngShot(tab, "job-stuck")
 }
