@@ -452,3 +452,49 @@ func TestTriggerTokenPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestTriggerRotation: rotate issues a new token with the old one's
+// description and policy; the old token keeps working for the overlap and
+// is refused after it.
+func TestTriggerRotation(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			s.call("PUT", "/api/v4/projects/"+f.appID+"/triggers/"+f.trigID, map[string]any{"allowed_refs": []string{"main"}}, nil)
+			rot := "/api/v4/projects/" + f.appID + "/triggers/" + f.trigID + "/rotate"
+			for _, bad := range []string{"soon", "-1", "721h"} {
+				if code, _ := s.call("POST", rot, url.Values{"overlap": {bad}}, nil); code != 400 {
+					t.Fatalf("overlap=%s: %d, want 400", bad, code)
+				}
+			}
+			var nt map[string]any
+			if code, _ := s.call("POST", rot, url.Values{"overlap": {"3"}}, &nt); code != 201 {
+				t.Fatalf("rotate: %d %v", code, nt)
+			}
+			newTok := nt["token"].(string)
+			if newTok == f.token || !strings.HasPrefix(newTok, "glptt-") || nt["description"] != "nightly" || fmt.Sprint(nt["allowed_refs"]) != "[main]" {
+				t.Fatalf("rotated token: %v", nt)
+			}
+			probe := func(tok string) int {
+				return trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "dry_run", "true").code
+			}
+			if a, b := probe(f.token), probe(newTok); a != 200 || b != 200 {
+				t.Fatalf("during the overlap: old %d, new %d; want both 200", a, b)
+			}
+			if !trigWaitFor(15*time.Second, func() bool { return probe(f.token) == 404 }) {
+				t.Fatalf("old token still accepted after the overlap")
+			}
+			if b := probe(newTok); b != 200 {
+				t.Fatalf("new token after the overlap: %d", b)
+			}
+			// overlap=0 ends the old token now.
+			var nt2 map[string]any
+			s.call("POST", "/api/v4/projects/"+f.appID+"/triggers/"+jsonID(nt["id"])+"/rotate", url.Values{"overlap": {"0"}}, &nt2)
+			if probe(newTok) != 404 || probe(nt2["token"].(string)) != 200 {
+				t.Fatalf("overlap=0: old still accepted or new refused")
+			}
+		})
+	}
+}

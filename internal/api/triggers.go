@@ -3,8 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +80,7 @@ func (a *API) RegisterTriggers(o TriggerOptions) {
 	a.handle("GET /api/v4/projects/{id}/triggers/{trigger_id}", t.get)
 	a.handle("PUT /api/v4/projects/{id}/triggers/{trigger_id}", t.update)
 	a.handle("DELETE /api/v4/projects/{id}/triggers/{trigger_id}", t.remove)
+	a.handle("POST /api/v4/projects/{id}/triggers/{trigger_id}/rotate", t.rotate)
 
 	a.handle("GET /api/v3/projects/{id}/triggers", t.listV3)
 	a.handle("POST /api/v3/projects/{id}/triggers", t.createV3)
@@ -327,7 +328,6 @@ func triggerPolicyParams(ps *Params) (refs, cidrs []string, given bool, err erro
 	return refs, cidrs, okRefs || okCIDRs, nil
 }
 
-
 func (t *triggers) remove(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	p, _, err := t.project(r, c, access.Maintainer)
 	if err != nil {
@@ -505,4 +505,51 @@ func orEmptyList(v []string) []string {
 		return []string{}
 	}
 	return v
+}
+
+// maxRotationOverlap bounds how long a rotated token keeps working.
+const maxRotationOverlap = 30 * 24 * time.Hour
+
+// rotate is Kiln's POST /projects/:id/triggers/:trigger_id/rotate: a new
+// token with the same description, expiry and policy, owned by the caller
+// (the old token's owner), answered once; the old token keeps working for
+// overlap (seconds or a duration like 24h; default 24h, at most 30 days,
+// 0 ends it now) so callers can switch without downtime.
+func (t *triggers) rotate(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	p, _, err := t.project(r, c, access.Maintainer)
+	if err != nil {
+		return err
+	}
+	old, err := t.projectTrigger(r, c, p)
+	if err != nil {
+		return err
+	}
+	if old.OwnerID != c.user.ID {
+		return errMessage(http.StatusForbidden, "403 Forbidden - The current user is not authorized to rotate the pipeline trigger token")
+	}
+	now := time.Now()
+	if old.Expired(now) {
+		return errMessage(http.StatusBadRequest, "400 Bad request - the trigger token has expired")
+	}
+	overlap := 24 * time.Hour
+	if c.params.Has("overlap") {
+		raw := strings.TrimSpace(c.params.String("overlap"))
+		d, perr := time.ParseDuration(raw)
+		if n, nerr := strconv.ParseInt(raw, 10, 64); nerr == nil {
+			d, perr = time.Duration(n)*time.Second, nil
+		}
+		if perr != nil || d < 0 || d > maxRotationOverlap {
+			return errParam("overlap is invalid (seconds or a duration, at most 720h)")
+		}
+		overlap = d
+	}
+	secret := auth.NewToken(auth.TriggerPrefix)
+	next := &store.Trigger{ProjectID: p.ID, OwnerID: c.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret),
+		Description: old.Description, ExpiresAt: old.ExpiresAt, AllowedRefs: old.AllowedRefs, AllowedCIDRs: old.AllowedCIDRs}
+	if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.RotateTrigger(c.ctx, old.ID, now.Add(overlap), next) }); err != nil {
+		return err
+	}
+	t.Log.Info("trigger rotated", "project", p.FullPath, "old", old.ID, "new", next.ID, "overlap", overlap.String(), "user", c.user.Username)
+	writeJSON(w, http.StatusCreated, t.triggerJSON(c, p, next, secret))
+	return nil
 }

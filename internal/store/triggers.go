@@ -68,6 +68,17 @@ func (t *Tx) CreateTrigger(ctx context.Context, tr *Trigger) error {
 	return nil
 }
 
+// RotateTrigger inserts next (a new token of the same project) and makes
+// trigger oldID expire at oldExpires (never later than it already would).
+func (t *Tx) RotateTrigger(ctx context.Context, oldID int64, oldExpires time.Time, next *Trigger) error {
+	us := oldExpires.UnixMicro()
+	if _, err := t.Exec(ctx, `UPDATE triggers SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END, updated_at = ? WHERE id = ?`,
+		us, us, Now(), oldID); err != nil {
+		return err
+	}
+	return t.CreateTrigger(ctx, next)
+}
+
 // UpdateTriggerPolicy replaces a trigger's allowed refs and networks.
 func (t *Tx) UpdateTriggerPolicy(ctx context.Context, id int64, refs, cidrs []string) error {
 	res, err := t.Exec(ctx, `UPDATE triggers SET allowed_refs = ?, allowed_cidrs = ?, updated_at = ? WHERE id = ?`,
