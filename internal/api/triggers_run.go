@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"net/http"
 	"strconv"
 	"strings"
@@ -565,38 +564,11 @@ func (t *triggers) createRefusal(err error, p *store.Project) *refusal {
 	return refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error creating the pipeline")
 }
 
-// tokenPolicy applies a trigger token's own policy: the networks it is
-// accepted from (the TCP peer's address) and the refs it may run
-// (access.MatchRef patterns). Refusals are 403s; the deliveries log gets
-// the precise reason.
+// tokenPolicy applies a trigger token's own policy (access decides):
+// refusals are 403s; the deliveries log gets the precise reason.
 func tokenPolicy(tr *store.Trigger, sourceIP, ref string) *refusal {
-	if len(tr.AllowedCIDRs) > 0 {
-		addr, err := netip.ParseAddr(sourceIP)
-		ok := false
-		for _, c := range tr.AllowedCIDRs {
-			if pfx, perr := netip.ParsePrefix(c); err == nil && perr == nil && pfx.Contains(addr.Unmap()) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return refuse(http.StatusForbidden, "403 Forbidden - this trigger token is not accepted from "+sourceIP,
-				fmt.Sprintf("token policy: source address %s is not in the allowed networks %s", sourceIP, strings.Join(tr.AllowedCIDRs, ", ")))
-		}
-	}
-	if len(tr.AllowedRefs) > 0 {
-		name := strings.TrimPrefix(strings.TrimPrefix(ref, "refs/heads/"), "refs/tags/")
-		ok := false
-		for _, pat := range tr.AllowedRefs {
-			if access.MatchRef(pat, name) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return refuse(http.StatusForbidden, fmt.Sprintf("403 Forbidden - this trigger token may not run pipelines for ref '%s'", ref),
-				fmt.Sprintf("token policy: ref '%s' matches none of the allowed refs %s", ref, strings.Join(tr.AllowedRefs, ", ")))
-		}
+	if msg, reason := access.TriggerTokenDenial(tr.AllowedRefs, tr.AllowedCIDRs, sourceIP, ref); msg != "" {
+		return refuse(http.StatusForbidden, msg, reason)
 	}
 	return nil
 }

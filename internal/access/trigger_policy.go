@@ -1,0 +1,40 @@
+package access
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// TriggerTokenDenial applies a trigger token's own policy: the networks
+// it is accepted from (allowedCIDRs, against the TCP peer's address) and
+// the branch or tag names it may run (allowedRefs, MatchRef patterns).
+// Empty lists restrict nothing. It returns "" when the call is allowed,
+// else the 403 message and the precise reason for the deliveries log.
+func TriggerTokenDenial(allowedRefs, allowedCIDRs []string, sourceIP, ref string) (msg, reason string) {
+	if len(allowedCIDRs) > 0 {
+		addr, err := netip.ParseAddr(sourceIP)
+		ok := false
+		for _, c := range allowedCIDRs {
+			if pfx, perr := netip.ParsePrefix(c); err == nil && perr == nil && pfx.Contains(addr.Unmap()) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return "403 Forbidden - this trigger token is not accepted from " + sourceIP,
+				fmt.Sprintf("token policy: source address %s is not in the allowed networks %s", sourceIP, strings.Join(allowedCIDRs, ", "))
+		}
+	}
+	if len(allowedRefs) > 0 {
+		name := strings.TrimPrefix(strings.TrimPrefix(ref, "refs/heads/"), "refs/tags/")
+		for _, pat := range allowedRefs {
+			if MatchRef(pat, name) {
+				return "", ""
+			}
+		}
+		return fmt.Sprintf("403 Forbidden - this trigger token may not run pipelines for ref '%s'", ref),
+			fmt.Sprintf("token policy: ref '%s' matches none of the allowed refs %s", ref, strings.Join(allowedRefs, ", "))
+	}
+	return "", ""
+}
