@@ -331,3 +331,78 @@ func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestWebhookTriggerPolicy: a generic sender's chosen algorithm and header,
+// allowed_cidrs, and the owner's access now (a maintainer demoted to
+// developer can no longer run the default branch, which is protected).
+func TestWebhookTriggerPolicy(t *testing.T) {
+	f := newHookFixture(t, "sqlite")
+	s := f.s
+	base := "/api/v4/projects/" + f.projectID + "/webhook_triggers"
+	body := []byte(`{"event":"image.pushed","repository":"registry.example.com/app","tag":"v1.4.2"}`)
+
+	var gen map[string]any
+	code, _ := s.call("POST", base, map[string]any{"kind": "generic", "secret": "gen-secret", "signature_header": "X-Registry-Signature",
+		"signature_algorithm": "sha512", "filter": "payload.event == 'image.pushed' && payload.tag.matches('^v[0-9]+')",
+		"ref": "'master'", "variables": map[string]any{"IMAGE": "payload.repository + ':' + payload.tag"}}, &gen)
+	if code != 201 {
+		t.Fatalf("create generic: %d %v", code, gen)
+	}
+	u := gen["url"].(string)
+	sha256sig := "sha256=" + opensslHMAC(t, "sha256", "gen-secret", body)
+	trigDo(t, "POST", u, "application/json", bytes.NewReader(body), map[string]string{"X-Registry-Signature": sha256sig}).want(t, 401, "wrong algorithm")
+	trigDo(t, "POST", u, "application/json", bytes.NewReader(body), map[string]string{"X-Signature": "sha512=" + opensslHMAC(t, "sha512", "gen-secret", body)}).
+		want(t, 401, "default header instead of the chosen one")
+	r := trigDo(t, "POST", u, "application/json", bytes.NewReader(body), map[string]string{"X-Registry-Signature": "sha512=" + opensslHMAC(t, "sha512", "gen-secret", body)})
+	r.want(t, 201, "generic sha512")
+	if v := s.trigPipelineVars(f.projectID, r.obj["id"]); v["IMAGE"][0] != "registry.example.com/app:v1.4.2" {
+		t.Fatalf("IMAGE: %v", v)
+	}
+
+	// allowed_cidrs: loopback is not in 10.0.0.0/8.
+	if code, _ := s.call("PUT", base+"/"+jsonID(gen["id"]), map[string]any{"allowed_cidrs": []string{"10.0.0.0/8"}}, nil); code != 200 {
+		t.Fatalf("set allowed_cidrs: %d", code)
+	}
+	trigDo(t, "POST", u, "application/json", bytes.NewReader(body), map[string]string{"X-Registry-Signature": "sha512=" + opensslHMAC(t, "sha512", "gen-secret", body)}).
+		want(t, 403, "address not allowed")
+	var ds []map[string]any
+	s.call("GET", base+"/"+jsonID(gen["id"])+"/deliveries", nil, &ds)
+	if ds[0]["result"] != "unauthorized" || !strings.Contains(ds[0]["reason"].(string), "allowed_cidrs") {
+		t.Fatalf("cidr delivery: %v", ds[0])
+	}
+	if code, _ := s.call("PUT", base+"/"+jsonID(gen["id"]), map[string]any{"allowed_cidrs": []string{"127.0.0.0/8", "::1"}}, nil); code != 200 {
+		t.Fatalf("set allowed_cidrs: %d", code)
+	}
+	var bad map[string]any
+	if code, _ := s.call("PUT", base+"/"+jsonID(gen["id"]), map[string]any{"allowed_cidrs": []string{"10.0.0.0/33"}}, &bad); code != 400 {
+		t.Fatalf("bad cidr: %d %v", code, bad)
+	}
+
+	// A maintainer's trigger, then the maintainer demoted to developer:
+	// the protected default branch is refused, with the reason logged.
+	var m map[string]any
+	s.call("POST", "/api/v4/users", map[string]any{"username": "maint", "name": "M", "email": "m@example.com", "password": "maintpassword1"}, &m)
+	s.call("POST", "/api/v4/projects/"+f.projectID+"/members", map[string]any{"user_id": m["id"], "access_level": 40}, nil)
+	var pat map[string]any
+	s.call("POST", "/api/v4/users/"+jsonID(m["id"])+"/personal_access_tokens", map[string]any{"name": "t", "scopes": []string{"api"}}, &pat)
+	mt := pat["token"].(string)
+	var mine map[string]any
+	if code, _ := s.callAs(mt, "POST", base, map[string]any{"kind": "gitlab", "secret": "m-token", "ref": "'master'"}, &mine); code != 201 {
+		t.Fatalf("maintainer creates: %d %v", code, mine)
+	}
+	mu := mine["url"].(string)
+	trigDo(t, "POST", mu, "application/json", strings.NewReader(`{}`), map[string]string{"X-Gitlab-Token": "m-token"}).want(t, 201, "maintainer's trigger")
+	if code, _ := s.call("PUT", "/api/v4/projects/"+f.projectID+"/members/"+jsonID(m["id"]), map[string]any{"access_level": 30}, nil); code != 200 {
+		t.Fatalf("demote: %d", code)
+	}
+	before := f.pipelineCount(t)
+	r = trigDo(t, "POST", mu, "application/json", strings.NewReader(`{}`), map[string]string{"X-Gitlab-Token": "m-token"})
+	r.want(t, 400, "demoted owner on a protected ref")
+	if f.pipelineCount(t) != before {
+		t.Fatalf("a demoted owner's trigger created a pipeline")
+	}
+	s.call("GET", base+"/"+jsonID(mine["id"])+"/deliveries", nil, &ds)
+	if ds[0]["result"] != "refused" || !strings.Contains(ds[0]["reason"].(string), "protected") {
+		t.Fatalf("demoted delivery: %v", ds[0])
+	}
+}
