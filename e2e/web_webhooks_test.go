@@ -82,5 +82,13 @@ func TestWebWebhookTriggers(t *testing.T) {
 	if !strings.Contains(row, "ui-1") || !strings.Contains(row, "#") {
 		t.Fatalf("delivery row: %q", row)
 	}
+	// Replay from the table: a new delivery linked to the first, a new pipeline.
+	b.run(root, "replay",
+		chromedp.Click(chromedp.CSS(`.delivery-row[data-result="created"] .replay-delivery`)),
+		chromedp.WaitVisible(chromedp.Search(`//*[contains(@class, "delivery-row")]//*[contains(text(), "replay of")]`)),
+	)
+	if n := f.pipelineCount(t); n != 2 {
+		t.Fatalf("pipelines after the replay: %d, want 2", n)
+	}
 	b.shot(root, "webhooks")
 }

@@ -459,6 +459,14 @@ func (h *webhooks) replay(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if d.BodyTruncated {
 		return errBadRequest(fmt.Sprintf("the delivery's body was longer than %d bytes and was not stored whole; it cannot be replayed", h.o.StoredBody))
 	}
+	nd := &store.WebhookDelivery{TriggerID: x.ID, ProjectID: p.ID, DeliveryKey: d.DeliveryKey, SourceIP: clientIP(r),
+		Headers: d.Headers, Query: d.Query, Body: d.Body, ReplayOf: d.ID}
+	h.replayDelivery(c.ctx, c.user, p, x, d, nd)
+	writeJSON(w, http.StatusCreated, h.deliveryJSON(c, p, nd, false))
+	return nil
+}
+
+func (h *webhooks) replayDelivery(ctx context.Context, user *store.User, p *store.Project, x *store.WebhookTrigger, d, nd *store.WebhookDelivery) {
 	hdr := http.Header{}
 	for k, v := range d.Headers {
 		hdr.Set(k, v)
@@ -467,11 +475,19 @@ func (h *webhooks) replay(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	for k, v := range d.Query {
 		q.Set(k, v)
 	}
-	nd := &store.WebhookDelivery{TriggerID: x.ID, ProjectID: p.ID, DeliveryKey: d.DeliveryKey, SourceIP: clientIP(r),
+	h.run(ctx, p, x, user, webhook.Input{Headers: hdr, Query: q, Body: d.Body}, nd, nil)
+}
+
+// Replay runs delivery d of x again as user (see the replay endpoint);
+// a delivery whose body was cut is refused with a message.
+func (s *WebhookService) Replay(ctx context.Context, user *store.User, p *store.Project, x *store.WebhookTrigger, d *store.WebhookDelivery, ip string) (*store.WebhookDelivery, string) {
+	if d.BodyTruncated {
+		return nil, "the delivery's body was not stored whole; it cannot be replayed"
+	}
+	nd := &store.WebhookDelivery{TriggerID: x.ID, ProjectID: p.ID, DeliveryKey: d.DeliveryKey, SourceIP: ip,
 		Headers: d.Headers, Query: d.Query, Body: d.Body, ReplayOf: d.ID}
-	h.run(c.ctx, p, x, c.user, webhook.Input{Headers: hdr, Query: q, Body: d.Body}, nd, nil)
-	writeJSON(w, http.StatusCreated, h.deliveryJSON(c, p, nd, false))
-	return nil
+	s.h.replayDelivery(ctx, user, p, x, d, nd)
+	return nd, ""
 }
 
 // test evaluates a sample request against the trigger and answers the

@@ -15,6 +15,7 @@ import (
 type webhookCard struct {
 	W          *store.WebhookTrigger
 	P          *store.Project
+	CSRF       string
 	URL        string
 	Vars       string // NAME = expression lines
 	Inputs     string
@@ -82,7 +83,7 @@ func (w *Web) webhookCards(q *req) ([]*webhookCard, error) {
 	}
 	var out []*webhookCard
 	for _, x := range ws {
-		c := &webhookCard{W: x, P: q.project, URL: w.Webhooks.URL(x), Vars: exprLines(x.Variables), Inputs: exprLines(x.Inputs),
+		c := &webhookCard{W: x, P: q.project, CSRF: sessCSRF(q), URL: w.Webhooks.URL(x), Vars: exprLines(x.Variables), Inputs: exprLines(x.Inputs),
 			CIDRs:   strings.Join(x.AllowedCIDRs, ", "),
 			LiveURL: projectURL(q.project) + "/-/settings/webhooks/" + strconv.FormatInt(x.ID, 10) + "/deliveries"}
 		c.Deliveries, _, err = w.Store.WebhookDeliveriesOf(q.ctx, x.ID, store.Page{Number: 1, PerPage: 20})
@@ -155,6 +156,19 @@ func (w *Web) webhooksRoute(q *req, seg []string) {
 			return
 		}
 		w.redirect(q, projectURL(q.project)+"/-/settings/webhooks", "The webhook trigger was deleted.")
+	case len(seg) == 4 && seg[1] == "deliveries" && seg[3] == "replay" && post:
+		did, _ := strconv.ParseInt(seg[2], 10, 64)
+		d, err := w.Store.WebhookDeliveryOf(q.ctx, x.ID, did)
+		if err != nil {
+			w.notFound(q)
+			return
+		}
+		nd, msg := w.Webhooks.Replay(q.ctx, q.user, q.project, x, d, "web")
+		if msg != "" {
+			w.redirect(q, projectURL(q.project)+"/-/settings/webhooks#webhook-"+seg[0], msg)
+			return
+		}
+		w.redirect(q, projectURL(q.project)+"/-/settings/webhooks#webhook-"+seg[0], "Replayed as delivery "+strconv.FormatInt(nd.ID, 10)+": "+nd.Result+".")
 	case len(seg) == 2 && seg[1] == "test" && post:
 		w.testWebhook(q, x)
 	case len(seg) == 2 && seg[1] == "deliveries" && get:
@@ -163,7 +177,7 @@ func (w *Web) webhooksRoute(q *req, seg []string) {
 			w.internal(q, err)
 			return
 		}
-		c := &webhookCard{W: x, P: q.project, Deliveries: ds, LiveURL: projectURL(q.project) + "/-/settings/webhooks/" + seg[0] + "/deliveries"}
+		c := &webhookCard{W: x, P: q.project, CSRF: sessCSRF(q), Deliveries: ds, LiveURL: projectURL(q.project) + "/-/settings/webhooks/" + seg[0] + "/deliveries"}
 		w.renderPartial(q, "settings_webhooks", "webhook_deliveries", c)
 	default:
 		w.notFound(q)
@@ -219,4 +233,11 @@ func (w *Web) testWebhook(q *req, x *store.WebhookTrigger) {
 		}
 	}
 	w.settingsWebhooks(q, &webhooksData{Cards: cards}, http.StatusOK)
+}
+
+func sessCSRF(q *req) string {
+	if q.sess == nil {
+		return ""
+	}
+	return q.sess.csrf
 }
