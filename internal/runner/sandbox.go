@@ -51,6 +51,36 @@ type SandboxExecutor struct {
 	Hide []string
 	// Bwrap is the bubblewrap binary; default "bwrap" from PATH.
 	Bwrap string
+	// Mask lists host paths of sockets that mean control of the host
+	// (container engines, per-user service managers): a socket or file is
+	// covered by /dev/null, a directory by an empty tmpfs. Nil means
+	// defaultSandboxMask plus the agent's DOCKER_HOST socket. A sandbox
+	// user with the server user's groups (a non-root server in the docker
+	// group) could otherwise still connect to them.
+	Mask []string
+}
+
+// defaultSandboxMask lists the engine and session sockets jobs never reach.
+func defaultSandboxMask() []string {
+	return []string{
+		"/var/run/docker.sock", "/run/docker.sock",
+		"/run/podman", "/var/run/podman",
+		"/run/containerd", "/var/run/containerd",
+		"/run/user",
+		"/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket",
+	}
+}
+
+// mask is the list of paths e hides besides Hide.
+func (e SandboxExecutor) mask() []string {
+	if e.Mask != nil {
+		return e.Mask
+	}
+	m := defaultSandboxMask()
+	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok && h != "" {
+		m = append(m, h)
+	}
+	return m
 }
 
 // Name implements Executor.
@@ -123,6 +153,17 @@ func (e SandboxExecutor) Prepare(_ context.Context, job ExecJob) (ExecSession, e
 		}
 	}
 	s.build, s.tmp = job.BuildDir, job.TmpDir
+	for _, m := range e.mask() {
+		// Resolved, so that /var/run/x and /run/x (a symlink) are masked
+		// at the place the mount lands.
+		real, err := filepath.EvalSymlinks(m)
+		if err != nil || within(job.BuildDir, real) {
+			continue
+		}
+		if !slices.Contains(s.masks, real) {
+			s.masks = append(s.masks, real)
+		}
+	}
 	for _, h := range e.Hide {
 		if h == "" {
 			continue
@@ -160,6 +201,7 @@ type sandboxSession struct {
 	grace          time.Duration
 	build, tmp     string
 	hide           []string
+	masks          []string     // sockets and their directories, see SandboxExecutor.Mask
 	kept           *keptSandbox // see Cmd.Keep
 }
 
@@ -243,6 +285,16 @@ func (s *sandboxSession) args(c Cmd) []string {
 	// ordinary user the sandbox user owns the tmpfs, and could fill it).
 	for _, h := range s.hide {
 		a = append(a, "--remount-ro", h)
+	}
+	for _, m := range s.masks {
+		fi, err := os.Lstat(m)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			a = append(a, "--perms", "0755", "--tmpfs", m, "--remount-ro", m)
+		default:
+			a = append(a, "--ro-bind", "/dev/null", m)
+		}
 	}
 	if c.Dir != "" {
 		a = append(a, "--chdir", c.Dir)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -212,5 +214,67 @@ func processGone(marker string, d time.Duration) (string, bool) {
 			return string(ps), false
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSandboxMasksEngineSockets: a container engine's socket means root on
+// the host for whoever may connect; a job must not find it, even where the
+// sandbox user could (a non-root server user in the engine's group keeps
+// its groups in the sandbox).
+func TestSandboxMasksEngineSockets(t *testing.T) {
+	data := t.TempDir()
+	build := filepath.Join(data, "builds", "p")
+	if err := os.MkdirAll(build, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A world-connectable socket outside every hidden directory, in a
+	// directory like /run/podman, and a lone one like /var/run/docker.sock.
+	sockDir, err := os.MkdirTemp("/var/tmp", "kiln-engine-") // not /tmp: the sandbox has its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	os.Chmod(sockDir, 0o755)
+	engineDir := filepath.Join(sockDir, "podman")
+	os.Mkdir(engineDir, 0o755)
+	var socks []string
+	for _, p := range []string{filepath.Join(engineDir, "podman.sock"), filepath.Join(sockDir, "docker.sock")} {
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		os.Chmod(p, 0o777)
+		socks = append(socks, p)
+	}
+	probe := "for s in " + shellQuote(socks[0]) + " " + shellQuote(socks[1]) + "; do if test -S \"$s\"; then echo REACHABLE; else echo masked; fi; done"
+	run := func(e SandboxExecutor) string {
+		t.Helper()
+		s, err := e.Prepare(context.Background(), ExecJob{BuildDir: build, TmpDir: build + ".tmp", KillGrace: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Cleanup()
+		var out bytes.Buffer
+		if err := s.Run(context.Background(), Cmd{Args: []string{"sh", "-c", probe}, Dir: build, Env: []string{"PATH=" + os.Getenv("PATH")}, Out: &out}); err != nil {
+			t.Fatalf("%v: %s", err, out.String())
+		}
+		return out.String()
+	}
+	e := sandboxOrSkip(t, data)
+	os.MkdirAll(build+".tmp", 0o700)
+	e.Mask = []string{} // nothing masked: the test sees the sockets
+	if got := run(e); got != "REACHABLE\nREACHABLE\n" {
+		t.Fatalf("control: sockets not visible in an unmasked sandbox (test broken?): %q", got)
+	}
+	e.Mask = []string{engineDir, socks[1]}
+	if got := run(e); got != "masked\nmasked\n" {
+		t.Errorf("engine sockets visible to the job: %q", got)
+	}
+	// The defaults cover the usual engine paths.
+	for _, p := range []string{"/var/run/docker.sock", "/run/podman", "/run/user"} {
+		if !slices.Contains(defaultSandboxMask(), p) {
+			t.Errorf("default mask lacks %s", p)
+		}
 	}
 }
