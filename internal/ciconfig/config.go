@@ -32,12 +32,19 @@ type Options struct {
 	// AllErrors reports every job's problem with stages, dependencies and
 	// needs (for `kiln lint`) instead of GitLab's first one only.
 	AllErrors bool
+	// Inputs are the values given for the header's `spec: inputs:`
+	// (strings from form fields are converted to the declared type).
+	// Invalid inputs fail Parse with an *InputError.
+	Inputs map[string]any
 }
 
 // Config is a parsed and validated configuration.
 type Config struct {
 	// Stages lists stages with .pre first and .post last, as GitLab does.
 	Stages []string
+	// Inputs are the resolved `spec: inputs:` values (given or default);
+	// nil when the file has no spec header.
+	Inputs map[string]any
 	// Variables are the global variables in file order.
 	Variables []Variable
 	Workflow  *Workflow

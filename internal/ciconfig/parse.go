@@ -21,6 +21,10 @@ func Parse(src []byte, opts Options) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	root, inputs, err := applyInputs(src, root, opts)
+	if err != nil {
+		return nil, err
+	}
 	inc := &includer{opts: opts}
 	root, err = inc.expand(root, 0)
 	if err != nil {
@@ -47,6 +51,7 @@ func Parse(src []byte, opts Options) (*Config, error) {
 		return nil, &Errors{Messages: n.errs.msgs}
 	}
 	cfg.MergedYAML = dumpYAML(root)
+	cfg.Inputs = inputs
 	return cfg, nil
 }
 

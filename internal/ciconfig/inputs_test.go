@@ -1,0 +1,152 @@
+package ciconfig
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+const inputsHeader = `spec:
+  inputs:
+    env:
+      options: [staging, production]
+      default: staging
+    version:
+      regex: ^v\d+\.\d+$
+    replicas:
+      type: number
+      default: 1
+    dry:
+      type: boolean
+      default: false
+    targets:
+      type: array
+      default: [a, b]
+    note:
+      description: free text
+      default: ""
+---
+`
+
+const inputsBody = `deploy:
+  script:
+    - echo env=$[[ inputs.env ]] version=$[[ inputs.version ]] replicas=$[[ inputs.replicas ]] dry=$[[ inputs.dry ]]
+    - echo $[[ inputs.note | posix_escape ]]
+    - echo $[[ inputs.version | truncate(1,1) ]]
+    - echo $[[ inputs.note | expand_vars ]]
+  parallel: $[[ inputs.replicas ]]
+`
+
+func TestInputsInterpolate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inputs map[string]any
+		want   []string
+		par    int
+	}{
+		{"defaults", map[string]any{"version": "v1.2"}, []string{"echo env=staging version=v1.2 replicas=1 dry=false", "echo ''", "echo 1", "echo "}, 0},
+		{"form strings coerced", map[string]any{"version": "v3.4", "replicas": "3", "dry": "true", "env": "production"},
+			[]string{"echo env=production version=v3.4 replicas=3 dry=true", "echo ''", "echo 3", "echo "}, 3},
+		{"json number and escape", map[string]any{"version": "v9.0", "replicas": float64(2), "note": "a b;$(rm -rf /)\n", "targets": []any{"x"}},
+			[]string{"echo env=staging version=v9.0 replicas=2 dry=false", `echo a\ b\;\$\(rm\ -rf\ /\)'` + "\n" + `'`, "echo 9", "echo a b;$(rm -rf /)\n"}, 2},
+		{"expand_vars", map[string]any{"version": "v1.0", "note": "$HOME-x"}, []string{"echo env=staging version=v1.0 replicas=1 dry=false", `echo \$HOME-x`, "echo 1", "echo /root-x"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, inputsHeader+inputsBody, Options{Inputs: tc.inputs, Context: &EvalContext{Variables: vars(map[string]string{"HOME": "/root"})}})
+			got := cfg.Jobs[0].Script
+			if tc.par > 1 {
+				if len(cfg.Jobs) != tc.par {
+					t.Fatalf("jobs = %v, want %d parallel", jobNames(cfg.Jobs), tc.par)
+				}
+			}
+			if !equalStrings(got, tc.want) {
+				t.Fatalf("script = %q, want %q", got, tc.want)
+			}
+			if cfg.Inputs["version"] == nil || cfg.Inputs["env"] == nil {
+				t.Fatalf("resolved inputs = %v", cfg.Inputs)
+			}
+		})
+	}
+}
+
+func TestInputsRefused(t *testing.T) {
+	flood := map[string]any{}
+	for i := 0; i < 21; i++ {
+		flood[fmt.Sprintf("k%d", i)] = "x"
+	}
+	for _, tc := range []struct {
+		name   string
+		inputs map[string]any
+		want   string
+	}{
+		{"required", nil, "`version` input: required value has not been provided"},
+		{"regex miss", map[string]any{"version": "1.2"}, "`version` input: provided value does not match required RegEx pattern"},
+		{"option", map[string]any{"version": "v1.0", "env": "prod"}, "`env` input: `prod` cannot be used because it is not in the list of allowed options"},
+		{"unknown", map[string]any{"version": "v1.0", "zzz": "1", "aaa": "2"}, "unknown input arguments: aaa, zzz"},
+		{"number", map[string]any{"version": "v1.0", "replicas": "three"}, "`replicas` input: provided value is not a number"},
+		{"boolean", map[string]any{"version": "v1.0", "dry": "yes"}, "`dry` input: provided value is not a boolean"},
+		{"string given number", map[string]any{"version": float64(1)}, "`version` input: provided value is not a string"},
+		{"array", map[string]any{"version": "v1.0", "targets": "x"}, "`targets` input: provided value is not an array"},
+		{"flood", flood, "too many inputs: 21 given, at most 20 allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(inputsHeader+inputsBody), Options{Inputs: tc.inputs})
+			var ie *InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("err = %v, want *InputError", err)
+			}
+			if !strings.Contains(ie.Error(), tc.want) {
+				t.Fatalf("err = %q, want %q", ie.Error(), tc.want)
+			}
+		})
+	}
+}
+
+func TestInputsSpecErrors(t *testing.T) {
+	many := "spec:\n  inputs:\n"
+	for i := 0; i < 21; i++ {
+		many += fmt.Sprintf("    i%d:\n      default: x\n", i)
+	}
+	for _, tc := range []struct{ name, src, want string }{
+		{"bad type", "spec:\n  inputs:\n    a:\n      type: int\n---\nj:\n  script: x\n", "`a` input: unknown input type `int`"},
+		{"regex on number", "spec:\n  inputs:\n    a:\n      type: number\n      regex: ^1$\n---\nj:\n  script: x\n", "`a` input: RegEx validation can only be used with string inputs"},
+		{"default type", "spec:\n  inputs:\n    a:\n      type: boolean\n      default: 3\n---\nj:\n  script: x\n", "`a` input: default value is not a boolean"},
+		{"default not in options", "spec:\n  inputs:\n    a:\n      options: [x]\n      default: y\n---\nj:\n  script: x\n", "`a` input: `y` cannot be used"},
+		{"unknown key", "spec:\n  inputs:\n    a:\n      default: x\n---\nj:\n  script: $[[ inputs.b ]]\n", "unknown interpolation key: `b`"},
+		{"unknown function", "spec:\n  inputs:\n    a:\n      default: x\n---\nj:\n  script: $[[ inputs.a | shout ]]\n", "no function matching `shout`"},
+		{"too many declared", many + "---\nj:\n  script: x\n", "too many inputs: 21 given"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.src), Options{})
+			var ce *Errors
+			if !errors.As(err, &ce) || !strings.Contains(ce.Error(), tc.want) {
+				t.Fatalf("err = %v, want config error %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInputsWithoutHeader(t *testing.T) {
+	// No header: nothing is interpolated (GitLab leaves the text alone) and
+	// any input is unknown.
+	cfg := mustParse(t, "j:\n  script: echo $[[ inputs.a ]]\n", Options{})
+	if cfg.Jobs[0].Script[0] != "echo $[[ inputs.a ]]" || cfg.Inputs != nil {
+		t.Fatalf("script = %q inputs = %v", cfg.Jobs[0].Script, cfg.Inputs)
+	}
+	_, err := Parse([]byte("j:\n  script: x\n"), Options{Inputs: map[string]any{"a": "1"}})
+	var ie *InputError
+	if !errors.As(err, &ie) || ie.Error() != "unknown input arguments: a" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestInputValueCannotInjectYAML(t *testing.T) {
+	// Interpolation happens on parsed values, so a newline or a YAML
+	// mapping in an input stays text inside one script line.
+	src := "spec:\n  inputs:\n    a:\n---\nj:\n  script: echo $[[ inputs.a ]]\n"
+	cfg := mustParse(t, src, Options{Inputs: map[string]any{"a": "x\nevil:\n  script: pwn"}})
+	if len(cfg.Jobs) != 1 || cfg.Jobs[0].Script[0] != "echo x\nevil:\n  script: pwn" {
+		t.Fatalf("jobs = %v script = %q", jobNames(cfg.Jobs), cfg.Jobs[0].Script)
+	}
+}
