@@ -17,5 +17,5 @@ func PreviewJSON(pv *pipeline.Preview) map[string]any {
 	return map[string]any{"dry_run": true, "ref": pv.Ref, "tag": pv.Tag, "sha": pv.SHA, "source": pv.Source,
 		"protected": pv.Protected, "name": nilIfEmpty(pv.Name), "stages": stages, "jobs": jobs,
 		"variables": map[string]any{"pipeline": pv.PipelineVariables, "yaml": pv.YAMLVariables},
-		"inputs":    map[string]any{}}
+		"inputs":    pv.Inputs}
 }

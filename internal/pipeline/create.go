@@ -78,6 +78,10 @@ type Request struct {
 	// protection is no way to run an arbitrary commit. Unlike SHA, it is
 	// checked.
 	CommitSHA string
+	// Inputs are values for the configuration's `spec: inputs:` (trigger
+	// API, POST /pipeline). A value that breaks the spec refuses the
+	// pipeline with a *CreateError naming the input and the rule.
+	Inputs map[string]any
 	// PushOptions are git push options (ci.skip).
 	PushOptions []string
 	// IgnoreSkipCI ignores [ci skip] in the commit message (triggers do).
@@ -205,6 +209,24 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 		}
 		src = []byte(b.String())
 		key = "child:" + sha + ":" + strings.Join(req.ChildIncludes, "\x00")
+	} else if len(req.Inputs) > 0 {
+		// A config interpolated with a request's inputs is that request's
+		// alone: it is neither looked up in nor put into the cache.
+		data, _, err := e.Repos.ReadFile(ctx, p.FullPath, sha, e.configPath(p))
+		if err != nil {
+			if errors.Is(err, gitrepo.ErrFileNotFound) {
+				return nil, refusal("Missing CI config file")
+			}
+			if errors.Is(err, gitrepo.ErrFileTooLarge) {
+				return nil, refusal("The CI configuration file is too large")
+			}
+			return nil, err
+		}
+		cfg, err := ciconfig.Parse(data, ciconfig.Options{Files: fr, Inputs: req.Inputs})
+		if err != nil {
+			return nil, configError(err)
+		}
+		return cfg, nil
 	} else {
 		// A commit's files never change: a config parsed for this commit
 		// (and path) is reused without reading the blob again.
@@ -240,17 +262,27 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 	}
 	cfg, err := ciconfig.Parse(src, ciconfig.Options{Files: fr})
 	if err != nil {
-		var ce *ciconfig.Errors
-		if errors.As(err, &ce) {
-			return nil, &YAMLError{Messages: ce.Messages}
-		}
-		return nil, err
+		return nil, configError(err)
 	}
 	if fr.included {
 		key += "@" + sha
 	}
 	e.cache.put(key, cfg)
 	return cfg, nil
+}
+
+// configError sorts Parse's failures: inputs that break the spec are the
+// caller's (a refusal, nothing created), anything else is the file's.
+func configError(err error) error {
+	var ie *ciconfig.InputError
+	if errors.As(err, &ie) {
+		return &CreateError{Messages: ie.Messages}
+	}
+	var ce *ciconfig.Errors
+	if errors.As(err, &ce) {
+		return &YAMLError{Messages: ce.Messages}
+	}
+	return err
 }
 
 // YAMLError is an invalid configuration.
@@ -313,6 +345,8 @@ type Preview struct {
 	// secret.
 	PipelineVariables []string
 	YAMLVariables     []string
+	// Inputs are the resolved `spec: inputs:` values (given or default).
+	Inputs map[string]any
 }
 
 // PreviewJob is one job a preview would create.
@@ -567,5 +601,9 @@ func fillPreview(pv *Preview, pl *store.Pipeline, req Request, cfg *ciconfig.Con
 	}
 	for _, v := range cfg.Variables {
 		pv.YAMLVariables = append(pv.YAMLVariables, v.Key)
+	}
+	pv.Inputs = map[string]any{}
+	for k, v := range cfg.Inputs {
+		pv.Inputs[k] = v
 	}
 }
