@@ -324,3 +324,9 @@ func RoleName(level int) string {
 	}
 	return "No access"
 }
+
+// ManagesToken reports whether u may see and revoke a personal access token
+// owned by ownerID: its owner, or an administrator.
+func ManagesToken(ownerID int64, u *store.User) bool {
+	return u != nil && (u.ID == ownerID || u.IsAdmin)
+}

@@ -154,3 +154,17 @@ func TestGitAccess(t *testing.T) {
 		}
 	}
 }
+
+func TestManagesToken(t *testing.T) {
+	owner := &store.User{ID: 7}
+	other := &store.User{ID: 8}
+	admin := &store.User{ID: 9, IsAdmin: true}
+	for _, c := range []struct {
+		u    *store.User
+		want bool
+	}{{owner, true}, {other, false}, {admin, true}, {nil, false}} {
+		if got := ManagesToken(7, c.u); got != c.want {
+			t.Errorf("ManagesToken(7, %+v) = %v", c.u, got)
+		}
+	}
+}

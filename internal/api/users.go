@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -266,6 +267,40 @@ func PasswordProblem(pw string) string {
 
 var validScopes = map[string]bool{"api": true, "read_api": true, "read_user": true, "read_repository": true, "write_repository": true}
 
+// PersonalTokenScopes lists the scopes a personal access token may carry,
+// in GitLab's order (the web form offers these).
+func PersonalTokenScopes() []string {
+	return []string{"api", "read_api", "read_user", "read_repository", "write_repository"}
+}
+
+// TokenProblem is what is wrong with a personal access token request. An
+// empty Field means a parameter error (GitLab's 400 "<param> is missing"
+// shape); otherwise it is a validation error on Field.
+type TokenProblem struct {
+	Field, Message string
+}
+
+// PersonalTokenProblem applies the rules of POST
+// /api/v4/users/:id/personal_access_tokens to a new token's name, scopes
+// and expiry; the web UI's form uses the same function. nil means valid.
+func PersonalTokenProblem(name string, scopes []string, expires *time.Time, now time.Time) *TokenProblem {
+	if !validText(name, 255) || strings.TrimSpace(name) == "" {
+		return &TokenProblem{"name", "is invalid"}
+	}
+	if len(scopes) == 0 {
+		return &TokenProblem{"", "scopes is missing"}
+	}
+	for _, s := range scopes {
+		if !validScopes[s] {
+			return &TokenProblem{"", "scopes does not have a valid value"}
+		}
+	}
+	if expires != nil && !expires.After(now) {
+		return &TokenProblem{"expires_at", "must be in the future"}
+	}
+	return nil
+}
+
 func (a *API) tokenJSON(k *store.Token, secret string) map[string]any {
 	m := map[string]any{
 		"id":           k.ID,
@@ -305,27 +340,19 @@ func (a *API) createUserToken(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	if err != nil {
 		return err
 	}
-	if !validText(name, 255) {
-		return errValidation("name", "is invalid")
-	}
-	scopes, ok, err := c.params.List("scopes")
+	scopes, _, err := c.params.List("scopes")
 	if err != nil {
 		return err
-	}
-	if !ok || len(scopes) == 0 {
-		return errParam("scopes is missing")
-	}
-	for _, s := range scopes {
-		if !validScopes[s] {
-			return errParam("scopes does not have a valid value")
-		}
 	}
 	exp, err := c.params.Date("expires_at")
 	if err != nil {
 		return err
 	}
-	if exp != nil && !exp.After(time.Now()) {
-		return errValidation("expires_at", "must be in the future")
+	if p := PersonalTokenProblem(name, scopes, exp, time.Now()); p != nil {
+		if p.Field == "" {
+			return errParam(p.Message)
+		}
+		return errValidation(p.Field, p.Message)
 	}
 	secret := auth.NewToken(auth.PATPrefix)
 	k := &store.Token{UserID: u.ID, Name: name, Scopes: scopes, ExpiresAt: exp}
@@ -377,7 +404,7 @@ func (a *API) tokenForCaller(c *reqCtx, idStr string) (*store.Token, error) {
 		return nil, errNotFound("")
 	}
 	k, err := a.Store.TokenByID(c.ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && k.UserID != c.user.ID && !c.user.IsAdmin) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !access.ManagesToken(k.UserID, c.user)) {
 		return nil, errNotFound("")
 	}
 	return k, err

@@ -201,6 +201,8 @@ func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.admin(q, strings.Trim(strings.TrimPrefix(p, "/admin"), "/"))
 	case p == "/-/user_settings/password/edit" && r.Method != http.MethodPost, p == "/-/user_settings/password" && r.Method == http.MethodPost:
 		w.passwordEdit(q)
+	case p == tokensPath || strings.HasPrefix(p, tokensPath+"/"):
+		w.tokensRoute(q, strings.TrimPrefix(p, tokensPath))
 	case p == "/favicon.ico":
 		http.NotFound(rw, r)
 	default:
