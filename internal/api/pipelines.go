@@ -321,6 +321,10 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		return err
 	}
 	sha := c.params.String("sha")
+	inputs, err := inputsParam(c.params)
+	if err != nil {
+		return err
+	}
 	dryRun, _, err := c.params.Bool("dry_run")
 	if err != nil {
 		return err
@@ -330,7 +334,7 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		if err := a.mayRun(c.ctx, c.user, p); err != nil {
 			return err
 		}
-		pv, err := a.Engine.Preview(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha})
+		pv, err := a.Engine.Preview(c.ctx, pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha, Inputs: inputs})
 		if err != nil {
 			return createErr(err)
 		}
@@ -341,7 +345,7 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if ie != nil {
 		return errMessage(ie.status, ie.msg)
 	}
-	fp, _ := json.Marshal(map[string]any{"ref": ref, "sha": strings.ToLower(sha), "variables": vars})
+	fp, _ := json.Marshal(map[string]any{"ref": ref, "sha": strings.ToLower(sha), "variables": vars, "inputs": inputs})
 	k := newIdemKey(key, p.ID, "user:"+strconv.FormatInt(c.user.ID, 10), fp)
 	replay := func() error {
 		pl, ie, err := a.idemReplay(c.ctx, k)
@@ -361,7 +365,7 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := replay(); err != nil {
 		return ignoreReplayed(err)
 	}
-	preq := pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha}
+	preq := pipeline.Request{Project: p, Ref: ref, Source: "api", User: c.user, Variables: vars, CommitSHA: sha, Inputs: inputs}
 	if k != nil {
 		preq.InTx = k.record
 	}
@@ -786,4 +790,23 @@ func (a *API) getPipelineVariables(w http.ResponseWriter, r *http.Request, c *re
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// inputsParam reads `inputs`: a JSON object or inputs[NAME]=value form
+// fields, for the configuration's `spec: inputs:` (the engine checks them).
+func inputsParam(ps *Params) (map[string]any, error) {
+	switch v := ps.Value("inputs").(type) {
+	case nil:
+		return nil, nil
+	case map[string]any:
+		if len(v) == 0 {
+			return nil, nil
+		}
+		return v, nil
+	case string:
+		if v == "" {
+			return nil, nil
+		}
+	}
+	return nil, errParam("inputs is invalid")
 }

@@ -320,7 +320,7 @@ func (t *triggers) attempt(ctx context.Context, r *http.Request, rc *runCall) (*
 	}
 	p := rc.project
 	// 4. Token: a trigger token, or a running job's CI_JOB_TOKEN.
-	preq := pipeline.Request{Project: p, Ref: req.Ref, CommitSHA: req.SHA, IgnoreSkipCI: true}
+	preq := pipeline.Request{Project: p, Ref: req.Ref, CommitSHA: req.SHA, IgnoreSkipCI: true, Inputs: req.Inputs}
 	for _, k := range req.Keys() {
 		preq.Variables = append(preq.Variables, pipeline.Var{Key: k, Value: req.Variables[k]})
 	}

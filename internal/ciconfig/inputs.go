@@ -189,6 +189,9 @@ func (s *inputSpec) check(v any, what string) string {
 // coerce turns what a form field carries (always a string) into the
 // spec's type; anything else is left for check to judge.
 func (s *inputSpec) coerce(v any) any {
+	if n, ok := v.(json.Number); ok {
+		return jsonValue(n)
+	}
 	switch t := v.(type) {
 	case string:
 		switch s.typ {
@@ -233,6 +236,14 @@ func (s *inputSpec) coerce(v any) any {
 // jsonValue converts what encoding/json decodes into the value tree's types.
 func jsonValue(v any) any {
 	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
 	case float64:
 		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
 			return int64(t)

@@ -49,6 +49,10 @@ type Request struct {
 	DryRun bool
 	// Variables are variables[KEY]=value pairs; Keys lists the names sorted.
 	Variables map[string]string
+	// Inputs are inputs[KEY]=value form fields or an `inputs` JSON object
+	// (GitLab's RunPipelineTriggerOptions.Inputs), for the configuration's
+	// `spec: inputs:`; the engine checks them against the spec.
+	Inputs map[string]any
 	// Fingerprint is the canonical JSON of every parameter but the token
 	// (the same keys as Payload, without the project id as spelled in the
 	// URL): calls with equal fingerprints asked for the same pipeline.
@@ -134,7 +138,7 @@ var variableKeyRE = regexp.MustCompile(`^[a-zA-Z0-9_]+$`)
 // Request is not nil but holds only the token and ref it found, for the
 // deliveries log.
 func Parse(r *http.Request, urlRef, projectID string, lim Limits) (*Request, error) {
-	p := &params{v: map[string]any{}, vars: map[string]any{}, lim: lim}
+	p := &params{v: map[string]any{}, vars: map[string]any{}, inputs: map[string]any{}, lim: lim}
 	if err := p.addValues(r.URL.Query()); err != nil {
 		return nil, err
 	}
@@ -162,6 +166,12 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 	// Step 2 of GitLab's order: variables first, then missing params.
 	if p.badVariables {
 		return nil, grapeErr("variables is invalid")
+	}
+	if p.badInputs {
+		return nil, grapeErr("inputs is invalid")
+	}
+	if len(p.inputs) > 0 {
+		req.Inputs = p.inputs
 	}
 	if len(p.vars) > lim.MaxVariables {
 		return nil, messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - too many variables (at most %d)", lim.MaxVariables))
@@ -246,6 +256,9 @@ func (p *params) request(urlRef, projectID string, lim Limits) (*Request, error)
 		vars[k] = v
 	}
 	payload["variables"] = vars
+	if len(p.inputs) > 0 {
+		payload["inputs"] = p.inputs
+	}
 	// wait= changes how the answer comes, not which pipeline is asked for.
 	waitParam, hasWait := payload["wait"]
 	delete(payload, "wait")
@@ -272,6 +285,8 @@ type params struct {
 	v            map[string]any
 	vars         map[string]any
 	badVariables bool
+	inputs       map[string]any
+	badInputs    bool
 	lim          Limits
 }
 
@@ -311,6 +326,29 @@ func (p *params) set(key string, val any) {
 			p.vars[name] = val
 			return
 		}
+	}
+	if name, ok := strings.CutPrefix(key, "inputs["); ok && strings.HasSuffix(name, "]") {
+		name = strings.TrimSuffix(name, "]")
+		if name != "" && !strings.ContainsAny(name, "[]") {
+			p.inputs[name] = val
+			return
+		}
+	}
+	if key == "inputs" {
+		switch v := val.(type) {
+		case map[string]any:
+			for k, x := range v {
+				p.inputs[k] = x
+			}
+		case nil:
+		case string:
+			if v != "" {
+				p.badInputs = true
+			}
+		default:
+			p.badInputs = true
+		}
+		return
 	}
 	if key == "variables" {
 		switch v := val.(type) {
@@ -394,12 +432,12 @@ func (p *params) readBody(r *http.Request) error {
 	// Keys spelled variables[K] are merged after the variables object, so
 	// that both spellings end up in one map.
 	for k, v := range obj {
-		if k == "variables" {
+		if k == "variables" || k == "inputs" {
 			p.set(k, v)
 		}
 	}
 	for k, v := range obj {
-		if k != "variables" {
+		if k != "variables" && k != "inputs" {
 			p.set(k, v)
 		}
 	}

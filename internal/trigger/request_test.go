@@ -268,3 +268,29 @@ func TestParseRefusalKeepsTokenAndRef(t *testing.T) {
 		t.Fatalf("req %+v err %v", req, err)
 	}
 }
+
+// TestParseInputs: inputs[K] form fields, an inputs JSON object and both
+// spellings mixed all reach Request.Inputs and the payload (so that an
+// idempotency key replayed with other inputs is another request); an
+// inputs value that is not an object is refused.
+func TestParseInputs(t *testing.T) {
+	for name, r := range map[string]*http.Request{
+		"multipart":  multipartReq(t, "/p", [][2]string{{"token", "T"}, {"ref", "main"}, {"inputs[env]", "prod"}, {"inputs[n]", "3"}}),
+		"urlencoded": formReq("/p", "token=T&ref=main&inputs%5Benv%5D=prod&inputs[n]=3"),
+		"json":       jsonReq("/p", `{"token":"T","ref":"main","inputs":{"env":"prod","n":"3"}}`),
+		"json mixed": jsonReq("/p", `{"token":"T","ref":"main","inputs":{"env":"prod"},"inputs[n]":"3"}`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := mustParse(t, r, "")
+			if len(req.Inputs) != 2 || req.Inputs["env"] != "prod" || fmt.Sprint(req.Inputs["n"]) != "3" {
+				t.Fatalf("inputs = %#v", req.Inputs)
+			}
+			if !strings.Contains(string(req.Fingerprint), `"inputs":{"env":"prod","n":"3"}`) {
+				t.Fatalf("fingerprint = %s", req.Fingerprint)
+			}
+		})
+	}
+	for _, body := range []string{`{"token":"T","ref":"main","inputs":"x"}`, `{"token":"T","ref":"main","inputs":["x"]}`} {
+		wantErr(t, jsonReq("/p", body), DefaultLimits, http.StatusBadRequest, nil)
+	}
+}

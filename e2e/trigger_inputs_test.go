@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+const inputsCI = `spec:
+  inputs:
+    env:
+      options: [staging, production]
+    replicas:
+      type: number
+      default: 1
+    version:
+      regex: ^v\d+\.\d+$
+      default: v0.1
+---
+deploy:
+  script:
+    - echo "deploying $[[ inputs.version ]] to $[[ inputs.env ]] x$[[ inputs.replicas ]]"
+`
+
+// TestTriggerInputs: typed spec:inputs through the trigger API (form fields
+// and a JSON object) and POST /pipeline: a wrong type, an unknown input, a
+// regex miss, an option miss, a missing required input and an input flood
+// are 400s naming the input and the rule, and create nothing; dry_run shows
+// the resolved inputs; a good input reaches the job's script.
+func TestTriggerInputs(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			var group, p, tr map[string]any
+			s.call("POST", "/api/v4/groups", map[string]any{"name": "In", "path": "in"}, &group)
+			s.call("POST", "/api/v4/projects", url.Values{"name": {"Typed"}, "path": {"typed"}, "namespace_id": {jsonID(group["id"])}}, &p)
+			id := jsonID(p["id"])
+			w := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": inputsCI})
+			git(t, w, "push", "-q", s.authURL("in/typed"), "main")
+			if code, _ := s.call("POST", "/api/v4/projects/"+id+"/triggers", url.Values{"description": {"inputs"}}, &tr); code != 201 {
+				t.Fatalf("create trigger: %d %v", code, tr)
+			}
+			token := tr["token"].(string)
+			api := s.URL + "/api/v4/projects/" + id
+			count := func() int { return len(s.trigPipelinesOf(id, "per_page=100")) }
+			before := count()
+
+			flood := []string{"token", token, "ref", "main", "inputs[env]", "staging"}
+			floodJSON := map[string]any{"env": "staging"}
+			for i := 0; i < 21; i++ {
+				flood = append(flood, fmt.Sprintf("inputs[x%d]", i), "1")
+				floodJSON[fmt.Sprintf("x%d", i)] = "1"
+			}
+			for _, tc := range []struct {
+				name   string
+				fields []string
+				want   string
+			}{
+				{"wrong type", []string{"inputs[env]", "staging", "inputs[replicas]", "many"}, "`replicas` input: provided value is not a number"},
+				{"unknown", []string{"inputs[env]", "staging", "inputs[bogus]", "1"}, "unknown input arguments: bogus"},
+				{"regex miss", []string{"inputs[env]", "staging", "inputs[version]", "1.0; rm -rf /"}, "`version` input: provided value does not match required RegEx pattern"},
+				{"option miss", []string{"inputs[env]", "prod"}, "`env` input: `prod` cannot be used because it is not in the list of allowed options"},
+				{"required", nil, "`env` input: required value has not been provided"},
+				{"flood", flood[4:], "too many inputs: 22 given, at most 20 allowed"},
+			} {
+				for _, dry := range []string{"false", "true"} {
+					r := trigForm(t, api+"/trigger/pipeline", append([]string{"token", token, "ref", "main", "dry_run", dry}, tc.fields...)...).want(t, 400, tc.name)
+					if base := fmt.Sprint(r.obj["message"].(map[string]any)["base"]); !strings.Contains(base, tc.want) {
+						t.Fatalf("%s: %s, want %q", tc.name, r.raw, tc.want)
+					}
+				}
+			}
+			// JSON object (GitLab's RunPipelineTriggerOptions.Inputs): a JSON
+			// string for a number input is the wrong type.
+			jsonCall := func(u string, body map[string]any, hdr map[string]string) trigResp {
+				b, _ := json.Marshal(body)
+				return trigDo(t, "POST", u, "application/json", bytes.NewReader(b), hdr)
+			}
+			r := jsonCall(api+"/trigger/pipeline", map[string]any{"token": token, "ref": "main", "inputs": map[string]any{"env": "staging", "replicas": true}}, nil).want(t, 400, "JSON wrong type")
+			if !strings.Contains(r.raw, "`replicas` input: provided value is not a number") {
+				t.Fatalf("JSON wrong type: %s", r.raw)
+			}
+			jsonCall(api+"/trigger/pipeline", map[string]any{"token": token, "ref": "main", "inputs": floodJSON}, nil).want(t, 400, "JSON flood")
+			jsonCall(api+"/trigger/pipeline", map[string]any{"token": token, "ref": "main", "inputs": "env=staging"}, nil).want(t, 400, "inputs not an object")
+			// POST /pipeline.
+			hdr := map[string]string{"PRIVATE-TOKEN": rootToken}
+			r = jsonCall(api+"/pipeline", map[string]any{"ref": "main", "inputs": map[string]any{"env": "staging", "version": "x"}}, hdr).want(t, 400, "POST /pipeline regex miss")
+			if !strings.Contains(r.raw, "`version` input: provided value does not match required RegEx pattern") {
+				t.Fatalf("POST /pipeline regex miss: %s", r.raw)
+			}
+			jsonCall(api+"/pipeline", map[string]any{"ref": "main", "inputs": map[string]any{"env": "staging", "nope": 1}}, hdr).want(t, 400, "POST /pipeline unknown")
+			jsonCall(api+"/pipeline", map[string]any{"ref": "main", "inputs": []string{"env"}}, hdr).want(t, 400, "POST /pipeline inputs not an object")
+			if n := count(); n != before {
+				t.Fatalf("refused inputs created pipelines: %d -> %d", before, n)
+			}
+
+			// dry_run shows the resolved inputs, typed, defaults included.
+			r = jsonCall(api+"/pipeline", map[string]any{"ref": "main", "dry_run": true, "inputs": map[string]any{"env": "production", "replicas": 3}}, hdr).want(t, 200, "POST /pipeline dry_run")
+			if in := r.obj["inputs"].(map[string]any); in["env"] != "production" || in["replicas"] != float64(3) || in["version"] != "v0.1" {
+				t.Fatalf("dry_run inputs: %s", r.raw)
+			}
+
+			// A good input reaches the job's script (form fields, as curl -F).
+			r = trigCurl(t, "-X", "POST", "-F", "token="+token, "-F", "ref=main", "-F", "inputs[env]=production",
+				"-F", "inputs[version]=v2.5", "-F", "inputs[replicas]=3", api+"/trigger/pipeline").want(t, 201, "good inputs")
+			plID := r.obj["id"]
+			if st := s.trigWaitPipeline(id, plID, 120*time.Second); st != "success" {
+				t.Skipf("pipeline did not finish within 120s (%s)", st)
+			}
+			var jobs []map[string]any
+			s.call("GET", "/api/v4/projects/"+id+"/pipelines/"+jsonID(plID)+"/jobs", nil, &jobs)
+			if len(jobs) != 1 {
+				t.Fatalf("jobs: %v", jobs)
+			}
+			if log := s.trace("/api/v4/projects/"+id, jobs[0]["id"]); !strings.Contains(log, "deploying v2.5 to production x3") {
+				t.Fatalf("job log does not show the inputs:\n%s", log)
+			}
+			// POST /pipeline with a JSON object creates too.
+			var pl map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+id+"/pipeline", map[string]any{"ref": "main", "inputs": map[string]any{"env": "staging"}}, &pl); code != 201 {
+				t.Fatalf("POST /pipeline good inputs: %d %v", code, pl)
+			}
+		})
+	}
+}
