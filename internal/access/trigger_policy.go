@@ -38,3 +38,43 @@ func TriggerTokenDenial(allowedRefs, allowedCIDRs []string, sourceIP, ref string
 	}
 	return "", ""
 }
+
+// MsgVariablesForbidden is GitLab's refusal of pipeline variables the
+// caller may not set.
+const MsgVariablesForbidden = "Insufficient permissions to set pipeline variables"
+
+// TriggerVariablesDenial applies a trigger token's variables policy to the
+// variable names a call sets (TRIGGER_PAYLOAD, which Kiln adds itself, is
+// never among them): none at all when variablesAllowed is false, else only
+// allowedNames when that list is not empty. It returns "" when the call is
+// allowed, else GitLab's message and the precise reason for the
+// deliveries log.
+func TriggerVariablesDenial(variablesAllowed bool, allowedNames, names []string) (msg, reason string) {
+	if len(names) == 0 {
+		return "", ""
+	}
+	if !variablesAllowed {
+		return MsgVariablesForbidden, "token policy: this token may not set variables (sent " + strings.Join(names, ", ") + ")"
+	}
+	if len(allowedNames) == 0 {
+		return "", ""
+	}
+	var refused []string
+	for _, n := range names {
+		ok := false
+		for _, a := range allowedNames {
+			if n == a {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			refused = append(refused, n)
+		}
+	}
+	if len(refused) == 0 {
+		return "", ""
+	}
+	return MsgVariablesForbidden, fmt.Sprintf("token policy: variables %s are not among the allowed variables %s",
+		strings.Join(refused, ", "), strings.Join(allowedNames, ", "))
+}

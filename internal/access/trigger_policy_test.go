@@ -26,3 +26,27 @@ func TestTriggerTokenDenial(t *testing.T) {
 		}
 	}
 }
+
+func TestTriggerVariablesDenial(t *testing.T) {
+	for _, c := range []struct {
+		allowed bool
+		names   []string
+		sent    []string
+		denied  bool
+	}{
+		{true, nil, nil, false},
+		{true, nil, []string{"A", "B"}, false},
+		{false, nil, nil, false},
+		{false, nil, []string{"A"}, true},
+		{false, []string{"A"}, []string{"A"}, true},
+		{true, []string{"A", "B"}, []string{"B"}, false},
+		{true, []string{"A"}, []string{"A", "B"}, true},
+		{true, []string{"A"}, []string{"a"}, true},
+		{true, []string{"A"}, nil, false},
+	} {
+		msg, reason := TriggerVariablesDenial(c.allowed, c.names, c.sent)
+		if (msg != "") != c.denied || (msg == "") != (reason == "") {
+			t.Errorf("%v %v %v: msg %q reason %q, want denied=%v", c.allowed, c.names, c.sent, msg, reason, c.denied)
+		}
+	}
+}

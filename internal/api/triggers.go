@@ -51,6 +51,7 @@ type triggers struct {
 	opts     TriggerOptions
 	authFail *trigger.Limiter // failed token attempts per client address
 	creates  *trigger.Limiter // pipeline creations per project
+	perToken trigger.Limiters // calls per trigger token with a rate_limit
 	refusals *trigger.Limiter // refused calls of any kind per client address
 	hub      *pipewatch.Hub   // shared polls of followed pipelines
 }
@@ -122,6 +123,7 @@ func (t *triggers) triggerJSON(c *reqCtx, p *store.Project, tr *store.Trigger, s
 		"can_access_project": valid,
 		// Kiln: the token's policy (empty: no restriction).
 		"allowed_refs": orEmptyList(tr.AllowedRefs), "allowed_cidrs": orEmptyList(tr.AllowedCIDRs),
+		"variables_allowed": !tr.NoVariables, "allowed_variables": orEmptyList(tr.AllowedVariables), "rate_limit": tr.RateLimit,
 	}
 }
 
@@ -169,10 +171,15 @@ const maxTriggerLifetime = 365 * 24 * time.Hour
 
 // newTrigger creates a trigger owned by the caller and returns it with the
 // full token, which exists in the clear only in this response.
-func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, expires *time.Time, refs, cidrs []string) (*store.Trigger, string, error) {
+// pol, when not nil, carries the token's policy.
+func (t *triggers) newTrigger(c *reqCtx, p *store.Project, description string, expires *time.Time, pol *store.Trigger) (*store.Trigger, string, error) {
 	secret := auth.NewToken(auth.TriggerPrefix)
-	tr := &store.Trigger{ProjectID: p.ID, OwnerID: c.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret),
-		Description: description, ExpiresAt: expires, AllowedRefs: refs, AllowedCIDRs: cidrs}
+	tr := &store.Trigger{}
+	if pol != nil {
+		tr = pol
+	}
+	tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken = p.ID, c.user.ID, auth.Hash(secret), auth.ShortToken(secret)
+	tr.Description, tr.ExpiresAt = description, expires
 	err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(c.ctx, tr) })
 	return tr, secret, err
 }
@@ -202,11 +209,11 @@ func (t *triggers) create(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			return errValidation("expires_at", "must be before "+max.UTC().Format("2006-01-02"))
 		}
 	}
-	refs, cidrs, _, err := triggerPolicyParams(c.params)
-	if err != nil {
+	pol := &store.Trigger{}
+	if _, err := triggerPolicyParams(c.params, pol); err != nil {
 		return err
 	}
-	tr, secret, err := t.newTrigger(c, p, desc, exp, refs, cidrs)
+	tr, secret, err := t.newTrigger(c, p, desc, exp, pol)
 	if err != nil {
 		return err
 	}
@@ -266,16 +273,11 @@ func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			return err
 		}
 	}
-	if refs, cidrs, given, err := triggerPolicyParams(c.params); err != nil {
+	pol := *tr
+	if given, err := triggerPolicyParams(c.params, &pol); err != nil {
 		return err
 	} else if given {
-		if !c.params.Has("allowed_refs") {
-			refs = tr.AllowedRefs
-		}
-		if !c.params.Has("allowed_cidrs") {
-			cidrs = tr.AllowedCIDRs
-		}
-		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerPolicy(c.ctx, tr.ID, refs, cidrs) }); err != nil {
+		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerPolicy(c.ctx, tr.ID, &pol) }); err != nil {
 			return err
 		}
 		if tr, err = t.Store.TriggerByID(c.ctx, tr.ID); err != nil {
@@ -292,25 +294,40 @@ const (
 	maxPatternLen      = 255
 )
 
-// triggerPolicyParams reads allowed_refs (branch/tag name patterns with
-// '*', access.MatchRef) and allowed_cidrs (networks such as 10.0.0.0/8 or
-// a single address) as lists or comma-separated strings; given reports
-// whether either was sent. An empty list lifts the restriction.
-func triggerPolicyParams(ps *Params) (refs, cidrs []string, given bool, err error) {
+// maxTriggerRate bounds a token's own rate_limit (calls per minute).
+const maxTriggerRate = 10000
+
+// triggerPolicyParams reads a token's policy onto pol (which holds the
+// current one): allowed_refs (branch/tag name patterns with '*',
+// access.MatchRef) and allowed_cidrs (networks such as 10.0.0.0/8 or a
+// single address) as lists or comma-separated strings, variables_allowed
+// (bool), allowed_variables (names) and rate_limit (calls per minute, 0:
+// none). Parameters not sent keep pol's values; an empty list lifts its
+// restriction. given reports whether any was sent.
+func triggerPolicyParams(ps *Params, pol *store.Trigger) (given bool, err error) {
 	refs, okRefs, err := ps.List("allowed_refs")
 	if err != nil {
-		return nil, nil, false, err
+		return false, err
 	}
 	cidrs, okCIDRs, err := ps.List("allowed_cidrs")
 	if err != nil {
-		return nil, nil, false, err
+		return false, err
 	}
-	if len(refs) > maxTriggerPatterns || len(cidrs) > maxTriggerPatterns {
-		return nil, nil, false, errParam(fmt.Sprintf("allowed_refs and allowed_cidrs take at most %d entries", maxTriggerPatterns))
+	vars, okVars, err := ps.List("allowed_variables")
+	if err != nil {
+		return false, err
+	}
+	if len(refs) > maxTriggerPatterns || len(cidrs) > maxTriggerPatterns || len(vars) > maxTriggerPatterns {
+		return false, errParam(fmt.Sprintf("allowed_refs, allowed_cidrs and allowed_variables take at most %d entries", maxTriggerPatterns))
 	}
 	for _, r := range refs {
 		if r == "" || len(r) > maxPatternLen || strings.ContainsAny(r, "\n\x00") {
-			return nil, nil, false, errValidation("allowed_refs", "contains an invalid pattern")
+			return false, errValidation("allowed_refs", "contains an invalid pattern")
+		}
+	}
+	for _, v := range vars {
+		if !validVariableKey(v) {
+			return false, errValidation("allowed_variables", fmt.Sprintf("'%s' is not a variable name (letters, digits and _ only, at most 255)", v))
 		}
 	}
 	for i, c := range cidrs {
@@ -321,11 +338,50 @@ func triggerPolicyParams(ps *Params) (refs, cidrs []string, given bool, err erro
 		}
 		pfx, err := netip.ParsePrefix(c)
 		if err != nil {
-			return nil, nil, false, errValidation("allowed_cidrs", fmt.Sprintf("'%s' is not a network (use 10.0.0.0/8 or an address)", cidrs[i]))
+			return false, errValidation("allowed_cidrs", fmt.Sprintf("'%s' is not a network (use 10.0.0.0/8 or an address)", cidrs[i]))
 		}
 		cidrs[i] = pfx.Masked().String()
 	}
-	return refs, cidrs, okRefs || okCIDRs, nil
+	varsAllowed, okAllowed, err := ps.Bool("variables_allowed")
+	if err != nil {
+		return false, err
+	}
+	rate, okRate, err := ps.Int("rate_limit")
+	if err != nil {
+		return false, err
+	}
+	if okRate && (rate < 0 || rate > maxTriggerRate) {
+		return false, errValidation("rate_limit", fmt.Sprintf("must be between 0 and %d requests per minute", maxTriggerRate))
+	}
+	if okRefs {
+		pol.AllowedRefs = refs
+	}
+	if okCIDRs {
+		pol.AllowedCIDRs = cidrs
+	}
+	if okVars {
+		pol.AllowedVariables = vars
+	}
+	if okAllowed {
+		pol.NoVariables = !varsAllowed
+	}
+	if okRate {
+		pol.RateLimit = int(rate)
+	}
+	return okRefs || okCIDRs || okVars || okAllowed || okRate, nil
+}
+
+// validVariableKey: GitLab's variable key rule.
+func validVariableKey(k string) bool {
+	if k == "" || len(k) > 255 {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *triggers) remove(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
@@ -373,7 +429,7 @@ func (t *triggers) createV3(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 	if err != nil {
 		return err
 	}
-	tr, secret, err := t.newTrigger(c, p, c.params.String("description"), nil, nil, nil)
+	tr, secret, err := t.newTrigger(c, p, c.params.String("description"), nil, nil)
 	if err != nil {
 		return err
 	}
@@ -545,7 +601,8 @@ func (t *triggers) rotate(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	}
 	secret := auth.NewToken(auth.TriggerPrefix)
 	next := &store.Trigger{ProjectID: p.ID, OwnerID: c.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret),
-		Description: old.Description, ExpiresAt: old.ExpiresAt, AllowedRefs: old.AllowedRefs, AllowedCIDRs: old.AllowedCIDRs}
+		Description: old.Description, ExpiresAt: old.ExpiresAt, AllowedRefs: old.AllowedRefs, AllowedCIDRs: old.AllowedCIDRs,
+		NoVariables: old.NoVariables, AllowedVariables: old.AllowedVariables, RateLimit: old.RateLimit}
 	if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.RotateTrigger(c.ctx, old.ID, now.Add(overlap), next) }); err != nil {
 		return err
 	}

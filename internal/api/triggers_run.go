@@ -437,6 +437,20 @@ func (t *triggers) triggerRequest(ctx context.Context, token string, p *store.Pr
 	if rf := tokenPolicy(tr, rc.d.SourceIP, preq.Ref); rf != nil {
 		return nil, rf
 	}
+	// The token's own rate limit counts every call that got this far.
+	if ok, retry := t.perToken.Allow(strconv.FormatInt(tr.ID, 10), tr.RateLimit); !ok {
+		rf := refuse(http.StatusTooManyRequests, fmt.Sprintf("429 Too Many Requests - this trigger token is limited to %d requests per minute, retry later", tr.RateLimit),
+			fmt.Sprintf("token rate limit: more than %d requests per minute", tr.RateLimit))
+		rf.retryAfter = retry
+		return nil, rf
+	}
+	names := make([]string, 0, len(preq.Variables))
+	for _, v := range preq.Variables {
+		names = append(names, v.Key)
+	}
+	if msg, reason := access.TriggerVariablesDenial(!tr.NoVariables, tr.AllowedVariables, names); msg != "" {
+		return nil, baseRefusal(reason, msg)
+	}
 	owner, err := t.Store.UserByID(ctx, tr.OwnerID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, refuse(http.StatusInternalServerError, "500 Internal Server Error", "internal error loading the trigger owner")

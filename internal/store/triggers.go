@@ -25,6 +25,12 @@ type Trigger struct {
 	// Empty: no restriction.
 	AllowedRefs  []string
 	AllowedCIDRs []string
+	// NoVariables: the token may set no pipeline variables (TRIGGER_PAYLOAD
+	// aside). AllowedVariables, when not empty, are the only names it may
+	// set. RateLimit bounds its calls per minute (0: no own limit).
+	NoVariables      bool
+	AllowedVariables []string
+	RateLimit        int
 }
 
 // Expired reports whether the trigger may no longer be used at t.
@@ -32,7 +38,7 @@ func (tr *Trigger) Expired(t time.Time) bool {
 	return tr.ExpiresAt != nil && !t.Before(*tr.ExpiresAt)
 }
 
-const triggerCols = `id, project_id, owner_id, token_hash, short_token, description, created_at, updated_at, last_used, expires_at, allowed_refs, allowed_cidrs`
+const triggerCols = `id, project_id, owner_id, token_hash, short_token, description, created_at, updated_at, last_used, expires_at, allowed_refs, allowed_cidrs, variables_allowed, allowed_variables, rate_limit`
 
 func splitLines(s string) []string {
 	if s == "" {
@@ -45,11 +51,14 @@ func scanTrigger(row interface{ Scan(...any) error }) (*Trigger, error) {
 	var tr Trigger
 	var created, updated int64
 	var used, exp sql.NullInt64
-	var refs, cidrs string
-	if err := row.Scan(&tr.ID, &tr.ProjectID, &tr.OwnerID, &tr.TokenHash, &tr.ShortToken, &tr.Description, &created, &updated, &used, &exp, &refs, &cidrs); err != nil {
+	var refs, cidrs, vars string
+	var varsAllowed, rate int64
+	if err := row.Scan(&tr.ID, &tr.ProjectID, &tr.OwnerID, &tr.TokenHash, &tr.ShortToken, &tr.Description, &created, &updated, &used, &exp, &refs, &cidrs,
+		&varsAllowed, &vars, &rate); err != nil {
 		return nil, mapErr(err)
 	}
 	tr.AllowedRefs, tr.AllowedCIDRs = splitLines(refs), splitLines(cidrs)
+	tr.NoVariables, tr.AllowedVariables, tr.RateLimit = varsAllowed == 0, splitLines(vars), int(rate)
 	tr.CreatedAt, tr.UpdatedAt = Time(created), Time(updated)
 	tr.LastUsed, tr.ExpiresAt = TimePtr(used), TimePtr(exp)
 	return &tr, nil
@@ -58,9 +67,10 @@ func scanTrigger(row interface{ Scan(...any) error }) (*Trigger, error) {
 // CreateTrigger inserts a trigger; TokenHash and ShortToken must be set.
 func (t *Tx) CreateTrigger(ctx context.Context, tr *Trigger) error {
 	now := Now()
-	id, err := t.InsertID(ctx, `INSERT INTO triggers (project_id, owner_id, token_hash, short_token, description, created_at, updated_at, expires_at, allowed_refs, allowed_cidrs)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken, tr.Description, now, now, nullTime(tr.ExpiresAt),
-		strings.Join(tr.AllowedRefs, "\n"), strings.Join(tr.AllowedCIDRs, "\n"))
+	id, err := t.InsertID(ctx, `INSERT INTO triggers (project_id, owner_id, token_hash, short_token, description, created_at, updated_at, expires_at, allowed_refs, allowed_cidrs,
+		variables_allowed, allowed_variables, rate_limit)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken, tr.Description, now, now, nullTime(tr.ExpiresAt),
+		strings.Join(tr.AllowedRefs, "\n"), strings.Join(tr.AllowedCIDRs, "\n"), boolInt(!tr.NoVariables), strings.Join(tr.AllowedVariables, "\n"), tr.RateLimit)
 	if err != nil {
 		return err
 	}
@@ -79,10 +89,11 @@ func (t *Tx) RotateTrigger(ctx context.Context, oldID int64, oldExpires time.Tim
 	return t.CreateTrigger(ctx, next)
 }
 
-// UpdateTriggerPolicy replaces a trigger's allowed refs and networks.
-func (t *Tx) UpdateTriggerPolicy(ctx context.Context, id int64, refs, cidrs []string) error {
-	res, err := t.Exec(ctx, `UPDATE triggers SET allowed_refs = ?, allowed_cidrs = ?, updated_at = ? WHERE id = ?`,
-		strings.Join(refs, "\n"), strings.Join(cidrs, "\n"), Now(), id)
+// UpdateTriggerPolicy replaces trigger id's policy (allowed refs and
+// networks, variables, rate limit) with pol's.
+func (t *Tx) UpdateTriggerPolicy(ctx context.Context, id int64, pol *Trigger) error {
+	res, err := t.Exec(ctx, `UPDATE triggers SET allowed_refs = ?, allowed_cidrs = ?, variables_allowed = ?, allowed_variables = ?, rate_limit = ?, updated_at = ? WHERE id = ?`,
+		strings.Join(pol.AllowedRefs, "\n"), strings.Join(pol.AllowedCIDRs, "\n"), boolInt(!pol.NoVariables), strings.Join(pol.AllowedVariables, "\n"), pol.RateLimit, Now(), id)
 	if err != nil {
 		return err
 	}
@@ -231,4 +242,11 @@ func (t *Tx) PruneDeliveries(ctx context.Context, before time.Time) (int64, erro
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

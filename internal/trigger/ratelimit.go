@@ -128,3 +128,29 @@ func (l *Limiter) Take(key string) {
 		b.tokens--
 	}
 }
+
+// Limiters keeps one Limiter per rate, for keys that each carry their own
+// rate (a trigger token's rate_limit). The zero value is ready to use.
+type Limiters struct {
+	mu sync.Mutex
+	m  map[int]*Limiter
+}
+
+// Allow takes one token from key's bucket under a limit of perMinute
+// calls per minute (burst perMinute). perMinute <= 0 allows everything.
+func (ls *Limiters) Allow(key string, perMinute int) (bool, time.Duration) {
+	if perMinute <= 0 {
+		return true, 0
+	}
+	ls.mu.Lock()
+	if ls.m == nil {
+		ls.m = map[int]*Limiter{}
+	}
+	l := ls.m[perMinute]
+	if l == nil {
+		l = NewLimiter(perMinute, float64(perMinute))
+		ls.m[perMinute] = l
+	}
+	ls.mu.Unlock()
+	return l.Allow(key)
+}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// trigDeliveryReasons is every reason in a project's deliveries log.
+func (f *trigFixture) deliveryReasons() string {
+	var dl []map[string]any
+	f.s.call("GET", "/api/v4/projects/"+f.appID+"/triggers/deliveries?per_page=100", nil, &dl)
+	out := ""
+	for _, d := range dl {
+		out += fmt.Sprint(d["reason"]) + "\n"
+	}
+	return out
+}
+
+// TestTriggerTokenVariablesPolicy: a token with variables_allowed=false
+// may set no variables (TRIGGER_PAYLOAD is exempt: a call without
+// variables still runs), and one with allowed_variables only those names.
+// Refusals are GitLab's 400 {"message":{"base":[...]}}, create nothing and
+// land in the deliveries log with the reason; rotation keeps the policy.
+func TestTriggerTokenVariablesPolicy(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			for _, bad := range []map[string]any{
+				{"description": "x", "allowed_variables": []string{"bad-name"}},
+				{"description": "x", "variables_allowed": "perhaps"},
+				{"description": "x", "rate_limit": "-1"},
+				{"description": "x", "rate_limit": "many"},
+			} {
+				if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers", bad, nil); code != 400 {
+					t.Fatalf("create with %v: %d, want 400", bad, code)
+				}
+			}
+			var tr map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers", map[string]any{"description": "no vars", "variables_allowed": false}, &tr); code != 201 {
+				t.Fatalf("create: %d %v", code, tr)
+			}
+			if tr["variables_allowed"] != false || fmt.Sprint(tr["allowed_variables"]) != "[]" {
+				t.Fatalf("policy fields: %v", tr)
+			}
+			tok, tid := tr["token"].(string), jsonID(tr["id"])
+			before := f.count()
+			r := trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 400, "variables from a no-variables token")
+			if strings.TrimSpace(r.raw) != `{"message":{"base":["Insufficient permissions to set pipeline variables"]}}` {
+				t.Fatalf("400 body: %s", r.raw)
+			}
+			if n := f.count(); n != before {
+				t.Fatalf("refused call created a pipeline")
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "no variables (TRIGGER_PAYLOAD exempt)")
+			before = f.count()
+			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID+"/triggers/"+tid, map[string]any{"variables_allowed": true, "allowed_variables": []string{"DEPLOY_ENV"}}, &tr); code != 200 ||
+				tr["variables_allowed"] != true || fmt.Sprint(tr["allowed_variables"]) != "[DEPLOY_ENV]" {
+				t.Fatalf("PUT: %d %v", code, tr)
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod", "variables[EXTRA]", "1").want(t, 400, "a name outside allowed_variables")
+			if n := f.count(); n != before {
+				t.Fatalf("refused call created a pipeline")
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 201, "an allowed name")
+			reasons := f.deliveryReasons()
+			for _, want := range []string{
+				"token policy: this token may not set variables (sent DEPLOY_ENV)",
+				"token policy: variables EXTRA are not among the allowed variables DEPLOY_ENV",
+			} {
+				if !strings.Contains(reasons, want) {
+					t.Fatalf("deliveries lack %q:\n%s", want, reasons)
+				}
+			}
+			var nt map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers/"+tid+"/rotate", url.Values{"overlap": {"0"}}, &nt); code != 201 || fmt.Sprint(nt["allowed_variables"]) != "[DEPLOY_ENV]" {
+				t.Fatalf("rotate lost the policy: %d %v", code, nt)
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", nt["token"].(string), "ref", "main", "variables[EXTRA]", "1").want(t, 400, "rotated token keeps allowed_variables")
+		})
+	}
+}
+
+// TestTriggerTokenRateLimit: a token's rate_limit refuses calls beyond it
+// per minute with 429 and Retry-After, creates nothing, logs the reason,
+// and leaves the project's other tokens alone.
+func TestTriggerTokenRateLimit(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			var tr map[string]any
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/triggers", map[string]any{"description": "slow", "rate_limit": 2}, &tr); code != 201 || jsonID(tr["rate_limit"]) != "2" {
+				t.Fatalf("create: %d %v", code, tr)
+			}
+			tok := tr["token"].(string)
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "first call")
+			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "second call")
+			before := f.count()
+			r := trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 429, "third call in the minute")
+			if r.obj["message"] != "429 Too Many Requests - this trigger token is limited to 2 requests per minute, retry later" {
+				t.Fatalf("429 body: %s", r.raw)
+			}
+			if ra, err := strconv.Atoi(r.hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+				t.Fatalf("Retry-After: %q", r.hdr.Get("Retry-After"))
+			}
+			if n := f.count(); n != before {
+				t.Fatalf("rate-limited call created a pipeline")
+			}
+			if reasons := f.deliveryReasons(); !strings.Contains(reasons, "token rate limit: more than 2 requests per minute") {
+				t.Fatalf("deliveries lack the rate limit reason:\n%s", reasons)
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main").want(t, 201, "another token of the project")
+		})
+	}
+}
