@@ -95,26 +95,14 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if c.params.Has("parent_id") && c.params.Value("parent_id") != nil && c.params.String("parent_id") != "" {
 		return errBadRequest("subgroups are not supported by Kiln yet")
 	}
-	if !validText(name, 255) {
-		return errValidation("name", "is invalid")
+	ng := NewGroup{Name: name, Path: path, Visibility: c.params.String("visibility"), Description: c.params.String("description")}
+	if fe := ng.Check(); fe != nil {
+		if fe.Field == "visibility" {
+			return errParam("visibility " + fe.Message)
+		}
+		return errValidation(fe.Field, fe.Message)
 	}
-	if !validPath(path) {
-		return errValidation("path", pathRuleMsg)
-	}
-	if reservedTopLevel[strings.ToLower(path)] {
-		return errValidation("path", path+" is a reserved name")
-	}
-	vis := c.params.String("visibility")
-	if vis == "" {
-		vis = "private"
-	}
-	if !visibilities[vis] {
-		return errParam("visibility does not have a valid value")
-	}
-	g := &store.Namespace{Name: name, Path: path, FullPath: path, Visibility: vis, Description: c.params.String("description")}
-	if !validText(g.Description, 2000) {
-		return errValidation("description", "is invalid")
-	}
+	g := &store.Namespace{Name: ng.Name, Path: ng.Path, FullPath: ng.Path, Visibility: ng.Visibility, Description: ng.Description}
 	err = a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.CreateGroup(c.ctx, g, c.user.ID) })
 	if errors.Is(err, store.ErrConflict) {
 		return errValidation("path", "has already been taken")
@@ -441,6 +429,41 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 
 // NewProject is what creating a project takes from a user; the API and the
 // web form both check it with Check, so both refuse the same input.
+type NewGroup struct {
+	Name, Path, Visibility, Description string
+}
+
+// Check validates a new top-level group as POST /api/v4/groups does (the web
+// UI's form calls it too); an empty visibility becomes private.
+func (n *NewGroup) Check() *FieldError {
+	if n.Name == "" || !validText(n.Name, 255) {
+		return &FieldError{"name", "is invalid"}
+	}
+	if !validPath(n.Path) {
+		return &FieldError{"path", pathRuleMsg}
+	}
+	if reservedTopLevel[strings.ToLower(n.Path)] {
+		return &FieldError{"path", n.Path + " is a reserved name"}
+	}
+	vis := n.Visibility
+	if vis == "" {
+		vis = "private"
+	}
+	n.Visibility = vis
+	if !visibilities[vis] {
+		return &FieldError{"visibility", "does not have a valid value"}
+	}
+	if !validText(n.Description, 2000) {
+		return &FieldError{"description", "is invalid"}
+	}
+	return nil
+}
+
+// ValidAccessLevel reports whether level is one of GitLab's member roles
+// (10 Guest .. 50 Owner).
+func ValidAccessLevel(level int64) bool { return accessLevels[level] }
+
+// NewProject is a project creation request.
 type NewProject struct {
 	Name, Path, Description, DefaultBranch string
 }

@@ -201,6 +201,12 @@ func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.admin(q, strings.Trim(strings.TrimPrefix(p, "/admin"), "/"))
 	case p == "/-/user_settings/password/edit" && r.Method != http.MethodPost, p == "/-/user_settings/password" && r.Method == http.MethodPost:
 		w.passwordEdit(q)
+	case p == "/dashboard/groups":
+		w.groupsList(q)
+	case p == "/groups/new" || (p == "/groups" && r.Method == http.MethodPost):
+		w.newGroup(q)
+	case strings.HasPrefix(p, "/groups/"):
+		w.groupRoute(q, strings.TrimPrefix(p, "/groups/"))
 	case p == tokensPath || strings.HasPrefix(p, tokensPath+"/"):
 		w.tokensRoute(q, strings.TrimPrefix(p, tokensPath))
 	case p == "/favicon.ico":
