@@ -48,6 +48,11 @@ func TestTriggerInputs(t *testing.T) {
 			token := tr["token"].(string)
 			api := s.URL + "/api/v4/projects/" + id
 			count := func() int { return len(s.trigPipelinesOf(id, "per_page=100")) }
+			// The push made a failed pipeline (env is required): wait for it
+			// so that it is not counted as one of the refused calls'.
+			if !trigWaitFor(20*time.Second, func() bool { return count() == 1 }) {
+				t.Fatalf("push pipeline: %v", s.trigPipelinesOf(id, "per_page=100"))
+			}
 			before := count()
 
 			flood := []string{"token", token, "ref", "main", "inputs[env]", "staging"}
@@ -124,6 +129,63 @@ func TestTriggerInputs(t *testing.T) {
 			var pl map[string]any
 			if code, _ := s.call("POST", "/api/v4/projects/"+id+"/pipeline", map[string]any{"ref": "main", "inputs": map[string]any{"env": "staging"}}, &pl); code != 201 {
 				t.Fatalf("POST /pipeline good inputs: %d %v", code, pl)
+			}
+		})
+	}
+}
+
+// TestPushOptionInputs: `git push -o ci.input=NAME=VALUE` gives a push
+// pipeline its inputs (text converted to the input's type); a push whose
+// inputs break the spec gets a failed pipeline whose yaml_errors name the
+// input and the rule, as a bad file does (a push cannot be answered 400).
+func TestPushOptionInputs(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			var group, p map[string]any
+			s.call("POST", "/api/v4/groups", map[string]any{"name": "In", "path": "in"}, &group)
+			s.call("POST", "/api/v4/projects", url.Values{"name": {"Typed"}, "path": {"typed"}, "namespace_id": {jsonID(group["id"])}}, &p)
+			id := jsonID(p["id"])
+			pipelines := func() []map[string]any { return s.trigPipelinesOf(id, "per_page=100") }
+			w := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": inputsCI})
+			// No inputs: env is required.
+			git(t, w, "push", "-q", s.authURL("in/typed"), "main")
+			if !trigWaitFor(20*time.Second, func() bool { return len(pipelines()) == 1 }) {
+				t.Fatalf("no pipeline for the push: %v", pipelines())
+			}
+			var pl map[string]any
+			s.call("GET", "/api/v4/projects/"+id+"/pipelines/"+jsonID(pipelines()[0]["id"]), nil, &pl)
+			if pl["status"] != "failed" || !strings.Contains(fmt.Sprint(pl["yaml_errors"]), "`env` input: required value has not been provided") {
+				t.Fatalf("push without the required input: %v", pl)
+			}
+			// A regex miss by push option fails the same way.
+			git(t, w, "commit", "-q", "--allow-empty", "-m", "bad version")
+			git(t, w, "push", "-q", "-o", "ci.input=env=staging", "-o", "ci.input=version=latest", s.authURL("in/typed"), "main")
+			if !trigWaitFor(20*time.Second, func() bool { return len(pipelines()) == 2 }) {
+				t.Fatalf("no pipeline for the second push: %v", pipelines())
+			}
+			s.call("GET", "/api/v4/projects/"+id+"/pipelines/"+jsonID(pipelines()[0]["id"]), nil, &pl)
+			if pl["status"] != "failed" || !strings.Contains(fmt.Sprint(pl["yaml_errors"]), "`version` input: provided value does not match required RegEx pattern") {
+				t.Fatalf("push with a regex miss: %v", pl)
+			}
+			// Good inputs reach the job.
+			git(t, w, "commit", "-q", "--allow-empty", "-m", "deploy")
+			git(t, w, "push", "-q", "-o", "ci.input=env=production", "-o", "ci.input=replicas=4", s.authURL("in/typed"), "main")
+			if !trigWaitFor(20*time.Second, func() bool { return len(pipelines()) == 3 }) {
+				t.Fatalf("no pipeline for the third push: %v", pipelines())
+			}
+			plID := pipelines()[0]["id"]
+			if st := s.trigWaitPipeline(id, plID, 120*time.Second); st != "success" {
+				t.Skipf("pipeline did not finish within 120s (%s)", st)
+			}
+			var jobs []map[string]any
+			s.call("GET", "/api/v4/projects/"+id+"/pipelines/"+jsonID(plID)+"/jobs", nil, &jobs)
+			if len(jobs) != 1 {
+				t.Fatalf("jobs: %v", jobs)
+			}
+			if log := s.trace("/api/v4/projects/"+id, jobs[0]["id"]); !strings.Contains(log, "deploying v0.1 to production x4") {
+				t.Fatalf("job log does not show the push inputs:\n%s", log)
 			}
 		})
 	}

@@ -106,6 +106,30 @@ type CreateError struct {
 	// Denied marks a refusal of the acting identity (access), as opposed to
 	// one of the ref or the configuration.
 	Denied bool
+	// inputs marks a refusal of the request's `spec: inputs:` values.
+	inputs bool
+}
+
+// pushInputs reads `git push -o ci.input=NAME=VALUE` options (GitLab's
+// spelling); values are text, converted to each input's type by ciconfig.
+// A later option for the same name wins.
+func pushInputs(opts []string) map[string]any {
+	var out map[string]any
+	for _, o := range opts {
+		kv, ok := strings.CutPrefix(o, "ci.input=")
+		if !ok {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 func (e *CreateError) Error() string { return strings.Join(e.Messages, "; ") }
@@ -276,7 +300,7 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 func configError(err error) error {
 	var ie *ciconfig.InputError
 	if errors.As(err, &ie) {
-		return &CreateError{Messages: ie.Messages}
+		return &CreateError{Messages: ie.Messages, inputs: true}
 	}
 	var ce *ciconfig.Errors
 	if errors.As(err, &ce) {
@@ -423,9 +447,19 @@ func (e *Engine) create(ctx context.Context, req Request, preview *Preview) (*st
 			}
 		}
 	}
+	if req.Source == "push" && req.Inputs == nil {
+		req.Inputs = pushInputs(req.PushOptions)
+	}
 	cfg, err := e.loadConfig(ctx, &req, pl.SHA)
 	if err != nil {
 		var ye *YAMLError
+		var ce *CreateError
+		if errors.As(err, &ce) && ce.inputs && req.Source == "push" {
+			// A push's inputs are the pusher's, but the push cannot be
+			// answered with a 400 either: it fails like a bad file.
+			ye = &YAMLError{Messages: ce.Messages}
+			err = ye
+		}
 		if errors.As(err, &ye) && req.Source == "push" && preview == nil {
 			// A push cannot be answered with an error, so the mistake is
 			// recorded as a failed pipeline the user will see.
