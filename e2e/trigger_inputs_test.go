@@ -190,3 +190,64 @@ func TestPushOptionInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestTriggerKeywordInputs: `trigger: inputs:` gives a multi-project
+// downstream pipeline its inputs; inputs that break the downstream spec
+// fail the bridge (downstream_pipeline_creation_failed, the message names
+// the input) and create no downstream pipeline.
+func TestTriggerKeywordInputs(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			var group, up, down map[string]any
+			s.call("POST", "/api/v4/groups", map[string]any{"name": "In", "path": "in"}, &group)
+			s.call("POST", "/api/v4/projects", url.Values{"name": {"Up"}, "path": {"up"}, "namespace_id": {jsonID(group["id"])}}, &up)
+			s.call("POST", "/api/v4/projects", url.Values{"name": {"Down"}, "path": {"down"}, "namespace_id": {jsonID(group["id"])}}, &down)
+			upID, downID := jsonID(up["id"]), jsonID(down["id"])
+			dw := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": inputsCI})
+			git(t, dw, "push", "-q", s.authURL("in/down"), "main")
+			// The downstream's own push fails (env is required).
+			if !trigWaitFor(20*time.Second, func() bool { return len(s.trigPipelinesOf(downID, "per_page=100")) == 1 }) {
+				t.Fatalf("downstream push pipeline: %v", s.trigPipelinesOf(downID, "per_page=100"))
+			}
+			upCI := "good:\n  trigger:\n    project: in/down\n    strategy: depend\n    inputs:\n      env: production\n      replicas: 2\n" +
+				"bad:\n  trigger:\n    project: in/down\n    inputs:\n      env: prod\n"
+			uw := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": upCI})
+			git(t, uw, "push", "-q", s.authURL("in/up"), "main")
+			if !trigWaitFor(20*time.Second, func() bool { return len(s.trigPipelinesOf(upID, "per_page=100")) == 1 }) {
+				t.Fatalf("upstream pipeline: %v", s.trigPipelinesOf(upID, "per_page=100"))
+			}
+			upPl := s.trigPipelinesOf(upID, "per_page=100")[0]["id"]
+			var bridges []map[string]any
+			byName := map[string]map[string]any{}
+			if !trigWaitFor(120*time.Second, func() bool {
+				s.call("GET", "/api/v4/projects/"+upID+"/pipelines/"+jsonID(upPl)+"/bridges", nil, &bridges)
+				for _, b := range bridges {
+					byName[b["name"].(string)] = b
+				}
+				return len(bridges) == 2 && byName["bad"]["status"] == "failed" && (byName["good"]["status"] == "success" || byName["good"]["status"] == "failed")
+			}) {
+				t.Skipf("bridges did not finish within 120s: %v", bridges)
+			}
+			if byName["bad"]["failure_reason"] != "downstream_pipeline_creation_failed" {
+				t.Fatalf("bad bridge: %v", byName["bad"])
+			}
+			if byName["good"]["status"] != "success" {
+				t.Fatalf("good bridge: %v", byName["good"])
+			}
+			pls := s.trigPipelinesOf(downID, "source=pipeline&per_page=100")
+			if len(pls) != 1 {
+				t.Fatalf("downstream pipelines from bridges: %v (want only the good one)", pls)
+			}
+			var jobs []map[string]any
+			s.call("GET", "/api/v4/projects/"+downID+"/pipelines/"+jsonID(pls[0]["id"])+"/jobs", nil, &jobs)
+			if len(jobs) != 1 {
+				t.Fatalf("downstream jobs: %v", jobs)
+			}
+			if log := s.trace("/api/v4/projects/"+downID, jobs[0]["id"]); !strings.Contains(log, "deploying v0.1 to production x2") {
+				t.Fatalf("downstream job log does not show the inputs:\n%s", log)
+			}
+		})
+	}
+}

@@ -181,6 +181,9 @@ type Trigger struct {
 	// IncludeProjects lists child pipeline files from other projects.
 	IncludeProjects []TriggerProjectFile
 	Forward         struct{ YAMLVariables, PipelineVariables bool }
+	// Inputs are the downstream project's `spec: inputs:` values
+	// (trigger:inputs, with trigger:project only).
+	Inputs map[string]any `json:",omitempty"`
 }
 
 // TriggerArtifact is a trigger:include:artifact entry.

@@ -150,3 +150,25 @@ func TestInputValueCannotInjectYAML(t *testing.T) {
 		t.Fatalf("jobs = %v script = %q", jobNames(cfg.Jobs), cfg.Jobs[0].Script)
 	}
 }
+
+func TestTriggerInputsKeyword(t *testing.T) {
+	cfg := mustParse(t, "b:\n  trigger:\n    project: g/p\n    inputs:\n      env: prod\n      n: 2\n      list: [a, b]\n", Options{})
+	in := cfg.Jobs[0].Trigger.Inputs
+	if in["env"] != "prod" || in["n"] != int64(2) || fmt.Sprint(in["list"]) != "[a b]" {
+		t.Fatalf("trigger inputs = %#v", in)
+	}
+	many := "b:\n  trigger:\n    project: g/p\n    inputs:\n"
+	for i := 0; i < 21; i++ {
+		many += fmt.Sprintf("      i%d: x\n", i)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"b:\n  trigger:\n    project: g/p\n    inputs: [a]\n", "jobs:b:trigger:inputs config should be a hash"},
+		{"b:\n  trigger:\n    include: c.yml\n    inputs:\n      a: 1\n", "jobs:b:trigger:inputs can only be used with trigger:project"},
+		{many, "jobs:b:trigger:inputs too many inputs: 21 given"},
+	} {
+		_, err := Parse([]byte(tc.src), Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}

@@ -807,6 +807,22 @@ func parseTrigger(v any, loc string) (*Trigger, []string) {
 		if inc, ok := t.get("include"); ok {
 			msgs = append(msgs, parseTriggerInclude(inc, loc+":include", tr)...)
 		}
+		if in, ok := t.get("inputs"); ok {
+			im, isMap := in.(*mapping)
+			switch {
+			case !isMap:
+				msgs = append(msgs, loc+":inputs config should be a hash")
+			case !t.has("project"):
+				msgs = append(msgs, loc+":inputs can only be used with trigger:project")
+			case im.len() > MaxInputs:
+				msgs = append(msgs, fmt.Sprintf("%s:inputs too many inputs: %d given, at most %d allowed", loc, im.len(), MaxInputs))
+			default:
+				tr.Inputs = map[string]any{}
+				for _, k := range im.keys {
+					tr.Inputs[k] = plain(im.vals[k])
+				}
+			}
+		}
 		return tr, msgs
 	}
 	return nil, []string{loc + " should be a hash or a string"}

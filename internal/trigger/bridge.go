@@ -175,7 +175,7 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 		if ref == "" {
 			ref = p.DefaultBranch
 		}
-		req.Project, req.Ref, req.Source = p, ref, "pipeline"
+		req.Project, req.Ref, req.Source, req.Inputs = p, ref, "pipeline", tr.Inputs
 	default:
 		return nil, false, &bridgeFailure{"invalid_bridge_trigger", "trigger names neither a project nor files to include"}
 	}
