@@ -172,3 +172,15 @@ func TestTriggerInputsKeyword(t *testing.T) {
 		}
 	}
 }
+
+func TestLintInputs(t *testing.T) {
+	src := "spec:\n  inputs:\n    a:\n    b:\n---\nj:\n  script: echo $[[ inputs.a ]]\n"
+	res := Lint([]byte(src), Options{}, nil)
+	if res.Valid || len(res.Errors) != 2 || res.Errors[0] != "`a` input: required value has not been provided" || res.Errors[1] != "`b` input: required value has not been provided" {
+		t.Fatalf("lint = %#v", res)
+	}
+	res = Lint([]byte(src), Options{Inputs: map[string]any{"a": "x", "b": "y"}}, nil)
+	if !res.Valid || res.Jobs[0].Script[0] != "echo x" {
+		t.Fatalf("lint with inputs = %#v", res)
+	}
+}

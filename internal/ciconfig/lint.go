@@ -37,8 +37,11 @@ func Lint(src []byte, opts Options, ctx *EvalContext) LintResult {
 	cfg, err := Parse(src, opts)
 	if err != nil {
 		var e *Errors
+		var ie *InputError
 		if errors.As(err, &e) {
 			res.Errors = append(res.Errors, e.Messages...)
+		} else if errors.As(err, &ie) {
+			res.Errors = append(res.Errors, ie.Messages...)
 		} else {
 			res.Errors = append(res.Errors, err.Error())
 		}
