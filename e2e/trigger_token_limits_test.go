@@ -19,6 +19,12 @@ func (f *trigFixture) deliveryReasons() string {
 	return out
 }
 
+// made counts the project's pipelines made by trigger calls and the API
+// (push pipelines of the fixture may still be arriving: not counted).
+func (f *trigFixture) made() int {
+	return len(f.s.trigPipelinesOf(f.appID, "per_page=100&source=trigger")) + len(f.s.trigPipelinesOf(f.appID, "per_page=100&source=api"))
+}
+
 // TestTriggerTokenVariablesPolicy: a token with variables_allowed=false
 // may set no variables (TRIGGER_PAYLOAD is exempt: a call without
 // variables still runs), and one with allowed_variables only those names.
@@ -48,22 +54,22 @@ func TestTriggerTokenVariablesPolicy(t *testing.T) {
 				t.Fatalf("policy fields: %v", tr)
 			}
 			tok, tid := tr["token"].(string), jsonID(tr["id"])
-			before := f.count()
+			before := f.made()
 			r := trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 400, "variables from a no-variables token")
 			if strings.TrimSpace(r.raw) != `{"message":{"base":["Insufficient permissions to set pipeline variables"]}}` {
 				t.Fatalf("400 body: %s", r.raw)
 			}
-			if n := f.count(); n != before {
+			if n := f.made(); n != before {
 				t.Fatalf("refused call created a pipeline")
 			}
 			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "no variables (TRIGGER_PAYLOAD exempt)")
-			before = f.count()
+			before = f.made()
 			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID+"/triggers/"+tid, map[string]any{"variables_allowed": true, "allowed_variables": []string{"DEPLOY_ENV"}}, &tr); code != 200 ||
 				tr["variables_allowed"] != true || fmt.Sprint(tr["allowed_variables"]) != "[DEPLOY_ENV]" {
 				t.Fatalf("PUT: %d %v", code, tr)
 			}
 			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod", "variables[EXTRA]", "1").want(t, 400, "a name outside allowed_variables")
-			if n := f.count(); n != before {
+			if n := f.made(); n != before {
 				t.Fatalf("refused call created a pipeline")
 			}
 			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 201, "an allowed name")
@@ -101,7 +107,7 @@ func TestTriggerTokenRateLimit(t *testing.T) {
 			tok := tr["token"].(string)
 			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "first call")
 			trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 201, "second call")
-			before := f.count()
+			before := f.made()
 			r := trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 429, "third call in the minute")
 			if r.obj["message"] != "429 Too Many Requests - this trigger token is limited to 2 requests per minute, retry later" {
 				t.Fatalf("429 body: %s", r.raw)
@@ -109,13 +115,62 @@ func TestTriggerTokenRateLimit(t *testing.T) {
 			if ra, err := strconv.Atoi(r.hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
 				t.Fatalf("Retry-After: %q", r.hdr.Get("Retry-After"))
 			}
-			if n := f.count(); n != before {
+			if n := f.made(); n != before {
 				t.Fatalf("rate-limited call created a pipeline")
 			}
 			if reasons := f.deliveryReasons(); !strings.Contains(reasons, "token rate limit: more than 2 requests per minute") {
 				t.Fatalf("deliveries lack the rate limit reason:\n%s", reasons)
 			}
 			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main").want(t, 201, "another token of the project")
+		})
+	}
+}
+
+// TestPipelineVariablesMinimumRole: the project's
+// ci_pipeline_variables_minimum_override_role refuses variables from
+// callers below it on the trigger API (the token owner's current role) and
+// on POST /pipeline, with GitLab's 400, nothing created and, for
+// triggers, the reason in the deliveries log; calls without variables
+// still run (TRIGGER_PAYLOAD is exempt).
+func TestPipelineVariablesMinimumRole(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			f := newTrigFixture(t, kind)
+			s := f.s
+			api := s.URL + "/api/v4/projects/" + f.appID
+			var p map[string]any
+			if s.call("GET", "/api/v4/projects/"+f.appID, nil, &p); p["ci_pipeline_variables_minimum_override_role"] != "developer" {
+				t.Fatalf("default role: %v", p["ci_pipeline_variables_minimum_override_role"])
+			}
+			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID, url.Values{"ci_pipeline_variables_minimum_override_role": {"guest"}}, nil); code != 400 {
+				t.Fatalf("invalid role: %d, want 400", code)
+			}
+			if code, _ := s.call("PUT", "/api/v4/projects/"+f.appID, url.Values{"ci_pipeline_variables_minimum_override_role": {"no_one_allowed"}}, &p); code != 200 ||
+				p["ci_pipeline_variables_minimum_override_role"] != "no_one_allowed" {
+				t.Fatalf("set role: %d %v", code, p["ci_pipeline_variables_minimum_override_role"])
+			}
+			before := f.made()
+			r := trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 400, "trigger with variables, no_one_allowed")
+			if strings.TrimSpace(r.raw) != `{"message":{"base":["Insufficient permissions to set pipeline variables"]}}` {
+				t.Fatalf("400 body: %s", r.raw)
+			}
+			var out map[string]any
+			code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/pipeline", map[string]any{"ref": "main", "variables": []map[string]string{{"key": "A", "value": "1"}}}, &out)
+			if code != 400 || fmt.Sprint(out["message"]) != "map[base:[Insufficient permissions to set pipeline variables]]" {
+				t.Fatalf("POST /pipeline with variables: %d %v", code, out)
+			}
+			if n := f.made(); n != before {
+				t.Fatalf("refused calls created pipelines")
+			}
+			if reasons := f.deliveryReasons(); !strings.Contains(reasons, "project policy: the minimum role to use pipeline variables is no_one_allowed (sent DEPLOY_ENV)") {
+				t.Fatalf("deliveries lack the reason:\n%s", reasons)
+			}
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main").want(t, 201, "trigger without variables")
+			if code, _ := s.call("POST", "/api/v4/projects/"+f.appID+"/pipeline", map[string]any{"ref": "main"}, nil); code != 201 {
+				t.Fatalf("POST /pipeline without variables: %d", code)
+			}
+			s.call("PUT", "/api/v4/projects/"+f.appID, url.Values{"ci_pipeline_variables_minimum_override_role": {"maintainer"}}, nil)
+			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 201, "owner above maintainer")
 		})
 	}
 }

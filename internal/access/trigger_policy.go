@@ -78,3 +78,42 @@ func TriggerVariablesDenial(variablesAllowed bool, allowedNames, names []string)
 	return MsgVariablesForbidden, fmt.Sprintf("token policy: variables %s are not among the allowed variables %s",
 		strings.Join(refused, ", "), strings.Join(allowedNames, ", "))
 }
+
+// pipelineVariablesRole maps a value of
+// ci_pipeline_variables_minimum_override_role (the project's "minimum role
+// to use pipeline variables") to its level; no_one_allowed is -1.
+func pipelineVariablesRole(role string) (int, bool) {
+	switch role {
+	case "no_one_allowed":
+		return -1, true
+	case "developer":
+		return Developer, true
+	case "maintainer":
+		return Maintainer, true
+	case "owner":
+		return Owner, true
+	}
+	return 0, false
+}
+
+// ValidPipelineVariablesRole reports whether role is one of
+// no_one_allowed, developer, maintainer, owner.
+func ValidPipelineVariablesRole(role string) bool { _, ok := pipelineVariablesRole(role); return ok }
+
+// PipelineVariablesDenial applies the project's minimum role to use
+// pipeline variables (minRole; "" is GitLab's self-managed default,
+// developer) to a caller at level setting the variables names. It returns
+// "" when allowed, else GitLab's message and the reason for logs.
+func PipelineVariablesDenial(level int, minRole string, names []string) (msg, reason string) {
+	if len(names) == 0 {
+		return "", ""
+	}
+	if minRole == "" {
+		minRole = "developer"
+	}
+	min, ok := pipelineVariablesRole(minRole)
+	if ok && min >= 0 && level >= min {
+		return "", ""
+	}
+	return MsgVariablesForbidden, fmt.Sprintf("project policy: the minimum role to use pipeline variables is %s (sent %s)", minRole, strings.Join(names, ", "))
+}

@@ -50,3 +50,33 @@ func TestTriggerVariablesDenial(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelineVariablesDenial(t *testing.T) {
+	for _, c := range []struct {
+		level  int
+		role   string
+		sent   []string
+		denied bool
+	}{
+		{Developer, "", []string{"A"}, false},
+		{Developer, "developer", []string{"A"}, false},
+		{Reporter, "developer", []string{"A"}, true},
+		{Developer, "maintainer", []string{"A"}, true},
+		{Maintainer, "maintainer", []string{"A"}, false},
+		{Maintainer, "owner", []string{"A"}, true},
+		{Owner, "owner", []string{"A"}, false},
+		{Owner, "no_one_allowed", []string{"A"}, true},
+		{Owner, "no_one_allowed", nil, false},
+		{Owner, "bogus", []string{"A"}, true},
+	} {
+		msg, reason := PipelineVariablesDenial(c.level, c.role, c.sent)
+		if (msg != "") != c.denied || (msg == "") != (reason == "") {
+			t.Errorf("%d %q %v: msg %q reason %q, want denied=%v", c.level, c.role, c.sent, msg, reason, c.denied)
+		}
+	}
+	for r, ok := range map[string]bool{"no_one_allowed": true, "developer": true, "maintainer": true, "owner": true, "guest": false, "": false} {
+		if ValidPipelineVariablesRole(r) != ok {
+			t.Errorf("ValidPipelineVariablesRole(%q) != %v", r, ok)
+		}
+	}
+}

@@ -302,7 +302,7 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	p, _, err := a.project(r, c, access.Developer)
+	p, level, err := a.project(r, c, access.Developer)
 	if err != nil {
 		return err
 	}
@@ -316,6 +316,9 @@ func (a *API) createPipeline(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 	vars, err := variablesParam(c.params, "variables")
 	if err != nil {
 		return err
+	}
+	if msg, _ := access.PipelineVariablesDenial(level, p.VariablesMinRole, varNames(vars)); msg != "" {
+		return errValidation("base", msg)
 	}
 	if err := c.params.Scalars("sha"); err != nil {
 		return err
@@ -809,4 +812,13 @@ func inputsParam(ps *Params) (map[string]any, error) {
 		}
 	}
 	return nil, errParam("inputs is invalid")
+}
+
+// varNames are the keys of vars.
+func varNames(vars []pipeline.Var) []string {
+	out := make([]string, 0, len(vars))
+	for _, v := range vars {
+		out = append(out, v.Key)
+	}
+	return out
 }

@@ -297,6 +297,7 @@ func (a *API) ProjectJSON(ctx context.Context, p *store.Project) map[string]any 
 		"namespace": nsJSON, "archived": false, "empty_repo": p.DefaultBranch == "",
 		"jobs_enabled": true, "builds_access_level": "enabled", "ci_config_path": nilIfEmpty(p.CIConfigPath),
 		"ci_job_token_scope_enabled": p.JobTokenAllowlist, "shared_runners_enabled": true, "ci_separated_caches": p.SeparatedCaches,
+		"ci_pipeline_variables_minimum_override_role": p.VariablesMinRole,
 		"_links": map[string]any{"self": a.ExternalURL + "/api/v4/projects/" + strconv.FormatInt(p.ID, 10)},
 	}
 }
@@ -622,6 +623,12 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *reqCtx) e
 		return err
 	} else if ok {
 		p.SeparatedCaches = v
+	}
+	if v, ok := c.params.Str("ci_pipeline_variables_minimum_override_role"); ok || c.params.Has("ci_pipeline_variables_minimum_override_role") {
+		if !access.ValidPipelineVariablesRole(v) {
+			return errParam("ci_pipeline_variables_minimum_override_role does not have a valid value")
+		}
+		p.VariablesMinRole = v
 	}
 	if err := a.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateProject(c.ctx, p) }); err != nil {
 		return err

@@ -465,6 +465,11 @@ func (t *triggers) triggerRequest(ctx context.Context, token string, p *store.Pr
 	if !access.At(level, access.Developer) {
 		return nil, baseRefusal("trigger owner "+owner.Username+" no longer has developer access (trigger invalid)", msgInsufficient)
 	}
+	// The project's minimum role to use pipeline variables, for the
+	// token's owner as they are now.
+	if msg, reason := access.PipelineVariablesDenial(level, p.VariablesMinRole, names); msg != "" {
+		return nil, baseRefusal(reason+" and the trigger owner "+owner.Username+" is "+access.RoleName(level), msg)
+	}
 	preq.Source, preq.User, preq.TriggerID, preq.TriggerShortToken = "trigger", owner, tr.ID, tr.ShortToken
 	return tr, nil
 }

@@ -195,16 +195,19 @@ type Project struct {
 	// SeparatedCaches is ci_separated_caches: protected and unprotected
 	// refs use different caches (default true).
 	SeparatedCaches bool
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// VariablesMinRole is ci_pipeline_variables_minimum_override_role:
+	// no_one_allowed, developer (default), maintainer or owner.
+	VariablesMinRole string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
-const projectCols = `id, namespace_id, name, path, full_path, description, visibility, default_branch, creator_id, ci_config_path, job_token_allowlist, ci_separated_caches, created_at, updated_at`
+const projectCols = `id, namespace_id, name, path, full_path, description, visibility, default_branch, creator_id, ci_config_path, job_token_allowlist, ci_separated_caches, ci_variables_min_role, created_at, updated_at`
 
 func scanProject(row interface{ Scan(...any) error }) (*Project, error) {
 	var p Project
 	var created, updated int64
-	if err := row.Scan(&p.ID, &p.NamespaceID, &p.Name, &p.Path, &p.FullPath, &p.Description, &p.Visibility, &p.DefaultBranch, &p.CreatorID, &p.CIConfigPath, &p.JobTokenAllowlist, &p.SeparatedCaches, &created, &updated); err != nil {
+	if err := row.Scan(&p.ID, &p.NamespaceID, &p.Name, &p.Path, &p.FullPath, &p.Description, &p.Visibility, &p.DefaultBranch, &p.CreatorID, &p.CIConfigPath, &p.JobTokenAllowlist, &p.SeparatedCaches, &p.VariablesMinRole, &created, &updated); err != nil {
 		return nil, mapErr(err)
 	}
 	p.CreatedAt, p.UpdatedAt = Time(created), Time(updated)
@@ -229,15 +232,15 @@ func (t *Tx) CreateProject(ctx context.Context, p *Project) error {
 	if err != nil {
 		return err
 	}
-	p.ID, p.CreatedAt, p.UpdatedAt, p.SeparatedCaches, p.JobTokenAllowlist = id, Time(now), Time(now), true, true
+	p.ID, p.CreatedAt, p.UpdatedAt, p.SeparatedCaches, p.JobTokenAllowlist, p.VariablesMinRole = id, Time(now), Time(now), true, true, "developer"
 	return nil
 }
 
 // UpdateProject saves the editable fields of p.
 func (t *Tx) UpdateProject(ctx context.Context, p *Project) error {
 	now := Now()
-	_, err := t.Exec(ctx, `UPDATE projects SET name = ?, path = ?, full_path = ?, description = ?, visibility = ?, default_branch = ?, ci_config_path = ?, job_token_allowlist = ?, ci_separated_caches = ?, updated_at = ? WHERE id = ?`,
-		p.Name, p.Path, strings.ToLower(p.FullPath), p.Description, p.Visibility, p.DefaultBranch, p.CIConfigPath, p.JobTokenAllowlist, p.SeparatedCaches, now, p.ID)
+	_, err := t.Exec(ctx, `UPDATE projects SET name = ?, path = ?, full_path = ?, description = ?, visibility = ?, default_branch = ?, ci_config_path = ?, job_token_allowlist = ?, ci_separated_caches = ?, ci_variables_min_role = ?, updated_at = ? WHERE id = ?`,
+		p.Name, p.Path, strings.ToLower(p.FullPath), p.Description, p.Visibility, p.DefaultBranch, p.CIConfigPath, p.JobTokenAllowlist, p.SeparatedCaches, p.VariablesMinRole, now, p.ID)
 	p.UpdatedAt = Time(now)
 	return err
 }

@@ -262,6 +262,14 @@ func (w *Web) runPipeline(q *req) {
 		}
 		vars = append(vars, pipeline.Var{Key: v.Key, Value: v.Value, File: v.Type == "file"})
 	}
+	names := make([]string, 0, len(vars))
+	for _, v := range vars {
+		names = append(names, v.Key)
+	}
+	if msg, _ := access.PipelineVariablesDenial(q.level, q.project.VariablesMinRole, names); msg != "" {
+		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, []string{msg})
+		return
+	}
 	// The engine refuses refs the user may not run on (protected ones).
 	preq := pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars}
 	var pl *store.Pipeline
