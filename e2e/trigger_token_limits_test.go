@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,4 +175,51 @@ func TestPipelineVariablesMinimumRole(t *testing.T) {
 			trigForm(t, api+"/trigger/pipeline", "token", f.token, "ref", "main", "variables[DEPLOY_ENV]", "prod").want(t, 201, "owner above maintainer")
 		})
 	}
+}
+
+// TestTriggersCLI: kiln triggers create sets a token's policy and prints
+// the token once; kiln triggers rotate issues a new one with the same
+// policy; refusals exit 3 and create nothing.
+func TestTriggersCLI(t *testing.T) {
+	f := newTrigFixture(t, "sqlite")
+	s := f.s
+	api := s.URL + "/api/v4/projects/" + f.appID
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(kilnBin, append(args, "--url", s.URL, "--project", "grp/app", "--private-token", rootToken)...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("kiln %v: %v", args, err)
+		}
+		return code, string(out)
+	}
+	code, out := run("triggers", "create", "--description", "cli bot", "--allowed-ref", "release-*", "--allowed-variable", "DEPLOY_ENV", "--rate-limit", "5")
+	var tr map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &tr) != nil {
+		t.Fatalf("create: exit %d: %s", code, out)
+	}
+	tok := fmt.Sprint(tr["token"])
+	if !strings.HasPrefix(tok, "glptt-") || fmt.Sprint(tr["allowed_refs"]) != "[release-*]" || fmt.Sprint(tr["allowed_variables"]) != "[DEPLOY_ENV]" || jsonID(tr["rate_limit"]) != "5" {
+		t.Fatalf("created: %v", tr)
+	}
+	trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "main").want(t, 403, "CLI-set allowed_refs")
+	if code, out := run("triggers", "create", "--description", "x", "--allowed-cidr", "not-a-net"); code != 3 || !strings.Contains(out, "allowed_cidrs") {
+		t.Fatalf("bad network: exit %d: %s", code, out)
+	}
+	if code, _ := run("triggers", "create"); code != 2 {
+		t.Fatalf("missing description: exit %d", code)
+	}
+	var list []map[string]any
+	if s.call("GET", "/api/v4/projects/"+f.appID+"/triggers", nil, &list); len(list) != 2 {
+		t.Fatalf("tokens after a refused create: %d", len(list))
+	}
+	code, out = run("triggers", "rotate", "--id", jsonID(tr["id"]), "--overlap", "0s")
+	var nt map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &nt) != nil || fmt.Sprint(nt["allowed_refs"]) != "[release-*]" || fmt.Sprint(nt["token"]) == tok {
+		t.Fatalf("rotate: exit %d: %s", code, out)
+	}
+	trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "release-1.2").want(t, 404, "old token after overlap 0")
+	trigForm(t, api+"/trigger/pipeline", "token", fmt.Sprint(nt["token"]), "ref", "release-1.2").want(t, 201, "rotated token")
 }

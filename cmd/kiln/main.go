@@ -35,6 +35,7 @@ Commands:
   server     run the Kiln server
   runner     register or run a runner (kiln runner register|run --help)
   trigger    trigger a pipeline and optionally wait for it
+  triggers   create trigger tokens with a policy, rotate them
   lint       validate a .gitlab-ci.yml file offline
   admin      reset-root: new token and password for root (on the server machine)
   version    print the version
@@ -65,10 +66,11 @@ const version = "0.1.0"
 
 // commands are the subcommands other files register (runner, trigger, lint).
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"server":  serverCmd,
-	"runner":  runnerCmd,
-	"trigger": triggerCmd,
-	"lint":    lintCmd,
+	"server":   serverCmd,
+	"runner":   runnerCmd,
+	"trigger":  triggerCmd,
+	"triggers": triggersCmd,
+	"lint":     lintCmd,
 }
 
 // envOr returns the environment variable or def.
