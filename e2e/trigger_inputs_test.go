@@ -251,3 +251,73 @@ func TestTriggerKeywordInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduleInputs: a schedule's inputs (GitLab's [{name, value}] list)
+// are stored, shown, and given to its pipelines; a malformed list is a
+// 400 that changes nothing; an input that breaks the spec makes a run
+// create no pipeline, with the message in last_error.
+func TestScheduleInputs(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			pid := schedProject(t, s, "typed")
+			work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": inputsCI})
+			git(t, work, "push", "-q", s.authURL("root/typed"), "main")
+			base := "/api/v4/projects/" + pid + "/pipeline_schedules"
+			for _, bad := range []any{"env=prod", []any{map[string]any{"value": "x"}}, []any{map[string]any{"name": "env"}},
+				[]any{map[string]any{"name": "env", "value": "a"}, map[string]any{"name": "env", "value": "b"}}} {
+				if code, _ := s.call("POST", base, map[string]any{"description": "x", "ref": "main", "cron": "0 1 * * *", "inputs": bad}, nil); code != 400 {
+					t.Fatalf("inputs %v: %d, want 400", bad, code)
+				}
+			}
+			var list []map[string]any
+			if s.call("GET", base, nil, &list); len(list) != 0 {
+				t.Fatalf("refused schedules were created: %v", list)
+			}
+			var sc map[string]any
+			if code, _ := s.call("POST", base, map[string]any{"description": "nightly", "ref": "main", "cron": "0 1 * * *",
+				"inputs": []any{map[string]any{"name": "env", "value": "production"}, map[string]any{"name": "replicas", "value": 5}}}, &sc); code != 201 {
+				t.Fatalf("create: %d %v", code, sc)
+			}
+			if fmt.Sprint(sc["inputs"]) != "[map[name:env value:production] map[name:replicas value:5]]" {
+				t.Fatalf("inputs shown: %v", sc["inputs"])
+			}
+			one := base + "/" + jsonID(sc["id"])
+			if code, _ := s.call("POST", one+"/play", nil, nil); code != 201 {
+				t.Fatalf("play: %d", code)
+			}
+			var got map[string]any
+			if !trigWaitFor(20*time.Second, func() bool { s.call("GET", one, nil, &got); return got["last_pipeline"] != nil }) {
+				t.Fatalf("no pipeline from play: %v", got)
+			}
+			plID := got["last_pipeline"].(map[string]any)["id"]
+			if st := s.trigWaitPipeline(pid, plID, 120*time.Second); st != "success" {
+				t.Skipf("pipeline did not finish within 120s (%s)", st)
+			}
+			var jobs []map[string]any
+			s.call("GET", "/api/v4/projects/"+pid+"/pipelines/"+jsonID(plID)+"/jobs", nil, &jobs)
+			if len(jobs) != 1 {
+				t.Fatalf("jobs: %v", jobs)
+			}
+			if log := s.trace("/api/v4/projects/"+pid, jobs[0]["id"]); !strings.Contains(log, "deploying v0.1 to production x5") {
+				t.Fatalf("job log does not show the schedule's inputs:\n%s", log)
+			}
+			// A value that breaks the spec: the run creates nothing and says why.
+			if code, _ := s.call("PUT", one, map[string]any{"inputs": []any{map[string]any{"name": "env", "value": "prod"}}}, nil); code != 200 {
+				t.Fatalf("update inputs: %d", code)
+			}
+			before := len(s.trigPipelinesOf(pid, "source=schedule&per_page=100"))
+			s.call("POST", one+"/play", nil, nil)
+			if !trigWaitFor(20*time.Second, func() bool {
+				s.call("GET", one, nil, &got)
+				return strings.Contains(fmt.Sprint(got["last_error"]), "`env` input: `prod` cannot be used because it is not in the list of allowed options")
+			}) {
+				t.Fatalf("last_error after a bad input: %v", got)
+			}
+			if n := len(s.trigPipelinesOf(pid, "source=schedule&per_page=100")); n != before {
+				t.Fatalf("a bad input created a pipeline: %d -> %d", before, n)
+			}
+		})
+	}
+}

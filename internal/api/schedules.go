@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +72,7 @@ func (a *API) ScheduleJSON(ctx context.Context, p *store.Project, sc *store.Sche
 		"id": sc.ID, "description": sc.Description, "ref": sc.Ref, "cron": sc.Cron, "cron_timezone": sc.CronTimezone,
 		"next_run_at": isoTime(sc.NextRunAt), "active": sc.Active,
 		"created_at": isoTime(sc.CreatedAt), "updated_at": isoTime(sc.UpdatedAt),
-		"owner": nil, "last_error": nilIfEmpty(sc.LastError),
+		"owner": nil, "last_error": nilIfEmpty(sc.LastError), "inputs": scheduleInputsJSON(sc.Inputs),
 	}
 	if d, err := cronspec.Describe(sc.Cron); err == nil {
 		m["cron_description"] = d
@@ -279,6 +281,13 @@ func (a *API) scheduleInput(ctx context.Context, c *reqCtx, p *store.Project, sc
 			return err
 		}
 		sc.Active = v
+	}
+	if prm.Has("inputs") {
+		in, err := scheduleInputs(prm.Value("inputs"))
+		if err != nil {
+			return err
+		}
+		sc.Inputs = in
 	}
 	if len(invalid) > 0 {
 		return errMessage(http.StatusBadRequest, invalid)
@@ -618,4 +627,69 @@ func (a *API) deleteScheduleVariable(w http.ResponseWriter, r *http.Request, c *
 	// GitLab answers 202 Accepted with the deleted variable.
 	writeJSON(w, http.StatusAccepted, a.scheduleVarJSON(*v))
 	return nil
+}
+
+// maxScheduleInputs is GitLab's limit of 20 inputs.
+const maxScheduleInputs = 20
+
+// scheduleInputs reads a schedule's `inputs` as GitLab takes them: a list
+// of {name, value} (JSON, or inputs[][name]/inputs[][value] form fields),
+// stored as a JSON object. The values are checked against the CI file's
+// spec when a run creates its pipeline (the file can change meanwhile).
+func scheduleInputs(v any) (string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		if s, isStr := v.(string); isStr && s == "" {
+			return "", nil
+		}
+		return "", errParam("inputs is invalid")
+	}
+	if len(list) > maxScheduleInputs {
+		return "", errParam(fmt.Sprintf("inputs is invalid (at most %d inputs)", maxScheduleInputs))
+	}
+	out := map[string]any{}
+	for _, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return "", errParam("inputs is invalid")
+		}
+		name, ok := m["name"].(string)
+		if !ok || name == "" || len(name) > 255 {
+			return "", errParam("inputs[name] is missing")
+		}
+		if _, dup := out[name]; dup {
+			return "", errParam("inputs[name] is duplicated: " + name)
+		}
+		if _, given := m["value"]; !given {
+			return "", errParam("inputs[value] is missing")
+		}
+		out[name] = m["value"]
+	}
+	if len(out) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "", errParam("inputs is invalid")
+	}
+	return string(b), nil
+}
+
+// scheduleInputsJSON answers a schedule's inputs as GitLab lists them:
+// [{name, value}], by name.
+func scheduleInputsJSON(stored string) []map[string]any {
+	out := []map[string]any{}
+	var m map[string]any
+	if stored == "" || json.Unmarshal([]byte(stored), &m) != nil {
+		return out
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		out = append(out, map[string]any{"name": k, "value": m[k]})
+	}
+	return out
 }

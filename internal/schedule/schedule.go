@@ -12,6 +12,7 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -269,7 +270,13 @@ func (s *Scheduler) create(ctx context.Context, sc *store.Schedule, p *store.Pro
 	if err != nil {
 		return nil, err
 	}
-	pl, err := s.Engine.Create(ctx, pipeline.Request{Project: p, Ref: sc.Ref, Source: "schedule", User: u, Variables: vars, ScheduleID: sc.ID})
+	var inputs map[string]any
+	if sc.Inputs != "" {
+		if err := json.Unmarshal([]byte(sc.Inputs), &inputs); err != nil {
+			return nil, err
+		}
+	}
+	pl, err := s.Engine.Create(ctx, pipeline.Request{Project: p, Ref: sc.Ref, Source: "schedule", User: u, Variables: vars, ScheduleID: sc.ID, Inputs: inputs})
 	var ce *pipeline.CreateError
 	switch {
 	case errors.As(err, &ce):

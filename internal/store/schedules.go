@@ -24,8 +24,11 @@ type Schedule struct {
 	NextRunAt      time.Time
 	LastPipelineID int64  // 0: none yet
 	LastError      string // why the latest run created no pipeline ("" after a success)
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// Inputs are the values for the CI file's `spec: inputs:`, a JSON
+	// object ("" for none).
+	Inputs    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ScheduleVariable is a variable passed to every pipeline of a schedule;
@@ -65,13 +68,13 @@ const (
 const keepRuns = 100
 
 const scheduleCols = `id, project_id, description, ref, cron, cron_timezone, active, owner_id, next_run_at,
-	COALESCE(last_pipeline_id, 0), last_error, created_at, updated_at`
+	COALESCE(last_pipeline_id, 0), last_error, created_at, updated_at, inputs`
 
 func scanSchedule(row interface{ Scan(...any) error }) (*Schedule, error) {
 	var sc Schedule
 	var next, created, updated int64
 	if err := row.Scan(&sc.ID, &sc.ProjectID, &sc.Description, &sc.Ref, &sc.Cron, &sc.CronTimezone, &sc.Active, &sc.OwnerID, &next,
-		&sc.LastPipelineID, &sc.LastError, &created, &updated); err != nil {
+		&sc.LastPipelineID, &sc.LastError, &created, &updated, &sc.Inputs); err != nil {
 		return nil, mapErr(err)
 	}
 	sc.NextRunAt, sc.CreatedAt, sc.UpdatedAt = Time(next), Time(created), Time(updated)
@@ -116,9 +119,9 @@ func (t *Tx) CreateSchedule(ctx context.Context, sc *Schedule) error {
 		return &LimitError{Message: fmt.Sprintf("Maximum number of ci pipeline schedules (%d) exceeded", MaxSchedulesPerProject)}
 	}
 	now := Now()
-	id, err := t.InsertID(ctx, `INSERT INTO pipeline_schedules (project_id, description, ref, cron, cron_timezone, active, owner_id, next_run_at, last_error, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)`,
-		sc.ProjectID, sc.Description, sc.Ref, sc.Cron, sc.CronTimezone, sc.Active, sc.OwnerID, sc.NextRunAt.UnixMicro(), now, now)
+	id, err := t.InsertID(ctx, `INSERT INTO pipeline_schedules (project_id, description, ref, cron, cron_timezone, active, owner_id, next_run_at, last_error, created_at, updated_at, inputs)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)`,
+		sc.ProjectID, sc.Description, sc.Ref, sc.Cron, sc.CronTimezone, sc.Active, sc.OwnerID, sc.NextRunAt.UnixMicro(), now, now, sc.Inputs)
 	if err != nil {
 		return err
 	}
@@ -130,8 +133,8 @@ func (t *Tx) CreateSchedule(ctx context.Context, sc *Schedule) error {
 // cron, zone, active, owner, next run) and bumps UpdatedAt.
 func (t *Tx) UpdateSchedule(ctx context.Context, sc *Schedule) error {
 	now := Now()
-	res, err := t.Exec(ctx, `UPDATE pipeline_schedules SET description = ?, ref = ?, cron = ?, cron_timezone = ?, active = ?, owner_id = ?, next_run_at = ?, updated_at = ?
-		WHERE id = ?`, sc.Description, sc.Ref, sc.Cron, sc.CronTimezone, sc.Active, sc.OwnerID, sc.NextRunAt.UnixMicro(), now, sc.ID)
+	res, err := t.Exec(ctx, `UPDATE pipeline_schedules SET description = ?, ref = ?, cron = ?, cron_timezone = ?, active = ?, owner_id = ?, next_run_at = ?, updated_at = ?, inputs = ?
+		WHERE id = ?`, sc.Description, sc.Ref, sc.Cron, sc.CronTimezone, sc.Active, sc.OwnerID, sc.NextRunAt.UnixMicro(), now, sc.Inputs, sc.ID)
 	if err != nil {
 		return err
 	}
