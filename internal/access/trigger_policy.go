@@ -117,3 +117,7 @@ func PipelineVariablesDenial(level int, minRole string, names []string) (msg, re
 	}
 	return MsgVariablesForbidden, fmt.Sprintf("project policy: the minimum role to use pipeline variables is %s (sent %s)", minRole, strings.Join(names, ", "))
 }
+
+// ManagesTrigger reports whether user may change (rotate, edit) a trigger
+// token owned by ownerID: only its owner, as in GitLab.
+func ManagesTrigger(userID, ownerID int64) bool { return userID != 0 && userID == ownerID }

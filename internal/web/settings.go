@@ -45,6 +45,8 @@ type settingsData struct {
 	NewToken      string
 	NewTrigger    *store.Trigger
 	TriggerError  string
+	// Policy holds the create form's policy fields when it is shown again.
+	Policy map[string]string
 	Description   string
 	ExpiresAt     string
 	Examples      []example
@@ -198,6 +200,8 @@ func (w *Web) settingsAction(q *req, seg []string) {
 		w.createTrigger(q)
 	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "revoke" && id > 0:
 		w.revokeTrigger(q, id)
+	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "rotate" && id > 0:
+		w.rotateTrigger(q, id)
 	case seg[0] == "variables" && len(seg) == 1:
 		w.saveVariable(q, 0)
 	case seg[0] == "variables" && len(seg) == 2 && id > 0:
@@ -270,7 +274,7 @@ func (w *Web) takeNewTrigger(q *req) (*store.Trigger, string) {
 // the full token once (see newTriggerCookie); the token is never stored.
 func (w *Web) createTrigger(q *req) {
 	desc := strings.TrimSpace(q.r.PostForm.Get("description"))
-	d := &settingsData{Description: desc}
+	d := &settingsData{Description: desc, Policy: map[string]string{}}
 	switch {
 	case desc == "":
 		d.TriggerError = "Description can't be blank."
@@ -288,12 +292,31 @@ func (w *Web) createTrigger(q *req) {
 			expires = &t
 		}
 	}
+	// The token's policy, by the API's rules.
+	pol := &store.Trigger{}
+	fields := map[string]string{"variables_allowed": "false"}
+	if q.r.PostForm.Get("variables_allowed") == "1" {
+		fields["variables_allowed"] = "true"
+	}
+	for _, k := range []string{"allowed_refs", "allowed_cidrs", "allowed_variables", "rate_limit"} {
+		if v := strings.TrimSpace(q.r.PostForm.Get(k)); v != "" {
+			fields[k] = v
+			d.Policy[k] = v
+		}
+	}
+	d.Policy["variables_allowed"] = fields["variables_allowed"]
+	if d.TriggerError == "" {
+		if msg := api.TriggerPolicyProblem(fields, pol); msg != "" {
+			d.TriggerError = strings.ToUpper(msg[:1]) + msg[1:]
+		}
+	}
 	if d.TriggerError != "" {
 		w.settingsCICD(q, d)
 		return
 	}
 	secret := auth.NewToken(auth.TriggerPrefix)
-	tr := &store.Trigger{ProjectID: q.project.ID, OwnerID: q.user.ID, TokenHash: auth.Hash(secret), ShortToken: auth.ShortToken(secret), Description: desc, ExpiresAt: expires}
+	tr := pol
+	tr.ProjectID, tr.OwnerID, tr.TokenHash, tr.ShortToken, tr.Description, tr.ExpiresAt = q.project.ID, q.user.ID, auth.Hash(secret), auth.ShortToken(secret), desc, expires
 	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.CreateTrigger(q.ctx, tr) }); err != nil {
 		w.internal(q, err)
 		return
@@ -301,6 +324,48 @@ func (w *Web) createTrigger(q *req) {
 	w.Log.Info("trigger created", "project", q.project.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", q.user.Username, "via", "web")
 	http.SetCookie(q.w, w.cookie(newTriggerCookie, w.sealNewTrigger(q, tr, secret), 120))
 	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#triggers", "")
+}
+
+// rotateTrigger issues a new token with the old one's description, expiry
+// and policy (as POST /triggers/:id/rotate does); the old one keeps
+// working for the overlap (default 24h). The new token is shown once after
+// the redirect, like a created one.
+func (w *Web) rotateTrigger(q *req, id int64) {
+	old, err := w.Store.TriggerByID(q.ctx, id)
+	if err != nil || old.ProjectID != q.project.ID {
+		w.notFound(q)
+		return
+	}
+	settings := projectURL(q.project) + "/-/settings/ci_cd"
+	if !access.ManagesTrigger(q.user.ID, old.OwnerID) {
+		w.redirect(q, settings+"#triggers", "Only the owner of trigger token "+old.ShortToken+" can rotate it.")
+		return
+	}
+	now := time.Now()
+	if old.Expired(now) {
+		w.redirect(q, settings+"#triggers", "Trigger token "+old.ShortToken+" has expired and cannot be rotated.")
+		return
+	}
+	overlap := 24 * time.Hour
+	if v := strings.TrimSpace(q.r.PostForm.Get("overlap")); v != "" {
+		d, perr := time.ParseDuration(v)
+		if perr != nil || d < 0 || d > 720*time.Hour {
+			w.redirect(q, settings+"#triggers", "Overlap is invalid (a duration such as 24h, at most 720h).")
+			return
+		}
+		overlap = d
+	}
+	secret := auth.NewToken(auth.TriggerPrefix)
+	next := *old
+	next.ID, next.LastUsed = 0, nil
+	next.OwnerID, next.TokenHash, next.ShortToken = q.user.ID, auth.Hash(secret), auth.ShortToken(secret)
+	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.RotateTrigger(q.ctx, old.ID, now.Add(overlap), &next) }); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.Log.Info("trigger rotated", "project", q.project.FullPath, "old", old.ID, "new", next.ID, "overlap", overlap.String(), "user", q.user.Username, "via", "web")
+	http.SetCookie(q.w, w.cookie(newTriggerCookie, w.sealNewTrigger(q, &next, secret), 120))
+	w.redirect(q, settings+"#triggers", "")
 }
 
 // revokeConfirm is GitLab's confirmation text for revoking a trigger.
