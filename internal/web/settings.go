@@ -219,11 +219,18 @@ func (w *Web) settingsAction(q *req, seg []string) {
 func (w *Web) saveGeneralPipelines(q *req) {
 	p := *q.project
 	p.SeparatedCaches = q.r.PostForm.Get("ci_separated_caches") == "1"
+	if v, ok := q.r.PostForm["ci_pipeline_variables_minimum_override_role"]; ok {
+		if len(v) != 1 || !access.ValidPipelineVariablesRole(v[0]) {
+			w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#general", "Minimum role to use pipeline variables is invalid; nothing was saved.")
+			return
+		}
+		p.VariablesMinRole = v[0]
+	}
 	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.UpdateProject(q.ctx, &p) }); err != nil {
 		w.internal(q, err)
 		return
 	}
-	w.Log.Info("project settings changed", "project", p.FullPath, "ci_separated_caches", p.SeparatedCaches, "user", q.user.Username, "via", "web")
+	w.Log.Info("project settings changed", "project", p.FullPath, "ci_separated_caches", p.SeparatedCaches, "ci_pipeline_variables_minimum_override_role", p.VariablesMinRole, "user", q.user.Username, "via", "web")
 	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#general", "General pipelines settings were saved.")
 }
 
