@@ -42,11 +42,11 @@ type settingsData struct {
 	Triggers []triggerRow
 	// NewToken is the full secret of a trigger just created: shown once,
 	// never stored.
-	NewToken      string
-	NewTrigger    *store.Trigger
-	TriggerError  string
+	NewToken     string
+	NewTrigger   *store.Trigger
+	TriggerError string
 	// Policy holds the create form's policy fields when it is shown again.
-	Policy map[string]string
+	Policy        map[string]string
 	Description   string
 	ExpiresAt     string
 	Examples      []example
