@@ -83,14 +83,8 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	if err := c.requireUser(); err != nil {
 		return err
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	u, err := a.pathUser(r, c)
 	if err != nil {
-		return errNotFound("User")
-	}
-	u, err := a.Store.UserByID(c.ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("User")
-	} else if err != nil {
 		return err
 	}
 	if c.user.IsAdmin {
@@ -191,14 +185,8 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, c *reqCtx) erro
 	if err := c.params.Scalars("name", "email", "password", "admin", "username"); err != nil {
 		return err
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	u, err := a.pathUser(r, c)
 	if err != nil {
-		return errNotFound("User")
-	}
-	u, err := a.Store.UserByID(c.ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("User")
-	} else if err != nil {
 		return err
 	}
 	if un, ok := c.params.Str("username"); ok && un != u.Username {
@@ -326,14 +314,8 @@ func (a *API) createUserToken(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	if err := c.requireAdmin(); err != nil {
 		return err
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	u, err := a.pathUser(r, c)
 	if err != nil {
-		return errNotFound("User")
-	}
-	u, err := a.Store.UserByID(c.ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("User")
-	} else if err != nil {
 		return err
 	}
 	name, err := c.params.Required("name")
@@ -440,4 +422,17 @@ func (a *API) revokeSelfToken(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// pathUser is the user named by the route's :id, or GitLab's 404.
+func (a *API) pathUser(r *http.Request, c *reqCtx) (*store.User, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil, errNotFound("User")
+	}
+	u, err := a.Store.UserByID(c.ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("User")
+	}
+	return u, err
 }

@@ -636,7 +636,7 @@ func (h *webhooks) receive(w http.ResponseWriter, r *http.Request) {
 		unauth(http.StatusUnauthorized, "401 Unauthorized", err.Error())
 		return
 	}
-	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && jsonNesting(trimmed) > h.o.MaxDepth {
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') && trigger.JSONDepth(trimmed) > h.o.MaxDepth {
 		d.StatusCode, d.Result, d.Reason = http.StatusBadRequest, "refused", fmt.Sprintf("JSON nested deeper than %d levels", h.o.MaxDepth)
 		h.record(ctx, d)
 		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "400 Bad request - " + d.Reason})
@@ -762,36 +762,4 @@ func sortedNames(m map[string]string) []string {
 		}
 	}
 	return out
-}
-
-// jsonNesting is the deepest nesting of arrays and objects in raw, in
-// linear time without allocations.
-func jsonNesting(raw []byte) int {
-	depth, max := 0, 0
-	inStr, esc := false, false
-	for _, c := range raw {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '{', '[':
-			depth++
-			if depth > max {
-				max = depth
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return max
 }

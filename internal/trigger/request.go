@@ -411,7 +411,7 @@ func (p *params) readBody(r *http.Request) error {
 		// Grape ignores bodies it cannot turn into params.
 		return nil
 	}
-	if d := jsonDepth(raw); d > p.lim.MaxDepth {
+	if d := JSONDepth(raw); d > p.lim.MaxDepth {
 		return messageErr(http.StatusBadRequest, fmt.Sprintf("400 Bad request - JSON nested deeper than %d levels", p.lim.MaxDepth))
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -452,10 +452,10 @@ func bodyErr(err error, what string) error {
 	return messageErr(http.StatusBadRequest, "400 Bad request - malformed "+what)
 }
 
-// jsonDepth returns the deepest nesting of arrays and objects in raw,
+// JSONDepth returns the deepest nesting of arrays and objects in raw,
 // scanning bytes so that a hostile document costs linear time and no
 // allocations before it is refused.
-func jsonDepth(raw []byte) int {
+func JSONDepth(raw []byte) int {
 	depth, max := 0, 0
 	inStr, esc := false, false
 	for _, c := range raw {
