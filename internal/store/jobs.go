@@ -260,8 +260,7 @@ func (t *Tx) SetJobStatus(ctx context.Context, id int64, u JobUpdate) error {
 // (in its spec): the job then runs as that user, as on GitLab.
 func (t *Tx) SetJobPlay(ctx context.Context, id, userID int64, spec string) error {
 	if spec == "" {
-		_, err := t.Exec(ctx, `UPDATE jobs SET user_id = ? WHERE id = ?`, nullID(userID), id)
-		return err
+		return t.SetJobUser(ctx, id, userID)
 	}
 	_, err := t.Exec(ctx, `UPDATE jobs SET user_id = ?, spec = ? WHERE id = ?`, nullID(userID), spec, id)
 	return err
