@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -722,7 +724,7 @@ func (h *webhooks) run(ctx context.Context, p *store.Project, x *store.WebhookTr
 	}
 	preq := pipeline.Request{Project: p, Ref: vd.Ref, CommitSHA: vd.SHA, Source: "trigger", User: user, IgnoreSkipCI: true}
 	for _, m := range []map[string]string{vd.Inputs, vd.Variables} {
-		for _, name := range sortedNames(m) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			preq.Variables = append(preq.Variables, pipeline.Var{Key: name, Value: m[name]})
 		}
 	}
@@ -749,17 +751,4 @@ func (h *webhooks) run(ctx context.Context, p *store.Project, x *store.WebhookTr
 		return fail(http.StatusInternalServerError, "error", "internal error creating the pipeline")
 	}
 	return pl
-}
-
-func sortedNames(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }

@@ -3,7 +3,9 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,23 +41,10 @@ type webhooksData struct {
 // exprLines renders a name -> expression map as "NAME = expr" lines.
 func exprLines(m map[string]string) string {
 	var b strings.Builder
-	for _, k := range sortedMapKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		b.WriteString(k + " = " + m[k] + "\n")
 	}
 	return b.String()
-}
-
-func sortedMapKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 // parseExprLines reads "NAME = expr" lines (the first " = " splits).

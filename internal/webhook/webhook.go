@@ -15,11 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
@@ -320,7 +321,7 @@ func Compile(s Spec) (*Program, error) {
 		if len(m.src) > 100 {
 			return nil, &ExprError{Field: m.field, Line: 1, Column: 1, Msg: "at most 100 entries"}
 		}
-		for _, k := range sortedKeys(m.src) {
+		for _, k := range slices.Sorted(maps.Keys(m.src)) {
 			if !varName.MatchString(k) {
 				return nil, &ExprError{Field: m.field + "." + k, Line: 1, Column: 1, Msg: "name must be letters, digits and _"}
 			}
@@ -330,15 +331,6 @@ func Compile(s Spec) (*Program, error) {
 		}
 	}
 	return p, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Input is what the expressions see.
