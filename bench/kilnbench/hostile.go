@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -292,37 +291,11 @@ func startHostileKiln(bin, work, dsn, prlimit string) (*kiln, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr := freePort()
-	args := []string{"server", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn", "--builtin-runners", "0"}
-	if dsn != "" {
-		args = append(args, "--database", dsn)
-	}
-	name, all := bin, args
+	var wrap []string
 	if prlimit != "" {
-		name = prlimit
-		all = append([]string{fmt.Sprintf("--as=%d", hostileCap), fmt.Sprintf("--nofile=%d:%d", hostileFDs, hostileFDs), bin}, args...)
+		wrap = []string{prlimit, fmt.Sprintf("--as=%d", hostileCap), fmt.Sprintf("--nofile=%d:%d", hostileFDs, hostileFDs)}
 	}
-	logf, _ := os.OpenFile(filepath.Join(work, "server-"+filepath.Base(dataDir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	cmd := exec.Command(name, all...)
-	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD="+rootPassword, "GOMEMLIMIT=512MiB")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	k := &kiln{bin: bin, URL: "http://" + addr, dataDir: dataDir, cmd: cmd, log: logf}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(k.URL + "/-/readiness"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return k, nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	k.stop()
-	return nil, fmt.Errorf("server did not start; see %s", logf.Name())
+	return startKilnWrapped(wrap, []string{"GOMEMLIMIT=512MiB"}, bin, work, dataDir, dsn, "--builtin-runners", "0")
 }
 
 // freshSchemaFrom makes a new schema next to the one dsn names.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,14 +73,25 @@ func startKiln(bin, work, database string, args ...string) (*kiln, error) {
 // startKilnIn runs the server on an existing data dir (scenario 5 seeds one
 // and restarts the server on it).
 func startKilnIn(bin, work, dataDir, database string, args ...string) (*kiln, error) {
+	return startKilnWrapped(nil, nil, bin, work, dataDir, database, args...)
+}
+
+// startKilnWrapped is startKilnIn with the server started through the
+// command wrap (e.g. prlimit and its options; none: directly) and with env
+// added to its environment.
+func startKilnWrapped(wrap, env []string, bin, work, dataDir, database string, args ...string) (*kiln, error) {
 	addr := freePort()
 	all := append([]string{"server", "--listen", addr, "--data-dir", dataDir, "--log-level", "warn"}, args...)
 	if database != "" {
 		all = append(all, "--database", database)
 	}
 	logf, _ := os.OpenFile(filepath.Join(work, "server-"+filepath.Base(dataDir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	cmd := exec.Command(bin, all...)
-	cmd.Env = append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD="+rootPassword)
+	name := bin
+	if len(wrap) > 0 {
+		name, all = wrap[0], append(append(slices.Clone(wrap[1:]), bin), all...)
+	}
+	cmd := exec.Command(name, all...)
+	cmd.Env = append(append(os.Environ(), "KILN_INITIAL_ROOT_TOKEN="+rootToken, "KILN_INITIAL_ROOT_PASSWORD="+rootPassword), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
