@@ -2,7 +2,6 @@ package web
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/httplimit"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -141,7 +141,7 @@ func (w *Web) signIn(q *req) {
 	case http.MethodPost:
 		username := strings.TrimSpace(q.r.PostForm.Get("username"))
 		password := q.r.PostForm.Get("password")
-		ip := clientAddr(q.r)
+		ip := httplimit.ClientAddr(q.r)
 		// An address that used up its failures is refused before any
 		// password work (the check is cheap, so is the refusal).
 		if blocked, retry := w.Throttle.AddressBlocked(ip); blocked {
@@ -182,15 +182,6 @@ func (w *Web) signIn(q *req) {
 	default:
 		http.Error(q.w, "Method Not Allowed", http.StatusMethodNotAllowed)
 	}
-}
-
-// clientAddr is the address failures are counted against: the TCP peer.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func (w *Web) renderSignIn(q *req, status int, errMsg, username, redirectTo string) {

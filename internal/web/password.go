@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"github.com/kilnci/kiln/internal/httplimit"
 	"net/http"
 
 	"github.com/kilnci/kiln/internal/api"
@@ -29,7 +30,7 @@ func (w *Web) passwordEdit(q *req) {
 	}
 	f := q.r.PostForm
 	current, next, confirm := f.Get("current_password"), f.Get("new_password"), f.Get("password_confirmation")
-	ip := clientAddr(q.r)
+	ip := httplimit.ClientAddr(q.r)
 	if blocked, _ := w.Throttle.AddressBlocked(ip); blocked {
 		show(http.StatusTooManyRequests, "Too many failed attempts from this address. Try again later.")
 		return
