@@ -43,13 +43,21 @@ func (s *Store) PendingFileDeletions(ctx context.Context, limit int) ([]FileDele
 
 // DoneFileDeletions forgets removals that were carried out.
 func (t *Tx) DoneFileDeletions(ctx context.Context, ids []int64) error {
+	return idChunks(ids, func(args []any) error {
+		_, err := t.Exec(ctx, `DELETE FROM file_deletions WHERE id IN (`+placeholders(len(args))+`)`, args...)
+		return err
+	})
+}
+
+// idChunks calls f with ids as query arguments, at most 500 at a time.
+func idChunks(ids []int64, f func(args []any) error) error {
 	for len(ids) > 0 {
 		n := min(len(ids), 500)
 		args := make([]any, n)
 		for i, id := range ids[:n] {
 			args[i] = id
 		}
-		if _, err := t.Exec(ctx, `DELETE FROM file_deletions WHERE id IN (`+placeholders(n)+`)`, args...); err != nil {
+		if err := f(args); err != nil {
 			return err
 		}
 		ids = ids[n:]
@@ -68,29 +76,23 @@ func (t *Tx) projectPathPendingDeletion(ctx context.Context, path string) (bool,
 // ExistingJobIDs returns which of ids are jobs that exist.
 func (s *Store) ExistingJobIDs(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	out := map[int64]bool{}
-	for len(ids) > 0 {
-		n := min(len(ids), 500)
-		args := make([]any, n)
-		for i, id := range ids[:n] {
-			args[i] = id
-		}
-		rows, err := s.query(ctx, `SELECT id FROM jobs WHERE id IN (`+placeholders(n)+`)`, args...)
+	err := idChunks(ids, func(args []any) error {
+		rows, err := s.query(ctx, `SELECT id FROM jobs WHERE id IN (`+placeholders(len(args))+`)`, args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		defer rows.Close()
 		for rows.Next() {
 			var id int64
 			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
+				return err
 			}
 			out[id] = true
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		ids = ids[n:]
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
