@@ -29,8 +29,19 @@ func startRunner(t testing.TB, s *server, name, token string, extra ...string) *
 	args := []string{"runner", "run", "--url", s.URL, "--token", token, "--name", name,
 		"--builds-dir", filepath.Join(dir, "builds"), "--cache-dir", filepath.Join(dir, "cache")}
 	cmd := exec.Command(kilnBin, append(args, extra...)...)
-	cmd.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(dir, "absent.json"), "HOME="+dir,
-		"GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(os.Environ(), "KILN_RUNNER_CONFIG="+filepath.Join(dir, "absent.json"))
+	return launchRunner(t, "runner "+name, dir, cmd)
+}
+
+// launchRunner starts cmd (a `kiln runner` command) in dir as its own
+// process group, with HOME=dir and no system or interactive git
+// configuration added to cmd.Env; the process group is killed at cleanup
+// and its log (labelled label) shown when the test failed.
+func launchRunner(t testing.TB, label, dir string, cmd *exec.Cmd) *runnerProc {
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "HOME="+dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	rp := &runnerProc{t: t, cmd: cmd}
@@ -42,7 +53,7 @@ func startRunner(t testing.TB, s *server, name, token string, extra ...string) *
 	t.Cleanup(func() {
 		rp.kill()
 		if t.Failed() {
-			t.Logf("runner %s log:\n%s", name, rp.log.String())
+			t.Logf("%s log:\n%s", label, rp.log.String())
 		}
 	})
 	return rp

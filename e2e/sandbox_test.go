@@ -237,21 +237,7 @@ func TestSandboxExternalRunnerOption(t *testing.T) {
 	}
 	builds := filepath.Join(dir, "builds")
 	cmd := exec.Command(kilnBin, "runner", "run", "--config", conf, "--builds-dir", builds, "--cache-dir", filepath.Join(dir, "cache"))
-	cmd.Env = append(os.Environ(), "HOME="+dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	rp := &runnerProc{t: t, cmd: cmd}
-	done, err := rp.log.start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp.done = done
-	t.Cleanup(func() {
-		rp.kill()
-		if t.Failed() {
-			t.Logf("runner log:\n%s", rp.log.String())
-		}
-	})
+	launchRunner(t, "runner", dir, cmd)
 
 	other := newCIProject(t, s, "other")
 	pushBranch(t, s, "root/other", "main", map[string]string{".gitlab-ci.yml": "leave:\n  script: [echo other-checkout-secret > secret.txt]\n"})
