@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnci/kiln/internal/pipeline/state"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -223,11 +224,7 @@ func fingerprint(s *Snapshot) string {
 	return string(b)
 }
 
-// Finished reports whether a pipeline status is final.
+// Finished reports whether a pipeline status is final (state.IsComplete).
 func Finished(status string) bool {
-	switch status {
-	case "success", "failed", "canceled", "skipped":
-		return true
-	}
-	return false
+	return state.IsComplete(state.Status(status))
 }
