@@ -2,11 +2,11 @@ package web
 
 import (
 	"errors"
-	"github.com/kilnci/kiln/internal/httplimit"
 	"net/http"
 
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/httplimit"
 	"github.com/kilnci/kiln/internal/store"
 )
 
