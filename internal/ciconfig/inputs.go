@@ -34,6 +34,20 @@ type inputSpec struct {
 	options  []any
 	regex    *regexp.Regexp
 	describe string
+	// rules choose options and default from other inputs' values (GitLab's
+	// spec:inputs:<name>:rules); exclusive with options and default.
+	rules []inputRule
+}
+
+// inputRule is one entry of an input's rules:. A rule without `if` is the
+// fallback and always matches.
+type inputRule struct {
+	src     string // the `if:` as written
+	expr    string // src with $[[ inputs.x ]] rewritten to a variable
+	refs    []string
+	options []any
+	def     any
+	hasDef  bool
 }
 
 var inputTypes = map[string]bool{"string": true, "number": true, "boolean": true, "array": true}
@@ -80,6 +94,9 @@ func headerInputs(src []byte, limits Limits) (specs []inputSpec, ok bool, err er
 		errs = append(errs, msgs...)
 		specs = append(specs, s)
 	}
+	if len(errs) == 0 {
+		errs = checkInputRefs(specs)
+	}
 	if len(errs) > 0 {
 		return nil, true, newErrors(errs...)
 	}
@@ -100,7 +117,11 @@ func parseInputSpec(name string, v any) (inputSpec, []string) {
 		return s, []string{pre + "unknown keys: " + u}
 	}
 	if m.has("rules") {
-		return s, []string{pre + "`rules` is not supported by Kiln yet"}
+		for _, k := range []string{"options", "default"} {
+			if m.has(k) {
+				return s, []string{pre + "these keys cannot be used together: rules, " + k}
+			}
+		}
 	}
 	if t, ok := m.get("type"); ok {
 		ts, _ := t.(string)
@@ -142,7 +163,216 @@ func parseInputSpec(name string, v any) (inputSpec, []string) {
 			return s, []string{pre + msg}
 		}
 	}
+	if r, ok := m.get("rules"); ok {
+		rules, msgs := parseInputRules(&s, r)
+		if len(msgs) > 0 {
+			for i := range msgs {
+				msgs[i] = pre + msgs[i]
+			}
+			return s, msgs
+		}
+		s.rules = rules
+	}
 	return s, nil
+}
+
+// inputRef is the `$[[ inputs.name ]]` of an input rule's `if:` (GitLab's
+// Input lexeme: a name of word characters).
+var inputRef = regexp.MustCompile(`\$\[\[\s*inputs\.(\w+)\s*\]\]`)
+
+// inputVarPrefix names the variable an input reference becomes so the
+// rules expression evaluator (the one rules:if uses) can compare it.
+const inputVarPrefix = "__kiln_input__"
+
+func parseInputRules(s *inputSpec, v any) ([]inputRule, []string) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, []string{"rules should be an array"}
+	}
+	var out []inputRule
+	for i, it := range list {
+		at := fmt.Sprintf("rule[%d] ", i)
+		m, ok := it.(*mapping)
+		if !ok || m.len() == 0 {
+			return nil, []string{at + "config should be a hash"}
+		}
+		if u := unknownKeys(m, []string{"if", "options", "default"}); u != "" {
+			return nil, []string{at + "config contains unknown keys: " + u}
+		}
+		var r inputRule
+		if c, ok := m.get("if"); ok && c != nil {
+			cs, isStr := c.(string)
+			if !isStr {
+				return nil, []string{at + "if should be a string"}
+			}
+			r.src = cs
+			r.expr = inputRef.ReplaceAllStringFunc(cs, func(ref string) string {
+				name := inputRef.FindStringSubmatch(ref)[1]
+				r.refs = append(r.refs, name)
+				return "$" + inputVarPrefix + name
+			})
+			if err := checkExpr(r.expr); err != nil {
+				return nil, []string{at + "if invalid expression syntax"}
+			}
+		}
+		o, hasOptions := m.get("options")
+		if hasOptions {
+			ol, isList := o.([]any)
+			if !isList {
+				return nil, []string{at + "options should be an array"}
+			}
+			if len(ol) > 50 {
+				return nil, []string{at + "cannot define more than 50 options"}
+			}
+			if s.typ != "string" && s.typ != "number" {
+				return nil, []string{at + "Options can only be used with string and number inputs"}
+			}
+			r.options = ol
+		}
+		r.def, r.hasDef = m.get("default")
+		if r.src != "" && !hasOptions && !r.hasDef {
+			return nil, []string{at + "rule with 'if' must define 'options' or 'default'"}
+		}
+		if r.src == "" && !hasOptions {
+			return nil, []string{at + "fallback rule must define 'options'"}
+		}
+		if r.hasDef {
+			rs := *s
+			rs.options = r.options
+			if msg := rs.check(r.def, "default value"); msg != "" {
+				return nil, []string{at + msg}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// checkInputRefs reports rules that name inputs the spec does not declare
+// and dependency cycles between inputs, worded as GitLab words them.
+func checkInputRefs(specs []inputSpec) []string {
+	known := map[string]int{}
+	for i, s := range specs {
+		known[s.name] = i
+	}
+	var errs []string
+	for _, s := range specs {
+		for i, r := range s.rules {
+			var undefined []string
+			for _, ref := range r.refs {
+				if _, ok := known[ref]; !ok && !slicesContains(undefined, ref) {
+					undefined = append(undefined, ref)
+				}
+			}
+			if len(undefined) > 0 {
+				errs = append(errs, fmt.Sprintf("`%s` input: rule[%d] references undefined inputs: %s", s.name, i, strings.Join(undefined, ", ")))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if _, ok := inputOrder(specs); !ok && len(specs) > 0 {
+		return []string{"`" + specs[0].name + "` input: circular dependency detected"}
+	}
+	return nil
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// inputOrder returns spec indexes so that every input comes after the
+// inputs its rules read; ok is false on a cycle.
+func inputOrder(specs []inputSpec) ([]int, bool) {
+	index := map[string]int{}
+	for i, s := range specs {
+		index[s.name] = i
+	}
+	state := make([]int, len(specs)) // 0 new, 1 visiting, 2 done
+	var order []int
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		switch state[i] {
+		case 1:
+			return false
+		case 2:
+			return true
+		}
+		state[i] = 1
+		for _, r := range specs[i].rules {
+			for _, ref := range r.refs {
+				if j, ok := index[ref]; ok && !visit(j) {
+					return false
+				}
+			}
+		}
+		state[i] = 2
+		order = append(order, i)
+		return true
+	}
+	for i := range specs {
+		if !visit(i) {
+			return nil, false
+		}
+	}
+	return order, true
+}
+
+// zeroInput is the value of a rules input no rule matched and nobody
+// gave: the empty value of its type.
+func zeroInput(typ string) any {
+	switch typ {
+	case "number":
+		return int64(0)
+	case "boolean":
+		return false
+	case "array":
+		return []any{}
+	}
+	return ""
+}
+
+// effective returns the spec an input has once its rules are decided
+// against the values resolved so far: the first matching rule's options
+// and default. When no rule matches, the input takes any value of its
+// type and defaults to that type's empty value.
+func (s *inputSpec) effective(values map[string]any) (inputSpec, error) {
+	if s.rules == nil {
+		return *s, nil
+	}
+	e := *s
+	lookup := func(name string) (string, bool) {
+		n, ok := strings.CutPrefix(name, inputVarPrefix)
+		if !ok {
+			return "", false
+		}
+		v, ok := values[n]
+		if !ok {
+			return "", false
+		}
+		return inputText(v), true
+	}
+	for _, r := range s.rules {
+		ok := true
+		if r.src != "" {
+			var err error
+			if ok, err = evalExpr(r.expr, lookup); err != nil {
+				return e, err
+			}
+		}
+		if ok {
+			e.options, e.def, e.hasDef = r.options, r.def, r.hasDef
+			return e, nil
+		}
+	}
+	e.def, e.hasDef = zeroInput(s.typ), true
+	return e, nil
 }
 
 // check validates a value (already coerced) against the spec; what names
@@ -291,13 +521,18 @@ func resolveInputs(specs []inputSpec, given map[string]any) (map[string]any, []s
 		return nil, []string{"unknown input arguments: " + strings.Join(unknown, ", ")}
 	}
 	out := map[string]any{}
-	var errs []string
-	for i := range specs {
-		s := &specs[i]
+	msgs := make([]string, len(specs))
+	order, _ := inputOrder(specs)
+	for _, i := range order {
+		s, err := specs[i].effective(out)
+		if err != nil {
+			msgs[i] = "`" + s.name + "` input: " + err.Error()
+			continue
+		}
 		v, ok := given[s.name]
 		if !ok || v == nil {
 			if !s.hasDef {
-				errs = append(errs, "`"+s.name+"` input: required value has not been provided")
+				msgs[i] = "`" + s.name + "` input: required value has not been provided"
 				continue
 			}
 			out[s.name] = s.def
@@ -305,10 +540,16 @@ func resolveInputs(specs []inputSpec, given map[string]any) (map[string]any, []s
 		}
 		v = s.coerce(v)
 		if msg := s.check(v, "provided value"); msg != "" {
-			errs = append(errs, "`"+s.name+"` input: "+msg)
+			msgs[i] = "`" + s.name + "` input: " + msg
 			continue
 		}
 		out[s.name] = v
+	}
+	var errs []string
+	for _, m := range msgs {
+		if m != "" {
+			errs = append(errs, m)
+		}
 	}
 	return out, errs
 }

@@ -184,3 +184,94 @@ func TestLintInputs(t *testing.T) {
 		t.Fatalf("lint with inputs = %#v", res)
 	}
 }
+
+const rulesHeader = `spec:
+  inputs:
+    env:
+      options: [development, staging, production]
+      default: development
+    strategy:
+      options: [rolling, canary]
+      default: rolling
+    tier:
+      rules:
+        - if: $[[ inputs.env ]] == "development"
+          options: [small, medium]
+          default: small
+        - if: $[[ inputs.env ]] == "production" && $[[ inputs.strategy ]] == "canary"
+          options: [large, xlarge]
+          default: large
+        - if: $[[ inputs.env ]] == "production"
+          options: [large, xlarge]
+    replicas:
+      type: number
+      rules:
+        - if: $[[ inputs.tier ]] == "large" || $[[ inputs.tier ]] == "xlarge"
+          default: 3
+        - options: [1, 2]
+          default: 1
+---
+deploy:
+  script: echo $[[ inputs.env ]] $[[ inputs.strategy ]] $[[ inputs.tier ]] $[[ inputs.replicas ]]
+`
+
+func TestInputRules(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inputs map[string]any
+		want   string
+		err    string
+	}{
+		{"first rule default", nil, "echo development rolling small 1", ""},
+		{"first rule options", map[string]any{"tier": "medium"}, "echo development rolling medium 1", ""},
+		{"option outside the matched rule", map[string]any{"tier": "large"}, "", "`tier` input: `large` cannot be used because it is not in the list of allowed options"},
+		{"first matching rule wins", map[string]any{"env": "production", "strategy": "canary"}, "echo production canary large 3", ""},
+		{"matched rule without default is required", map[string]any{"env": "production"}, "", "`tier` input: required value has not been provided"},
+		{"matched rule without default given", map[string]any{"env": "production", "tier": "xlarge", "replicas": "7"}, "echo production rolling xlarge 7", ""},
+		{"fallback options", map[string]any{"replicas": 5}, "", "`replicas` input: `5` cannot be used because it is not in the list of allowed options"},
+		{"no rule matches: empty, any value", map[string]any{"env": "staging"}, "echo staging rolling  1", ""},
+		{"no rule matches: value given", map[string]any{"env": "staging", "tier": "huge"}, "echo staging rolling huge 1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(rulesHeader), Options{Inputs: tc.inputs})
+			if tc.err != "" {
+				var ie *InputError
+				if !errors.As(err, &ie) || !strings.Contains(ie.Error(), tc.err) {
+					t.Fatalf("err = %v, want input error %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Jobs[0].Script[0]; got != tc.want {
+				t.Fatalf("script = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInputRulesSpecErrors(t *testing.T) {
+	hdr := func(body string) string { return "spec:\n  inputs:\n    a:\n      default: x\n" + body + "---\nj:\n  script: x\n" }
+	for _, tc := range []struct{ name, src, want string }{
+		{"with options", hdr("    b:\n      options: [x]\n      rules:\n        - options: [x]\n"), "`b` input: these keys cannot be used together: rules, options"},
+		{"with default", hdr("    b:\n      default: x\n      rules:\n        - options: [x]\n"), "`b` input: these keys cannot be used together: rules, default"},
+		{"not an array", hdr("    b:\n      rules: x\n"), "`b` input: rules should be an array"},
+		{"unknown key", hdr("    b:\n      rules:\n        - when: never\n"), "`b` input: rule[0] config contains unknown keys: when"},
+		{"if alone", hdr("    b:\n      rules:\n        - if: $[[ inputs.a ]] == \"x\"\n"), "`b` input: rule[0] rule with 'if' must define 'options' or 'default'"},
+		{"fallback without options", hdr("    b:\n      rules:\n        - default: y\n"), "`b` input: rule[0] fallback rule must define 'options'"},
+		{"bad expression", hdr("    b:\n      rules:\n        - if: $[[ inputs.a ]] ==\n          default: y\n"), "`b` input: rule[0] if invalid expression syntax"},
+		{"default outside options", hdr("    b:\n      rules:\n        - if: $[[ inputs.a ]] == \"x\"\n          options: [p]\n          default: q\n"), "`b` input: rule[0] `q` cannot be used"},
+		{"options on boolean", hdr("    b:\n      type: boolean\n      rules:\n        - options: [true]\n"), "`b` input: rule[0] Options can only be used with string and number inputs"},
+		{"undefined input", hdr("    b:\n      rules:\n        - if: $[[ inputs.zz ]] == \"x\" || $[[ inputs.yy ]] == \"x\"\n          default: y\n"), "`b` input: rule[0] references undefined inputs: zz, yy"},
+		{"cycle", "spec:\n  inputs:\n    a:\n      rules:\n        - if: $[[ inputs.b ]] == \"x\"\n          default: y\n    b:\n      rules:\n        - if: $[[ inputs.a ]] == \"x\"\n          default: y\n---\nj:\n  script: x\n", "`a` input: circular dependency detected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.src), Options{})
+			var ce *Errors
+			if !errors.As(err, &ce) || !strings.Contains(ce.Error(), tc.want) {
+				t.Fatalf("err = %v, want config error %q", err, tc.want)
+			}
+		})
+	}
+}
