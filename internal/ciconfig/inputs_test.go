@@ -252,7 +252,9 @@ func TestInputRules(t *testing.T) {
 }
 
 func TestInputRulesSpecErrors(t *testing.T) {
-	hdr := func(body string) string { return "spec:\n  inputs:\n    a:\n      default: x\n" + body + "---\nj:\n  script: x\n" }
+	hdr := func(body string) string {
+		return "spec:\n  inputs:\n    a:\n      default: x\n" + body + "---\nj:\n  script: x\n"
+	}
 	for _, tc := range []struct{ name, src, want string }{
 		{"with options", hdr("    b:\n      options: [x]\n      rules:\n        - options: [x]\n"), "`b` input: these keys cannot be used together: rules, options"},
 		{"with default", hdr("    b:\n      default: x\n      rules:\n        - options: [x]\n"), "`b` input: these keys cannot be used together: rules, default"},
