@@ -114,6 +114,8 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	var cfg server.Config
 	fs.StringVar(&cfg.Listen, "listen", envOr("KILN_LISTEN", "127.0.0.1:8080"), "address to listen on (KILN_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("KILN_DATA_DIR", "./kiln-data"), "directory for repositories, the SQLite file, traces and artifacts (KILN_DATA_DIR)")
+	fs.StringVar(&cfg.RepositoriesDir, "repositories-dir", envOr("KILN_REPOSITORIES_DIR", ""), "directory for git repositories; replicas on one database share it (KILN_REPOSITORIES_DIR; default <data-dir>/repositories)")
+	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", envOr("KILN_SECRETS_KEY_FILE", ""), "file with the 64-hex-character key that seals CI/CD variables; replicas on one database use the same key (KILN_SECRETS_KEY_FILE; default <data-dir>/secrets.key, created on first start; KILN_SECRETS_KEY overrides)")
 	fs.StringVar(&cfg.Database, "database", envOr("KILN_DATABASE", ""), "database: empty for SQLite in the data dir, or a postgres:// URL (KILN_DATABASE)")
 	fs.StringVar(&cfg.ExternalURL, "external-url", envOr("KILN_EXTERNAL_URL", ""), "URL users and runners reach this server at (KILN_EXTERNAL_URL; default from --listen)")
 	fs.IntVar(&cfg.BuiltinRunners, "builtin-runners", envInt("KILN_BUILTIN_RUNNERS", runtime.NumCPU()), "runners started in-process, 0 to disable (KILN_BUILTIN_RUNNERS)")

@@ -10,6 +10,8 @@ package gitrepo
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -308,7 +311,20 @@ func (s *Store) lockWrite(names ...string) (unlock func()) {
 	for _, wl := range locks {
 		wl.mu.Lock()
 	}
+	// Then across processes: replicas sharing the repositories directory
+	// (a shared volume) serialize their writes to one repository too, so
+	// that a push's before/after ref snapshots see only its own changes.
+	var files []*os.File
+	for _, n := range uniq {
+		if f := s.lockFile(n); f != nil {
+			files = append(files, f)
+		}
+	}
 	return func() {
+		for i := len(files) - 1; i >= 0; i-- {
+			_ = syscall.Flock(int(files[i].Fd()), syscall.LOCK_UN)
+			files[i].Close()
+		}
 		for i := len(locks) - 1; i >= 0; i-- {
 			locks[i].mu.Unlock()
 		}
@@ -321,6 +337,38 @@ func (s *Store) lockWrite(names ...string) (unlock func()) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// lockFile takes an exclusive flock(2) on the repository's lock file
+// under <root>/.kiln/locks (named by a hash of the path, so it exists
+// before the repository does and outlives renames), blocking until other
+// processes release it. A file system without working locks logs a
+// warning and leaves only the in-process lock.
+func (s *Store) lockFile(repo string) *os.File {
+	sum := sha256.Sum256([]byte(repo))
+	dir := filepath.Join(s.root, stateDir, "locks")
+	path := filepath.Join(dir, hex.EncodeToString(sum[:16])+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		}
+	}
+	if err == nil {
+		for {
+			if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX); !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		s.log.Warn("gitrepo: no cross-process write lock; replicas sharing this directory may misattribute concurrent pushes", "repo", repo, "err", err)
+		return nil
+	}
+	return f
 }
 
 func containsString(xs []string, x string) bool {

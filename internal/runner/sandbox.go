@@ -71,6 +71,10 @@ func defaultSandboxMask() []string {
 	}
 }
 
+// DefaultSandboxMask is what a nil Mask means: the engine and session
+// sockets, and DOCKER_HOST's socket; add to it to mask more files.
+func DefaultSandboxMask() []string { return SandboxExecutor{}.mask() }
+
 // mask is the list of paths e hides besides Hide.
 func (e SandboxExecutor) mask() []string {
 	if e.Mask != nil {

@@ -31,10 +31,20 @@ import (
 
 // Config holds `kiln server` settings.
 type Config struct {
-	Listen      string
-	DataDir     string
-	Database    string // "" = SQLite file in DataDir
-	ExternalURL string // "" = derived from Listen
+	Listen   string
+	DataDir  string
+	Database string // "" = SQLite file in DataDir
+	// RepositoriesDir holds the git repositories ("" = <DataDir>/repositories).
+	// Replicas that share one database must share this directory (a
+	// shared volume); everything else in the data dir is per replica once
+	// logs and artifacts are in the object store.
+	RepositoriesDir string
+	// SecretsKeyFile holds the key that seals CI/CD variables ("" =
+	// <DataDir>/secrets.key, created on first start; KILN_SECRETS_KEY
+	// overrides both). Every replica must use the same key; a server whose
+	// key cannot open the database's key check refuses to start.
+	SecretsKeyFile string
+	ExternalURL    string // "" = derived from Listen
 	// BuiltinRunners is how many runners run in-process (-1: number of CPUs).
 	BuiltinRunners int
 	// BuiltinRunnersUnsafe runs built-in runners' jobs without the sandbox,
@@ -142,7 +152,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	repos, err := gitrepo.New(filepath.Join(cfg.DataDir, "repositories"), log)
+	if cfg.RepositoriesDir == "" {
+		cfg.RepositoriesDir = filepath.Join(cfg.DataDir, "repositories")
+	}
+	repos, err := gitrepo.New(cfg.RepositoriesDir, log)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -16,11 +17,14 @@ import (
 
 // wirePipelines builds the pipeline engine and creates pipelines on push.
 func (s *Server) wirePipelines(ctx context.Context) error {
-	key, err := secrets.LoadKey(os.Getenv("KILN_SECRETS_KEY"), s.cfg.DataDir)
+	key, err := secrets.LoadKeyFrom(os.Getenv("KILN_SECRETS_KEY"), s.cfg.SecretsKeyFile, s.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	if s.secrets, err = secrets.New(key); err != nil {
+		return err
+	}
+	if err := s.verifySecretsKey(ctx); err != nil {
 		return err
 	}
 	s.engine = &pipeline.Engine{Store: s.store, Access: s.access, Repos: s.repos, Secrets: s.secrets, ExternalURL: s.cfg.ExternalURL, Log: s.log}
@@ -30,6 +34,45 @@ func (s *Server) wirePipelines(ctx context.Context) error {
 	// bridges whose downstream finished): at start and every minute, one
 	// replica at a time.
 	return s.loops.Add(lifecycle.Loop{Name: "recovery", Every: recoveryEvery, Shared: true, Run: s.engine.Recover})
+}
+
+// secretsCheckSetting is the settings row holding the key check: a known
+// text sealed with the key of the first server that started on this
+// database.
+const secretsCheckSetting = "secrets_key_check"
+
+// verifySecretsKey refuses a secrets key that differs from the one the
+// database's values are sealed with (a replica started with its own data
+// dir and a freshly generated secrets.key, say): it would seal values the
+// other replicas cannot read and fail every job that needs an old one.
+// The first server to start records the check; replicas starting at once
+// agree on the first one written.
+func (s *Server) verifySecretsKey(ctx context.Context) error {
+	for range 2 {
+		stored, _, err := s.store.Setting(ctx, secretsCheckSetting)
+		if err != nil {
+			return err
+		}
+		var samples []string
+		if stored == "" {
+			if samples, err = s.store.SealedSamples(ctx); err != nil {
+				return err
+			}
+		}
+		check, err := s.secrets.Verify(stored, samples)
+		if errors.Is(err, secrets.ErrWrongKey) {
+			return fmt.Errorf("%w: every replica on one database must use the same secrets key: "+
+				"copy the first server's <data-dir>/secrets.key to --secrets-key-file (KILN_SECRETS_KEY_FILE) or set KILN_SECRETS_KEY on every replica", err)
+		}
+		if err != nil || check == "" {
+			return err
+		}
+		if err := s.store.Write(ctx, func(tx *store.Tx) error { return tx.AddSetting(ctx, secretsCheckSetting, check) }); err != nil {
+			return err
+		}
+		// Read back: another replica may have written its check first.
+	}
+	return nil
 }
 
 // recoveryEvery is the period of the recovery loop.

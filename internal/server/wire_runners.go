@@ -259,7 +259,20 @@ func (s *Server) builtinExecutor(ctx context.Context) (runner.Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ex := runner.SandboxExecutor{Hide: []string{dataDir}}
+	// The repositories and the secrets key may live outside the data dir
+	// (--repositories-dir, --secrets-key-file): hidden too.
+	hide := []string{dataDir}
+	if s.cfg.RepositoriesDir != "" {
+		if d, err := filepath.Abs(s.cfg.RepositoriesDir); err == nil {
+			hide = append(hide, d)
+		}
+	}
+	ex := runner.SandboxExecutor{Hide: hide}
+	if s.cfg.SecretsKeyFile != "" {
+		if f, err := filepath.Abs(s.cfg.SecretsKeyFile); err == nil {
+			ex.Mask = append(runner.DefaultSandboxMask(), f)
+		}
+	}
 	if err := ex.Check(ctx); err != nil {
 		s.log.Error("built-in runners cannot sandbox jobs", "err", err)
 		return nil, fmt.Errorf("built-in runners refuse to run jobs unsandboxed: %w; "+
@@ -267,7 +280,7 @@ func (s *Server) builtinExecutor(ctx context.Context) (runner.Executor, error) {
 			"or start with --builtin-runners=0 and use external runners, "+
 			"or accept that any job can read the data dir with --builtin-runners-unsafe (KILN_BUILTIN_RUNNERS_UNSAFE=1)", err)
 	}
-	s.log.Info("built-in runners run jobs in a sandbox", "executor", ex.Name(), "hidden", dataDir)
+	s.log.Info("built-in runners run jobs in a sandbox", "executor", ex.Name(), "hidden", hide)
 	return ex, nil
 }
 

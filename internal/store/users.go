@@ -227,6 +227,37 @@ func (t *Tx) PutSetting(ctx context.Context, key, value string) error {
 	return err
 }
 
+// AddSetting writes an instance setting unless it is already set; the
+// value already there wins (two replicas starting at once agree on one).
+func (t *Tx) AddSetting(ctx context.Context, key, value string) error {
+	_, err := t.Exec(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, value)
+	return err
+}
+
+// SealedSamples returns one encrypted value from each table that keeps
+// them (CI/CD variables, pipeline and schedule variables, webhook trigger
+// secrets), for checking a secrets key against data sealed before the
+// key check existed.
+func (s *Store) SealedSamples(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, q := range []string{
+		`SELECT value_enc FROM ci_variables ORDER BY id LIMIT 1`,
+		`SELECT value_enc FROM pipeline_variables ORDER BY pipeline_id LIMIT 1`,
+		`SELECT value_enc FROM pipeline_schedule_variables ORDER BY schedule_id LIMIT 1`,
+		`SELECT secret_enc FROM webhook_triggers ORDER BY id LIMIT 1`,
+	} {
+		var v string
+		switch err := s.queryRow(ctx, q).Scan(&v); {
+		case err == sql.ErrNoRows:
+		case err != nil:
+			return nil, err
+		case v != "":
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
 // UpdateUser writes a user's name, email and admin flag.
 func (t *Tx) UpdateUser(ctx context.Context, u *User) error {
 	res, err := t.Exec(ctx, `UPDATE users SET name = ?, email = ?, is_admin = ? WHERE id = ?`, u.Name, u.Email, u.IsAdmin, u.ID)
