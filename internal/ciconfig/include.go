@@ -25,6 +25,9 @@ type includeSpec struct {
 	location string
 	raw      any
 	rules    []Rule
+	// inputs are include:inputs, for the included file's spec:inputs.
+	inputs    map[string]any
+	hasInputs bool
 }
 
 func (in *includer) expand(m *mapping, depth int) (*mapping, error) {
@@ -104,6 +107,19 @@ func (in *includer) spec(it any) (includeSpec, error) {
 			fs, _ := scalarString(f)
 			s.location = loc + ":" + fs
 		}
+		if iv, ok := t.get("inputs"); ok {
+			im, isMap := iv.(*mapping)
+			if !isMap {
+				return includeSpec{}, newErrors("include:inputs config should be a hash")
+			}
+			if im.len() > MaxInputs {
+				return includeSpec{}, newErrors(fmt.Sprintf("include:inputs too many inputs: %d given, at most %d allowed", im.len(), MaxInputs))
+			}
+			s.inputs, s.hasInputs = make(map[string]any, im.len()), true
+			for _, k := range im.keys {
+				s.inputs[k] = im.vals[k]
+			}
+		}
 		if rv, ok := t.get("rules"); ok && rv != nil {
 			rules, msgs := parseRuleList(rv, "include:rules", ruleKindInclude)
 			if len(msgs) > 0 {
@@ -178,12 +194,16 @@ func (in *includer) load(s includeSpec, depth int) (*mapping, error) {
 	if in.seen == nil {
 		in.seen = map[string]bool{}
 	}
-	if in.seen[loc] {
+	key := loc
+	if s.hasInputs {
+		key += "\x00" + toJSON(s.inputs)
+	}
+	if in.seen[key] {
 		// GitLab deduplicates identical includes; including a file twice
-		// (or recursively) adds nothing new.
+		// (or recursively) with the same inputs adds nothing new.
 		return nil, nil
 	}
-	in.seen[loc] = true
+	in.seen[key] = true
 	in.count++
 	if in.count > in.opts.Limits.MaxIncludes {
 		return nil, newErrors(fmt.Sprintf("Maximum of %d nested includes are allowed!", in.opts.Limits.MaxIncludes))
@@ -201,6 +221,9 @@ func (in *includer) load(s includeSpec, depth int) (*mapping, error) {
 			return nil, err
 		}
 		return nil, newErrors(fmt.Sprintf("Included file `%s` does not have valid YAML syntax!", loc))
+	}
+	if m, err = includeInputs(loc, data, m, s.inputs, in.opts); err != nil {
+		return nil, err
 	}
 	return in.expand(m, depth+1)
 }

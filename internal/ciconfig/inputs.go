@@ -3,6 +3,7 @@ package ciconfig
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -737,6 +738,15 @@ func applyInputs(src []byte, root *mapping, opts Options) (*mapping, map[string]
 	if len(msgs) > 0 {
 		return nil, nil, &InputError{Messages: msgs}
 	}
+	out, errs := interpolate(root, values, opts)
+	if len(errs) > 0 {
+		return nil, nil, newErrors(errs...)
+	}
+	return out, values, nil
+}
+
+// interpolate replaces the `$[[ ]]` blocks of root with values.
+func interpolate(root *mapping, values map[string]any, opts Options) (*mapping, []string) {
 	ip := &interpolator{inputs: values, seen: map[string]bool{}, vars: func(s string) string {
 		if opts.Context == nil {
 			return s
@@ -744,8 +754,41 @@ func applyInputs(src []byte, root *mapping, opts Options) (*mapping, map[string]
 		return expandVars(s, opts.Context.lookup())
 	}}
 	out, _ := ip.value(root).(*mapping)
-	if len(ip.errs) > 0 {
-		return nil, nil, newErrors(ip.errs...)
+	return out, ip.errs
+}
+
+// includeInputs interpolates an included file with the inputs its
+// include: entry gives (include:inputs), validated against that file's
+// own header. The file's problems are configuration errors prefixed with
+// its location, as GitLab reports them (at most three, joined).
+func includeInputs(loc string, src []byte, root *mapping, given map[string]any, opts Options) (*mapping, error) {
+	fail := func(msgs []string) error {
+		if len(msgs) > 3 {
+			msgs = msgs[:3]
+		}
+		return newErrors("`" + loc + "`: " + strings.Join(msgs, ", "))
 	}
-	return out, values, nil
+	specs, hasHeader, err := headerInputs(src, opts.Limits)
+	if err != nil {
+		var ce *Errors
+		if errors.As(err, &ce) {
+			return nil, fail(ce.Messages)
+		}
+		return nil, err
+	}
+	if !hasHeader {
+		if len(given) > 0 {
+			return nil, fail([]string{"Given inputs not defined in the `spec` section of the included configuration file"})
+		}
+		return root, nil
+	}
+	values, msgs := resolveInputs(specs, given)
+	if len(msgs) > 0 {
+		return nil, fail(msgs)
+	}
+	out, errs := interpolate(root, values, opts)
+	if len(errs) > 0 {
+		return nil, fail(errs)
+	}
+	return out, nil
 }

@@ -277,3 +277,75 @@ func TestInputRulesSpecErrors(t *testing.T) {
 		})
 	}
 }
+
+const deployTemplate = `spec:
+  inputs:
+    stage:
+      default: test
+    env:
+      options: [staging, production]
+    replicas:
+      type: number
+      default: 1
+---
+"deploy-$[[ inputs.env ]]":
+  stage: $[[ inputs.stage ]]
+  parallel: $[[ inputs.replicas ]]
+  script: echo $[[ inputs.env ]]
+`
+
+func TestIncludeInputs(t *testing.T) {
+	files := mapFS{
+		"templates/deploy.yml": deployTemplate,
+		"templates/plain.yml":  "plain:\n  script: echo $[[ inputs.env ]]\n",
+	}
+	src := `stages: [test, deploy]
+include:
+  - local: templates/deploy.yml
+    inputs:
+      env: staging
+  - local: templates/deploy.yml
+    inputs:
+      env: production
+      stage: deploy
+      replicas: 2
+build:
+  script: echo $[[ inputs.env ]]
+`
+	cfg := mustParse(t, src, Options{Files: files})
+	got := map[string]string{}
+	for _, j := range cfg.Jobs {
+		got[j.Name] = j.Stage + ":" + strings.Join(j.Script, ";")
+	}
+	// The same file twice with other inputs is two includes; the including
+	// file's own `$[[ ]]` text is not interpolated (it has no header).
+	want := map[string]string{"deploy-staging 1/1": "test:echo staging", "deploy-production 1/2": "deploy:echo production", "deploy-production 2/2": "deploy:echo production", "build": "test:echo $[[ inputs.env ]]"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("jobs = %v, want %v", got, want)
+		}
+	}
+
+	for _, tc := range []struct{ name, src, want string }{
+		{"required", "include:\n  - local: templates/deploy.yml\n", "`templates/deploy.yml`: `env` input: required value has not been provided"},
+		{"option", "include:\n  - local: templates/deploy.yml\n    inputs:\n      env: prod\n", "`templates/deploy.yml`: `env` input: `prod` cannot be used because it is not in the list of allowed options"},
+		{"type", "include:\n  - local: templates/deploy.yml\n    inputs:\n      env: staging\n      replicas: many\n", "`templates/deploy.yml`: `replicas` input: provided value is not a number"},
+		{"unknown", "include:\n  - local: templates/deploy.yml\n    inputs:\n      env: staging\n      zone: eu\n", "`templates/deploy.yml`: unknown input arguments: zone"},
+		{"no header", "include:\n  - local: templates/plain.yml\n    inputs:\n      env: staging\n", "`templates/plain.yml`: Given inputs not defined in the `spec` section of the included configuration file"},
+		{"not a hash", "include:\n  - local: templates/deploy.yml\n    inputs: [env]\n", "include:inputs config should be a hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.src+"j:\n  script: x\n"), Options{Files: files})
+			var ce *Errors
+			if !errors.As(err, &ce) || !strings.Contains(ce.Error(), tc.want) {
+				t.Fatalf("err = %v, want config error %q", err, tc.want)
+			}
+		})
+	}
+	// The request's inputs belong to the top-level file only.
+	top := "spec:\n  inputs:\n    env:\n---\ninclude:\n  - local: templates/deploy.yml\n    inputs:\n      env: $[[ inputs.env ]]\nj:\n  script: echo top $[[ inputs.env ]]\n"
+	cfg = mustParse(t, top, Options{Files: files, Inputs: map[string]any{"env": "production"}})
+	if cfg.Jobs[0].Name != "deploy-production 1/1" || cfg.Jobs[1].Script[0] != "echo top production" {
+		t.Fatalf("jobs = %v %q", jobNames(cfg.Jobs), cfg.Jobs[1].Script)
+	}
+}

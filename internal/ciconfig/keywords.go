@@ -851,7 +851,25 @@ func parseTriggerInclude(v any, loc string, tr *Trigger) []string {
 			switch {
 			case t.has("local"):
 				s, _ := t.vals["local"].(string)
-				tr.Include = append(tr.Include, strings.TrimPrefix(s, "/"))
+				s = strings.TrimPrefix(s, "/")
+				tr.Include = append(tr.Include, s)
+				if in, ok := t.get("inputs"); ok {
+					im, isMap := in.(*mapping)
+					switch {
+					case !isMap:
+						msgs = append(msgs, loc+":inputs config should be a hash")
+					case im.len() > MaxInputs:
+						msgs = append(msgs, fmt.Sprintf("%s:inputs too many inputs: %d given, at most %d allowed", loc, im.len(), MaxInputs))
+					default:
+						if tr.IncludeInputs == nil {
+							tr.IncludeInputs = map[string]map[string]any{}
+						}
+						tr.IncludeInputs[s] = map[string]any{}
+						for _, k := range im.keys {
+							tr.IncludeInputs[s][k] = plain(im.vals[k])
+						}
+					}
+				}
 			case t.has("artifact"):
 				a, _ := t.vals["artifact"].(string)
 				j, _ := t.vals["job"].(string)

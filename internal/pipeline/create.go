@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,8 @@ type Request struct {
 	// ChildIncludes replaces the project's CI file with these local files
 	// (child pipelines from `trigger: include:`).
 	ChildIncludes []string
+	// ChildInputs are include:inputs for ChildIncludes' files, by file.
+	ChildInputs map[string]map[string]any
 	// InTx, when set, runs inside the transaction that inserts the pipeline,
 	// after its jobs: the trigger API records its delivery and the trigger's
 	// last use there, so that they share the pipeline's commit.
@@ -230,9 +233,17 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 		b.WriteString("include:\n")
 		for _, f := range req.ChildIncludes {
 			fmt.Fprintf(&b, "  - local: %q\n", f)
+			if in, ok := req.ChildInputs[f]; ok {
+				// JSON is YAML: the inputs keep their types.
+				js, err := json.Marshal(in)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(&b, "    inputs: %s\n", js)
+			}
 		}
 		src = []byte(b.String())
-		key = "child:" + sha + ":" + strings.Join(req.ChildIncludes, "\x00")
+		key = "child:" + sha + ":" + b.String()
 	} else if len(req.Inputs) > 0 {
 		// A config interpolated with a request's inputs is that request's
 		// alone: it is neither looked up in nor put into the cache.

@@ -154,6 +154,7 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 		// The parent's exact ref and commit: a short name could resolve to
 		// another ref than the parent's (a tag and a branch of one name).
 		req.Project, req.Ref, req.SHA, req.Source, req.ChildIncludes = p, pipeline.FullRef(up), up.SHA, "parent_pipeline", tr.Include
+		req.ChildInputs = tr.IncludeInputs
 	case tr.Project != "":
 		p, err := b.Store.ProjectByPath(ctx, tr.Project)
 		if errors.Is(err, store.ErrNotFound) {
