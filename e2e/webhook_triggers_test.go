@@ -45,6 +45,11 @@ type hookFixture struct {
 }
 
 func newHookFixture(t *testing.T, kind string) *hookFixture {
+	return newHookFixtureCI(t, kind, webhookCI)
+}
+
+// newHookFixtureCI is newHookFixture with another .gitlab-ci.yml.
+func newHookFixtureCI(t *testing.T, kind, ci string) *hookFixture {
 	s := newServer(t, kind)
 	s.start()
 	var group, proj map[string]any
@@ -54,7 +59,7 @@ func newHookFixture(t *testing.T, kind string) *hookFixture {
 	if code, _ := s.call("POST", "/api/v4/projects", url.Values{"name": {"App"}, "path": {"app"}, "namespace_id": {jsonID(group["id"])}}, &proj); code != 201 {
 		t.Fatalf("create project: %d %v", code, proj)
 	}
-	w := newWorkRepo(t, "master", map[string]string{".gitlab-ci.yml": webhookCI})
+	w := newWorkRepo(t, "master", map[string]string{".gitlab-ci.yml": ci})
 	git(t, w, "tag", "v1.0.0")
 	git(t, w, "push", "-q", s.authURL("hooks/app"), "master", "v1.0.0")
 	return &hookFixture{s: s, projectID: jsonID(proj["id"])}
@@ -109,8 +114,8 @@ func testWebhookTriggers(t *testing.T, kind string) {
 	var gh map[string]any
 	code, _ = s.call("POST", base, map[string]any{"description": "github pushes", "kind": "github", "secret": ghSecret,
 		"filter": "headers['x-github-event'] == 'push'", "ref": "payload.repository.default_branch",
-		"variables": map[string]any{"PUSHER": "payload.pusher.name", "BEFORE": "payload.before"},
-		"inputs":    map[string]any{"DELETED_REF": "payload.deleted ? payload.ref : ''"}}, &gh)
+		"variables": map[string]any{"PUSHER": "payload.pusher.name", "BEFORE": "payload.before",
+			"DELETED_REF": "payload.deleted ? payload.ref : ''"}}, &gh)
 	if code != 201 {
 		t.Fatalf("create github trigger: %d %v", code, gh)
 	}
@@ -167,7 +172,7 @@ func testWebhookTriggers(t *testing.T, kind string) {
 	}
 	vars := s.trigPipelineVars(f.projectID, first)
 	if vars["PUSHER"][0] != "Codertocat" || vars["BEFORE"][0] != "6113728f27ae82c7b1a177c8d03f9e96e0adf246" || vars["DELETED_REF"][0] != "refs/tags/simple-tag" {
-		t.Fatalf("mapped variables/inputs: %v", vars)
+		t.Fatalf("mapped variables: %v", vars)
 	}
 	if vars["TRIGGER_PAYLOAD"][1] != "file" {
 		t.Fatalf("TRIGGER_PAYLOAD: %v", vars["TRIGGER_PAYLOAD"])

@@ -118,13 +118,14 @@ func (s *WebhookService) Save(ctx context.Context, user *store.User, p *store.Pr
 	return x, "", nil
 }
 
-// Test evaluates a sample against x (nothing created or recorded).
-func (s *WebhookService) Test(x *store.WebhookTrigger, headers map[string]string, body string) map[string]any {
+// Test evaluates a sample against x of p and, when it would run, previews
+// the pipeline (nothing created or recorded).
+func (s *WebhookService) Test(ctx context.Context, p *store.Project, x *store.WebhookTrigger, headers map[string]string, body string) map[string]any {
 	in := webhook.Input{Headers: http.Header{}, Query: url.Values{}, Body: []byte(body)}
 	for k, v := range headers {
 		in.Headers.Set(k, v)
 	}
-	return s.h.testVerdict(x, in)
+	return s.h.testVerdict(ctx, p, x, in)
 }
 
 // URL is where a trigger receives requests.
@@ -480,6 +481,30 @@ func (h *webhooks) replayDelivery(ctx context.Context, user *store.User, p *stor
 	h.run(ctx, p, x, user, webhook.Input{Headers: hdr, Query: q, Body: d.Body}, nd, nil)
 }
 
+// webhookRequest is the pipeline a verdict asks for: the mapped ref and
+// sha, the mapped inputs for the ref's `spec:inputs` (typed, checked by
+// the engine), the mapped variables and TRIGGER_PAYLOAD.
+func webhookRequest(p *store.Project, user *store.User, vd webhook.Verdict, in webhook.Input) pipeline.Request {
+	preq := pipeline.Request{Project: p, Ref: vd.Ref, CommitSHA: vd.SHA, Source: "trigger", User: user, IgnoreSkipCI: true}
+	if len(vd.Inputs) > 0 {
+		preq.Inputs = vd.Inputs
+	}
+	for _, name := range slices.Sorted(maps.Keys(vd.Variables)) {
+		preq.Variables = append(preq.Variables, pipeline.Var{Key: name, Value: vd.Variables[name]})
+	}
+	preq.Variables = append(preq.Variables, pipeline.Var{Key: "TRIGGER_PAYLOAD", Value: string(in.Body), File: true, Raw: true})
+	return preq
+}
+
+// createReason is a creation refusal in the deliveries log: GitLab's
+// messages (for inputs, each names the input and the rule).
+func createReason(ce *pipeline.CreateError) string {
+	if ce.Inputs() {
+		return "inputs: " + ce.Error()
+	}
+	return ce.Error()
+}
+
 // Replay runs delivery d of x again as user (see the replay endpoint);
 // a delivery whose body was cut is refused with a message.
 func (s *WebhookService) Replay(ctx context.Context, user *store.User, p *store.Project, x *store.WebhookTrigger, d *store.WebhookDelivery, ip string) (*store.WebhookDelivery, string) {
@@ -495,7 +520,7 @@ func (s *WebhookService) Replay(ctx context.Context, user *store.User, p *store.
 // test evaluates a sample request against the trigger and answers the
 // verdict; nothing is created or recorded.
 func (h *webhooks) test(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
-	_, x, err := h.trigger(r, c)
+	p, x, err := h.trigger(r, c)
 	if err != nil {
 		return err
 	}
@@ -536,12 +561,16 @@ func (h *webhooks) test(w http.ResponseWriter, r *http.Request, c *reqCtx) error
 	default:
 		return errParam("body is invalid")
 	}
-	writeJSON(w, http.StatusOK, h.testVerdict(x, in))
+	writeJSON(w, http.StatusOK, h.testVerdict(c.ctx, p, x, in))
 	return nil
 }
 
-// testVerdict is the test endpoint's answer for in.
-func (h *webhooks) testVerdict(x *store.WebhookTrigger, in webhook.Input) map[string]any {
+// testVerdict is the test endpoint's answer for in: the signature, the
+// verdict and, when the filter passes and the mapping succeeds, the
+// engine's preview of the pipeline (the trigger API's dry_run shape), as
+// the trigger's owner, with Create's checks (inputs against the ref's
+// spec:inputs, access, the configuration). Nothing is created or recorded.
+func (h *webhooks) testVerdict(ctx context.Context, p *store.Project, x *store.WebhookTrigger, in webhook.Input) map[string]any {
 	out := map[string]any{"signature": "not checked (no signature header in the sample)"}
 	sg := h.signer(x)
 	if name, _ := sg.Sign(nil); in.Headers.Get(name) != "" {
@@ -560,6 +589,33 @@ func (h *webhooks) testVerdict(x *store.WebhookTrigger, in webhook.Input) map[st
 	out["verdict"] = vd
 	out["would_create"] = vd.Run
 	out["delivery_id"] = webhook.DeliveryID(in.Headers)
+	if !vd.Run {
+		return out
+	}
+	refuse := func(reason string) map[string]any {
+		out["would_create"], out["reason"] = false, reason
+		return out
+	}
+	if vd.SHA != "" && !pipeline.ValidSHA(vd.SHA) {
+		return refuse("sha: " + strconv.Quote(vd.SHA) + " is not a full commit SHA")
+	}
+	owner, err := h.Store.UserByID(ctx, x.OwnerID)
+	if err != nil || owner.State != "active" {
+		return refuse("trigger owner is no longer active: " + msgInsufficient)
+	}
+	pv, err := h.Engine.Preview(ctx, webhookRequest(p, owner, vd, in))
+	if err != nil {
+		var ce *pipeline.CreateError
+		if errors.As(err, &ce) {
+			return refuse(createReason(ce))
+		}
+		if errors.Is(err, pipeline.ErrSkipped) {
+			return refuse("Pipeline skipped")
+		}
+		h.Log.Error("webhook test preview failed", "project", p.FullPath, "err", err)
+		return refuse("internal error previewing the pipeline")
+	}
+	out["preview"] = PreviewJSON(pv)
 	return out
 }
 
@@ -722,13 +778,7 @@ func (h *webhooks) run(ctx context.Context, p *store.Project, x *store.WebhookTr
 			return fail(http.StatusTooManyRequests, "refused", msgRateLimited)
 		}
 	}
-	preq := pipeline.Request{Project: p, Ref: vd.Ref, CommitSHA: vd.SHA, Source: "trigger", User: user, IgnoreSkipCI: true}
-	for _, m := range []map[string]string{vd.Inputs, vd.Variables} {
-		for _, name := range slices.Sorted(maps.Keys(m)) {
-			preq.Variables = append(preq.Variables, pipeline.Var{Key: name, Value: m[name]})
-		}
-	}
-	preq.Variables = append(preq.Variables, pipeline.Var{Key: "TRIGGER_PAYLOAD", Value: string(in.Body), File: true, Raw: true})
+	preq := webhookRequest(p, user, vd, in)
 	preq.InTx = func(ctx context.Context, tx *store.Tx, pl *store.Pipeline) error {
 		d.StatusCode, d.Result, d.PipelineID, d.Reason = http.StatusCreated, "created", pl.ID, ""
 		if err := tx.InsertWebhookDelivery(ctx, d); err != nil {
@@ -741,7 +791,7 @@ func (h *webhooks) run(ctx context.Context, p *store.Project, x *store.WebhookTr
 		d.ID, d.PipelineID = 0, 0
 		var ce *pipeline.CreateError
 		if errors.As(err, &ce) {
-			return fail(http.StatusBadRequest, "refused", ce.Error())
+			return fail(http.StatusBadRequest, "refused", createReason(ce))
 		}
 		if errors.Is(err, store.ErrConflict) {
 			d.StatusCode, d.Result, d.Reason = http.StatusConflict, "error", "concurrent redelivery"

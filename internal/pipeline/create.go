@@ -137,6 +137,10 @@ func pushInputs(opts []string) map[string]any {
 
 func (e *CreateError) Error() string { return strings.Join(e.Messages, "; ") }
 
+// Inputs reports whether the refusal is of the request's `spec: inputs:`
+// values.
+func (e *CreateError) Inputs() bool { return e.inputs }
+
 func refusal(msg ...string) error { return &CreateError{Messages: msg} }
 
 // ErrSkipped reports that a push asked not to run CI ([ci skip]).

@@ -209,7 +209,7 @@ func (w *Web) testWebhook(q *req, x *store.WebhookTrigger) {
 		}
 	}
 	body := q.r.PostForm.Get("body")
-	res := w.Webhooks.Test(x, heads, body)
+	res := w.Webhooks.Test(q.ctx, q.project, x, heads, body)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	cards, err := w.webhookCards(q)
 	if err != nil {

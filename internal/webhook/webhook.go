@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"hash"
 	"maps"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 )
 
 // Kinds of senders.
@@ -232,7 +235,10 @@ type Spec struct {
 	Ref       string            // string, required
 	SHA       string            // string; empty: the ref's tip
 	Variables map[string]string // name -> string expression
-	Inputs    map[string]string // name -> string expression
+	// Inputs are name -> expression for the ref's `spec:inputs`; an
+	// expression keeps its type (string, number, bool or list), which the
+	// configuration's spec then checks.
+	Inputs map[string]string
 }
 
 // ExprError is an expression that does not compile or type-check.
@@ -278,7 +284,7 @@ func Compile(s Spec) (*Program, error) {
 		return nil, err
 	}
 	p := &Program{vars: map[string]cel.Program{}, inputs: map[string]cel.Program{}}
-	one := func(field, src string, want *cel.Type) (cel.Program, error) {
+	one := func(field, src string, want ...*cel.Type) (cel.Program, error) {
 		if len(src) > MaxExpr {
 			return nil, &ExprError{Field: field, Line: 1, Column: 1, Msg: fmt.Sprintf("expression longer than %d characters", MaxExpr)}
 		}
@@ -291,8 +297,15 @@ func Compile(s Spec) (*Program, error) {
 			}
 			return nil, e
 		}
-		if t := ast.OutputType(); !t.IsExactType(want) && !t.IsExactType(cel.DynType) {
-			return nil, &ExprError{Field: field, Line: 1, Column: 1, Msg: fmt.Sprintf("expression must be a %s, not %s", want, t)}
+		t := ast.OutputType()
+		ok := t.IsExactType(cel.DynType)
+		var names []string
+		for _, w := range want {
+			ok = ok || t.IsExactType(w) || w.Kind() == types.ListKind && t.Kind() == types.ListKind
+			names = append(names, w.String())
+		}
+		if !ok {
+			return nil, &ExprError{Field: field, Line: 1, Column: 1, Msg: fmt.Sprintf("expression must be a %s, not %s", strings.Join(names, " or "), t)}
 		}
 		return env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(100))
 	}
@@ -317,7 +330,9 @@ func Compile(s Spec) (*Program, error) {
 		field string
 		src   map[string]string
 		dst   map[string]cel.Program
-	}{{"variables", s.Variables, p.vars}, {"inputs", s.Inputs, p.inputs}} {
+		types []*cel.Type
+	}{{"variables", s.Variables, p.vars, []*cel.Type{cel.StringType}},
+		{"inputs", s.Inputs, p.inputs, inputTypes}} {
 		if len(m.src) > 100 {
 			return nil, &ExprError{Field: m.field, Line: 1, Column: 1, Msg: "at most 100 entries"}
 		}
@@ -325,13 +340,17 @@ func Compile(s Spec) (*Program, error) {
 			if !varName.MatchString(k) {
 				return nil, &ExprError{Field: m.field + "." + k, Line: 1, Column: 1, Msg: "name must be letters, digits and _"}
 			}
-			if m.dst[k], err = one(m.field+"."+k, m.src[k], cel.StringType); err != nil {
+			if m.dst[k], err = one(m.field+"."+k, m.src[k], m.types...); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return p, nil
 }
+
+// inputTypes are the CEL types an input expression may have: those of
+// `spec:inputs` (string, number, boolean, array).
+var inputTypes = []*cel.Type{cel.StringType, cel.IntType, cel.UintType, cel.DoubleType, cel.BoolType, cel.ListType(cel.DynType)}
 
 // Input is what the expressions see.
 type Input struct {
@@ -349,7 +368,9 @@ type Verdict struct {
 	Ref       string            `json:"ref,omitempty"`
 	SHA       string            `json:"sha,omitempty"`
 	Variables map[string]string `json:"variables,omitempty"`
-	Inputs    map[string]string `json:"inputs,omitempty"`
+	// Inputs keep their CEL types as Go values: string, int64, float64,
+	// bool, []any (nil for a null: the input's default applies).
+	Inputs map[string]any `json:"inputs,omitempty"`
 }
 
 // Activation builds the expressions' variables: headers by lower-case name
@@ -414,25 +435,89 @@ func (p *Program) Evaluate(in Input) Verdict {
 			return Verdict{Reason: err.Error()}
 		}
 	}
-	for _, m := range []struct {
-		field string
-		src   map[string]cel.Program
-		dst   *map[string]string
-	}{{"variables", p.vars, &vd.Variables}, {"inputs", p.inputs, &vd.Inputs}} {
-		if len(m.src) == 0 {
-			continue
-		}
-		*m.dst = map[string]string{}
-		for k, prg := range m.src {
-			s, err := str(m.field+"."+k, prg)
+	if len(p.vars) > 0 {
+		vd.Variables = map[string]string{}
+		for k, prg := range p.vars {
+			s, err := str("variables."+k, prg)
 			if err != nil {
 				return Verdict{Reason: err.Error()}
 			}
-			(*m.dst)[k] = s
+			vd.Variables[k] = s
+		}
+	}
+	if len(p.inputs) > 0 {
+		vd.Inputs = map[string]any{}
+		for k, prg := range p.inputs {
+			v, _, err := prg.Eval(act)
+			if err != nil {
+				return Verdict{Reason: fmt.Sprintf("inputs.%s: %v", k, err)}
+			}
+			x, err := native(v)
+			if err != nil {
+				return Verdict{Reason: fmt.Sprintf("inputs.%s: %v", k, err)}
+			}
+			vd.Inputs[k] = x
 		}
 	}
 	vd.Run = true
 	return vd
+}
+
+// maxInputList bounds an input list's length (and a nested list's).
+const maxInputList = 1000
+
+// native turns an input expression's value into what `spec:inputs`
+// checks: string, int64, float64, bool, []any, nil (a JSON object inside a
+// list stays a map[string]any).
+func native(v ref.Val) (any, error) {
+	switch x := v.(type) {
+	case types.String:
+		return string(x), nil
+	case types.Int:
+		return int64(x), nil
+	case types.Uint:
+		if uint64(x) > math.MaxInt64 {
+			return nil, fmt.Errorf("%d is too large", uint64(x))
+		}
+		return int64(x), nil
+	case types.Double:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("%v is not a number", float64(x))
+		}
+		return float64(x), nil
+	case types.Bool:
+		return bool(x), nil
+	case traits.Lister:
+		n, ok := x.Size().(types.Int)
+		if !ok || n > maxInputList {
+			return nil, fmt.Errorf("a list of more than %d entries", maxInputList)
+		}
+		out := make([]any, 0, int(n))
+		for i := types.Int(0); i < n; i++ {
+			e, err := jsonNative(x.Get(i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	if v == types.NullValue {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("result is %s, not a string, number, boolean or list", v.Type())
+}
+
+// jsonNative converts a list element: any JSON value.
+func jsonNative(v ref.Val) (any, error) {
+	if m, ok := v.(traits.Mapper); ok {
+		out, err := m.ConvertToNative(reflect.TypeFor[map[string]any]())
+		if err != nil {
+			return nil, fmt.Errorf("a list element is not a JSON object: %v", err)
+		}
+		return out, nil
+	}
+	return native(v)
 }
 
 func asString(field string, v ref.Val) (string, error) {

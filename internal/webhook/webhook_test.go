@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,9 @@ func TestCompileErrors(t *testing.T) {
 		{Spec{Ref: "'x'", SHA: "payload.\n  )"}, "sha", 2, 3},
 		{Spec{Ref: "'x'", Variables: map[string]string{"A": "nope"}}, "variables.A", 1, 1},
 		{Spec{Ref: "'x'", Inputs: map[string]string{"bad name": "'x'"}}, "inputs.bad name", 1, 1},
+		// Inputs are strings, numbers, booleans or lists; not maps.
+		{Spec{Ref: "'x'", Inputs: map[string]string{"m": "{'a': 1}"}}, "inputs.m", 1, 1},
+		{Spec{Ref: "'x'", Variables: map[string]string{"N": "1"}}, "variables.N", 1, 1},
 	} {
 		_, err := Compile(tc.spec)
 		ee, ok := err.(*ExprError)
@@ -97,6 +101,57 @@ func TestEvaluate(t *testing.T) {
 	vd = heavy.Evaluate(Input{Body: []byte(`{}`)})
 	if vd.Run || !strings.Contains(vd.Reason, "cost") {
 		t.Fatalf("cost limit: %+v", vd)
+	}
+}
+
+// TestEvaluateTypedInputs: an input keeps its expression's type (string,
+// number, bool, list); a null leaves the input to its default; a map is
+// refused at evaluation.
+func TestEvaluateTypedInputs(t *testing.T) {
+	body := []byte(`{"n":3,"f":1.5,"ok":true,"tags":["a","b"],"objs":[{"k":1}],"s":"x","nothing":null,"obj":{"a":1}}`)
+	for _, tc := range []struct {
+		expr    string
+		want    any
+		errHas  string
+		compile string
+	}{
+		{expr: "payload.s", want: "x"},
+		{expr: "payload.n", want: float64(3)},
+		{expr: "int(payload.n) + 1", want: int64(4)},
+		{expr: "2u", want: int64(2)},
+		{expr: "payload.f", want: 1.5},
+		{expr: "payload.ok", want: true},
+		{expr: "!payload.ok", want: false},
+		{expr: "payload.tags", want: []any{"a", "b"}},
+		{expr: "[1, 'two', true]", want: []any{int64(1), "two", true}},
+		{expr: "payload.objs", want: []any{map[string]any{"k": float64(1)}}},
+		{expr: "payload.nothing", want: nil},
+		{expr: "payload.obj", errHas: "not a string, number, boolean or list"},
+		{expr: "payload.missing", errHas: "inputs.I"},
+		{expr: "{'a': 1}", compile: "must be a"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			p, err := Compile(Spec{Ref: "'main'", Inputs: map[string]string{"I": tc.expr}})
+			if tc.compile != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.compile) {
+					t.Fatalf("Compile: %v, want %q", err, tc.compile)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			vd := p.Evaluate(Input{Body: body})
+			if tc.errHas != "" {
+				if vd.Run || !strings.Contains(vd.Reason, tc.errHas) {
+					t.Fatalf("verdict %+v, want a refusal with %q", vd, tc.errHas)
+				}
+				return
+			}
+			if !vd.Run || !reflect.DeepEqual(vd.Inputs["I"], tc.want) {
+				t.Fatalf("inputs = %#v (%T), want %#v", vd.Inputs["I"], vd.Inputs["I"], tc.want)
+			}
+		})
 	}
 }
 
