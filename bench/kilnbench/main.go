@@ -10,6 +10,7 @@
 //	go run ./bench/kilnbench -scenario scale -pipelines 100000 -jobs-per 5
 //	go run ./bench/kilnbench -scenario logs -log-mb 200
 //	go run ./bench/kilnbench -scenario hostile -db sqlite,postgres
+//	go run ./bench/kilnbench -scenario replicas -db postgres
 package main
 
 import (
@@ -40,7 +41,7 @@ package:
 `
 
 func main() {
-	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs, hostile or all")
+	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs, hostile, replicas (PostgreSQL) or all")
 	dbs := flag.String("db", "sqlite", "comma-separated: sqlite, postgres")
 	pg := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN for -db postgres")
 	conc := flag.String("concurrency", "1,8,32,128", "client concurrency levels for throughput")
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&profileTo, "profile", "", "write a server CPU profile of the busiest throughput step to FILE.<db>")
 	attackFor := flag.Duration("attack-for", 10*time.Second, "hostile: how long each attack runs")
 	prebuilt := flag.String("kiln-bin", "", "use this kiln binary instead of building ./cmd/kiln (e.g. an older build, for before/after)")
+	burst := flag.Int("burst", 60, "replicas: pipelines triggered at once for the trigger → success burst")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, server logs) and print its path")
 	flag.Parse()
 
@@ -91,6 +93,11 @@ func main() {
 			logs(bin, work, db, dsn, *logMB)
 		case "hostile":
 			hostile(bin, work, db, dsn, *attackFor)
+		case "replicas":
+			if db != "postgres" {
+				check(fmt.Errorf("-scenario replicas needs -db postgres"))
+			}
+			replicas(bin, work, *pg, parseInts(*conc), *dur, *runs, *n, *burst)
 		case "all":
 			throughput(bin, work, db, dsn, parseInts(*conc), *dur, *runs)
 			latency(bin, work, db, freshIf(db, *pg), *n)

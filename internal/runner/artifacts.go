@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/runner/client"
 )
 
@@ -207,9 +209,14 @@ func (j *jobRun) hasCache(restore bool) bool {
 	return false
 }
 
-// cacheFile maps a cache key to its archive. Keys may contain "/", so each
-// key is escaped into a single directory name.
-func (j *jobRun) cacheFile(key string) (string, bool) {
+// cacheName maps a cache key to its archive's name below the cache root,
+// "<project path>/<escaped key>/cache.zip": keys may contain "/", so each
+// key is escaped into a single path segment. The same name is the file
+// below CacheDir (local caches) and the object key below "cache/" (a
+// shared Cache store), so runners sharing a store share caches by key;
+// the server's -protected/-non_protected suffix (package access decides
+// it) keeps the two kinds of refs apart in both.
+func (j *jobRun) cacheName(key string) (string, bool) {
 	key = expandVars(key, j.lookupVar)
 	if key == "" {
 		key = "default"
@@ -218,10 +225,88 @@ func (j *jobRun) cacheFile(key string) (string, bool) {
 	if esc == "." || esc == ".." {
 		return "", false
 	}
-	return filepath.Join(j.r.cfg.CacheDir, filepath.FromSlash(projectPath(j.job)), esc, "cache.zip"), true
+	return projectPath(j.job) + "/" + esc + "/cache.zip", true
 }
 
-func (j *jobRun) restoreCache() {
+// cacheFile is the local archive of a cache key.
+func (j *jobRun) cacheFile(key string) (string, bool) {
+	name, ok := j.cacheName(key)
+	if !ok {
+		return "", false
+	}
+	return filepath.Join(j.r.cfg.CacheDir, filepath.FromSlash(name)), true
+}
+
+// cacheObject is the shared store's key of a cache key's archive.
+func (j *jobRun) cacheObject(key string) (string, bool) {
+	name, ok := j.cacheName(key)
+	if !ok || blob.ValidKey("cache/"+name) != nil {
+		return "", false
+	}
+	return "cache/" + name, true
+}
+
+// cacheTimeout bounds one cache download or upload to the shared store
+// (a stalled object store costs a warning, not a hung job).
+func (j *jobRun) cacheTimeout() time.Duration {
+	if d := j.r.cfg.CacheTimeout; d > 0 {
+		return d
+	}
+	return 10 * time.Minute
+}
+
+// openCache finds a cache key's archive: the local file, or (with a shared
+// Cache store) the object downloaded to a temporary file that cleanup
+// removes. found is false when there is no such cache.
+func (j *jobRun) openCache(ctx context.Context, key string) (file string, cleanup func(), found bool, err error) {
+	if j.r.cfg.Cache == nil {
+		file, ok := j.cacheFile(key)
+		if !ok {
+			return "", nil, false, nil
+		}
+		if _, err := os.Stat(file); err != nil {
+			return "", nil, false, nil
+		}
+		return file, func() {}, true, nil
+	}
+	obj, ok := j.cacheObject(key)
+	if !ok {
+		return "", nil, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, j.cacheTimeout())
+	defer cancel()
+	rc, _, err := j.r.cfg.Cache.Get(ctx, obj)
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	defer rc.Close()
+	if err := os.MkdirAll(j.r.cfg.CacheDir, 0o755); err != nil {
+		return "", nil, false, err
+	}
+	f, err := os.CreateTemp(j.r.cfg.CacheDir, "download-*.zip")
+	if err != nil {
+		return "", nil, false, err
+	}
+	cleanup = func() { os.Remove(f.Name()) }
+	_, err = io.Copy(f, rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, false, err
+	}
+	return f.Name(), cleanup, true, nil
+}
+
+func (j *jobRun) restoreCache(ctx context.Context) {
+	where := "locally"
+	if j.r.cfg.Cache != nil {
+		where = "in the shared cache"
+	}
 	for _, c := range j.job.Cache {
 		if c.Policy == client.CachePolicyPush || (len(c.Paths) == 0 && !c.Untracked) {
 			continue
@@ -229,15 +314,18 @@ func (j *jobRun) restoreCache() {
 		keys := append([]string{c.Key}, c.FallbackKeys...)
 		restored := false
 		for _, k := range keys {
-			file, ok := j.cacheFile(k)
-			if !ok {
+			file, cleanup, found, err := j.openCache(ctx, k)
+			if err != nil {
+				fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Failed to download cache %s: %v\x1b[0;m\n", k, err)
 				continue
 			}
-			if _, err := os.Stat(file); err != nil {
+			if !found {
 				continue
 			}
 			fmt.Fprintf(j.trace, "Checking cache for %s...\n", k)
-			if err := extractZip(file, j.projectDir); err != nil {
+			err = extractZip(file, j.projectDir)
+			cleanup()
+			if err != nil {
 				fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Failed to extract cache: %v\x1b[0;m\n", err)
 				continue
 			}
@@ -246,7 +334,7 @@ func (j *jobRun) restoreCache() {
 			break
 		}
 		if !restored {
-			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Cache %s not found locally\x1b[0;m\n", c.Key)
+			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Cache %s not found %s\x1b[0;m\n", c.Key, where)
 		}
 	}
 }
@@ -257,7 +345,8 @@ func (j *jobRun) saveCache(ctx context.Context, success bool) {
 			continue
 		}
 		file, ok := j.cacheFile(c.Key)
-		if !ok {
+		obj, objOK := j.cacheObject(c.Key)
+		if !ok || (j.r.cfg.Cache != nil && !objOK) {
 			continue
 		}
 		files, err := j.collect(ctx, c.Paths, nil, c.Untracked)
@@ -269,15 +358,18 @@ func (j *jobRun) saveCache(ctx context.Context, success bool) {
 			err = os.MkdirAll(filepath.Dir(file), 0o755)
 		}
 		if err == nil {
-			// Written aside and renamed, so concurrent jobs never read a
-			// half-written cache.
+			// Written aside and renamed (or uploaded), so concurrent jobs
+			// never read a half-written cache.
 			var f *os.File
 			if f, err = os.CreateTemp(filepath.Dir(file), "cache-*.tmp"); err == nil {
 				err = writeZip(f, j.projectDir, files)
 				if cerr := f.Close(); err == nil {
 					err = cerr
 				}
-				if err == nil {
+				if err == nil && j.r.cfg.Cache != nil {
+					err = j.uploadCache(ctx, obj, f.Name())
+					os.Remove(f.Name())
+				} else if err == nil {
 					err = os.Rename(f.Name(), file)
 				}
 				if err != nil {
@@ -289,8 +381,28 @@ func (j *jobRun) saveCache(ctx context.Context, success bool) {
 			fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Failed to create cache: %v\x1b[0;m\n", err)
 			continue
 		}
-		fmt.Fprintf(j.trace, "Creating cache %s...\n%d files and directories\nCreated cache\n", c.Key, len(files))
+		fmt.Fprintf(j.trace, "Creating cache %s...\n%d files and directories\n", c.Key, len(files))
+		if j.r.cfg.Cache != nil {
+			fmt.Fprintf(j.trace, "Uploaded cache to the shared cache\n")
+		}
+		fmt.Fprintf(j.trace, "Created cache\n")
 	}
+}
+
+// uploadCache streams a finished archive to the shared store.
+func (j *jobRun) uploadCache(ctx context.Context, obj, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, j.cacheTimeout())
+	defer cancel()
+	return j.r.cfg.Cache.Put(ctx, obj, f, fi.Size())
 }
 
 // readInRoot reads rel below root, following symlinks only while they stay

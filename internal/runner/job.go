@@ -434,7 +434,7 @@ func (j *jobRun) execute(jobCtx, hardCtx context.Context) outcome {
 	}
 	if err == nil && j.hasCache(true) {
 		err = j.attemptStage(jobCtx, "restore_cache", "Restoring cache", attempts.restoreCache,
-			func() error { j.restoreCache(); return j.sess.Adopt(j.projectDir) })
+			func() error { j.restoreCache(jobCtx); return j.sess.Adopt(j.projectDir) })
 	}
 	if err == nil {
 		err = checkAttempts("download_artifacts", attempts.artifactDownload)

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/runner/client"
 )
 
@@ -54,7 +55,15 @@ type Config struct {
 	// BuildsDir holds one checkout per worker and project; default "builds".
 	BuildsDir string
 	// CacheDir holds job caches by project and key; default "cache".
+	// With Cache set it only holds archives on their way to and from it.
 	CacheDir string
+	// Cache, when set, keeps job caches in a shared store (an S3 bucket)
+	// under "cache/<project path>/<key>/cache.zip" instead of CacheDir, so
+	// that runners on different machines share them.
+	Cache blob.Store
+	// CacheTimeout bounds one cache download or upload to Cache
+	// (default 10 minutes); a failure is a warning in the job log.
+	CacheTimeout time.Duration
 	// Shell is the bash-compatible shell scripts run in; default "bash".
 	Shell string
 	// Executor runs the job's processes; default ShellExecutor (on the
