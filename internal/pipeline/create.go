@@ -555,7 +555,7 @@ func (e *Engine) create(ctx context.Context, req Request, preview *Preview) (*st
 		fillPreview(preview, pl, req, cfg, plan)
 		return nil, nil
 	}
-	if pl.IID, err = e.Store.ReserveIID(ctx, p.ID); err != nil {
+	if pl.ID, pl.IID, err = e.Store.ReserveIID(ctx, p.ID); err != nil {
 		return nil, err
 	}
 	err = e.Store.Write(ctx, func(tx *store.Tx) error {

@@ -50,7 +50,6 @@ type Store struct {
 	// as do write transactions (wcache). PostgreSQL's driver caches its own.
 	rq             Querier
 	rcache, wcache *stmtCache
-	iids           iidAllocator
 }
 
 // Options tune Open.

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// replicas starts kind's server and, on PostgreSQL, a second replica on the
+// same database and data dir (as TestScaleOut does). On SQLite, which one
+// process serves, the one server is returned twice.
+func replicas(t *testing.T, kind string, extra ...string) (a, b *server) {
+	t.Helper()
+	a = newServer(t, kind, extra...)
+	a.start()
+	if kind != "postgres" {
+		return a, a
+	}
+	b = &server{t: t, DataDir: a.DataDir, DB: a.DB, Extra: a.Extra, Env: a.Env}
+	b.addr = freeAddr(t)
+	b.URL = "http://" + b.addr
+	b.start()
+	return a, b
+}
+
+// replicaProject makes a project with a one-job CI file and a trigger token
+// (with rateLimit, 0 for none), through a.
+func replicaProject(t *testing.T, a *server, path string, rateLimit int) (pid, token string) {
+	t.Helper()
+	pid = newCIProject(t, a, path)
+	pushBranch(t, a, "root/"+path, "main", map[string]string{".gitlab-ci.yml": "job:\n  script: [\"true\"]\n"})
+	var tr map[string]any
+	if code, _ := a.call("POST", "/api/v4/projects/"+pid+"/triggers", map[string]any{"description": "replicas", "rate_limit": rateLimit}, &tr); code != 201 {
+		t.Fatalf("create trigger: %d %v", code, tr)
+	}
+	return pid, tr["token"].(string)
+}
+
+// TestPipelineIIDsAcrossReplicas: many concurrent triggers to one project,
+// split across two replicas on one PostgreSQL database (on SQLite, one
+// server): the pipelines' iids are unique and, sorted by id (creation
+// order), strictly increasing. Before, each PostgreSQL replica reserved
+// blocks of 64 iids, so iids interleaved across replicas.
+func TestPipelineIIDsAcrossReplicas(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			a, b := replicas(t, kind, "--builtin-runners", "0")
+			pid, token := replicaProject(t, a, "iids", 0)
+			const clients, each = 8, 20
+			var wg sync.WaitGroup
+			for c := range clients {
+				s := []*server{a, b}[c%2]
+				wg.Go(func() {
+					for range each {
+						trigForm(t, s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline", "token", token, "ref", "main").want(t, 201, "trigger")
+					}
+				})
+			}
+			wg.Wait()
+			type pl struct{ id, iid int64 }
+			var all []pl
+			for page := 1; ; page++ {
+				var got []map[string]any
+				if code, _ := b.call("GET", "/api/v4/projects/"+pid+"/pipelines?per_page=100&page="+strconv.Itoa(page), nil, &got); code != 200 {
+					t.Fatalf("list pipelines: %d", code)
+				}
+				for _, p := range got {
+					id, _ := strconv.ParseInt(jsonID(p["id"]), 10, 64)
+					iid, _ := strconv.ParseInt(jsonID(p["iid"]), 10, 64)
+					all = append(all, pl{id, iid})
+				}
+				if len(got) < 100 {
+					break
+				}
+			}
+			// The push's own pipeline, plus every trigger's.
+			if len(all) != clients*each+1 {
+				t.Fatalf("%d pipelines, want %d", len(all), clients*each+1)
+			}
+			sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+			for i := 1; i < len(all); i++ {
+				if all[i].iid <= all[i-1].iid {
+					t.Fatalf("sorted by id, iid %d (id %d) is followed by iid %d (id %d)\n%v", all[i-1].iid, all[i-1].id, all[i].iid, all[i].id, fmt.Sprint(all))
+				}
+			}
+		})
+	}
+}
