@@ -131,7 +131,7 @@ func (t *Tx) insertPipeline(ctx context.Context, p *Pipeline, id, iid int64) err
 		schedule_id, upstream_job_id, upstream_pipeline_id, protected, yaml_errors, commit_title, created_at, updated_at, committed_at)
 		VALUES (`+marks+`?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		append(args, p.ProjectID, iid, p.Ref, p.Tag, p.SHA, p.BeforeSHA, p.Source, p.Status, p.Name, nullID(p.UserID), nullID(p.TriggerID), p.TriggerShortToken,
-		nullID(p.ScheduleID), nullID(p.UpstreamJobID), nullID(p.UpstreamPipelineID), p.Protected, p.YAMLErrors, p.CommitTitle, now, now, nullTime(p.CommittedAt))...)
+			nullID(p.ScheduleID), nullID(p.UpstreamJobID), nullID(p.UpstreamPipelineID), p.Protected, p.YAMLErrors, p.CommitTitle, now, now, nullTime(p.CommittedAt))...)
 	if err != nil {
 		return err
 	}
