@@ -200,9 +200,10 @@ func (e *Engine) PipelineVariables(ctx context.Context, pipelineID int64) ([]Run
 }
 
 // JobVariables builds the variables a runner gets for a job, in GitLab's
-// precedence (lowest first): predefined, global YAML, job YAML, project
-// variables, pipeline variables (trigger, schedule, API), played-job
-// variables. jobToken is the job's CI_JOB_TOKEN.
+// precedence (lowest first): predefined, global YAML, job YAML, dotenv
+// variables inherited from its dependencies (artifacts:reports:dotenv),
+// project variables, pipeline variables (trigger, schedule, API),
+// played-job variables. jobToken is the job's CI_JOB_TOKEN.
 func (e *Engine) JobVariables(ctx context.Context, p *store.Project, pl *store.Pipeline, j *store.Job, sp *JobSpec, jobToken string) ([]RunnerVar, error) {
 	l := newVarList()
 	var commit *gitrepo.Commit
@@ -246,6 +247,16 @@ func (e *Engine) JobVariables(ctx context.Context, p *store.Project, pl *store.P
 	}
 	for _, v := range sp.Variables {
 		l.set(RunnerVar{Key: v.Key, Value: v.Value, Public: true, Raw: v.Raw})
+	}
+	// GitLab: dotenv variables "take precedence over job variables and
+	// default variables defined in .gitlab-ci.yml, but not over project,
+	// group, instance, or pipeline variables".
+	dv, err := e.DependencyDotenv(ctx, j, sp)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range dv {
+		l.set(v)
 	}
 	pvs, err := e.projectVariables(ctx, p.ID, pl.Protected)
 	if err != nil {

@@ -490,55 +490,21 @@ func (s *Service) gitInfo(ctx context.Context, p *store.Project, pl *store.Pipel
 	return gi
 }
 
-// dependencies lists the jobs whose artifacts this job downloads: the jobs
-// named in needs (with artifacts), else those named in dependencies, else
-// every job of earlier stages. Each carries the current job's token, which
-// may download artifacts of jobs of its own pipeline.
+// dependencies lists the jobs whose artifacts this job downloads
+// (pipeline.DependencyJobs: needs with artifacts, else earlier stages,
+// restricted by dependencies) that still have an archive. Each carries the
+// current job's token, which may download artifacts of jobs of its own
+// pipeline.
 func (s *Service) dependencies(ctx context.Context, j *store.Job, sp *pipeline.JobSpec, token string) ([]client.Dependency, error) {
 	rows, err := s.cfg.Store.JobsOfPipeline(ctx, j.PipelineID)
 	if err != nil {
 		return nil, err
 	}
-	latest := map[string]*store.Job{}
-	for _, r := range rows {
-		if r.Retried || r.Kind != "build" || r.ID == j.ID {
-			continue
-		}
-		if cur, ok := latest[r.Name]; !ok || r.ID > cur.ID {
-			latest[r.Name] = r
-		}
-	}
-	var names []string
-	switch {
-	case sp.NeedsSet:
-		for _, n := range sp.Needs {
-			if n.Artifacts {
-				names = append(names, n.Job)
-			}
-		}
-		if sp.DependenciesSet {
-			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(sp.Dependencies, n) })
-		}
-	case sp.DependenciesSet:
-		names = sp.Dependencies
-	default:
-		for _, r := range rows {
-			if r.StageIdx < j.StageIdx && latest[r.Name] == r {
-				names = append(names, r.Name)
-			}
-		}
-	}
 	out := []client.Dependency{}
-	seen := map[string]bool{}
-	for _, n := range names {
-		d := latest[n]
-		if d == nil || seen[n] || d.ArtifactsFile == "" {
+	for _, d := range pipeline.DependencyJobs(rows, j, sp) {
+		if d.ArtifactsFile == "" || (d.ArtifactsExpireAt != nil && d.ArtifactsExpireAt.Before(time.Now())) {
 			continue
 		}
-		if d.ArtifactsExpireAt != nil && d.ArtifactsExpireAt.Before(time.Now()) {
-			continue
-		}
-		seen[n] = true
 		out = append(out, client.Dependency{ID: d.ID, Token: token, Name: d.Name,
 			ArtifactsFile: client.DependencyFile{Filename: d.ArtifactsFile, Size: d.ArtifactsSize}})
 	}

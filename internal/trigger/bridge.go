@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/kilnci/kiln/internal/access"
@@ -131,6 +133,9 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 	if tr.Forward.YAMLVariables {
 		vars = append(vars, sp.GlobalVariables...)
 		vars = append(vars, sp.Variables...)
+		if vars, err = b.expandDotenv(ctx, up, j, sp, vars); err != nil {
+			return nil, false, err
+		}
 	}
 	if tr.Forward.PipelineVariables {
 		pvs, err := b.Engine.PipelineVariables(ctx, up.ID)
@@ -192,6 +197,60 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 		return nil, false, err
 	}
 	return pl, waits(tr.Strategy), nil
+}
+
+// expandDotenv expands, in the bridge's forwarded YAML variables, the
+// references to variables the bridge inherits from its dependencies'
+// artifacts:reports:dotenv (GitLab passes dotenv variables to bridge jobs:
+// `variables: {VERSION: $BUILD_VERSION}` sends the value downstream). A
+// name the bridge inherits takes its value in the bridge's precedence
+// (a project or pipeline variable of the same name wins); other references
+// are left for the downstream jobs to expand, as before.
+func (b *Bridges) expandDotenv(ctx context.Context, up *store.Pipeline, j *store.Job, sp *pipeline.JobSpec, vars []pipeline.Var) ([]pipeline.Var, error) {
+	dv, err := b.Engine.DependencyDotenv(ctx, j, sp)
+	if err != nil || len(dv) == 0 {
+		return vars, err
+	}
+	p, err := b.Store.ProjectByID(ctx, up.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	all, err := b.Engine.JobVariables(ctx, p, up, j, sp, "")
+	if err != nil {
+		return nil, err
+	}
+	inherited := map[string]bool{}
+	for _, v := range dv {
+		inherited[v.Key] = true
+	}
+	vals := map[string]string{}
+	for _, v := range all {
+		if inherited[v.Key] {
+			vals[v.Key] = v.Value
+		}
+	}
+	out := make([]pipeline.Var, len(vars))
+	for i, v := range vars {
+		if !v.Raw {
+			v.Value = expandKnown(v.Value, vals)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+var refRE = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+// expandKnown replaces $NAME and ${NAME} for the names in vals and leaves
+// everything else (other names, $$) as written.
+func expandKnown(s string, vals map[string]string) string {
+	return refRE.ReplaceAllStringFunc(s, func(m string) string {
+		name := strings.Trim(m[1:], "{}")
+		if v, ok := vals[name]; ok && m != "$$" {
+			return v
+		}
+		return m
+	})
 }
 
 // waits reports whether a bridge follows its downstream's status (depend,
