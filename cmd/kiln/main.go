@@ -141,7 +141,13 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	debugListen := fs.String("debug-listen", envOr("KILN_DEBUG_LISTEN", ""), "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (KILN_DEBUG_LISTEN; off by default)")
 	logLevel := fs.String("log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error (KILN_LOG_LEVEL)")
 	logFormat := fs.String("log-format", envOr("KILN_LOG_FORMAT", "text"), "text or json (KILN_LOG_FORMAT)")
+	objectStore := objectStoreFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var err error
+	if cfg.ObjectStore, cfg.S3, err = objectStore(); err != nil {
+		fmt.Fprintln(stderr, "kiln server:", err)
 		return 2
 	}
 	cfg.InitialRootToken = os.Getenv("KILN_INITIAL_ROOT_TOKEN")

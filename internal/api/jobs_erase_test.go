@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/sweep"
 	"github.com/kilnci/kiln/internal/traces"
@@ -24,10 +25,11 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ar, err := artifacts.New(filepath.Join(dir, "artifacts"), 1<<20)
+	bl, err := blob.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ar := artifacts.New(bl, 1<<20)
 	e.api.Runners.Traces, e.api.Runners.Artifacts = tr, ar
 	sw := sweep.New(sweep.Config{Store: e.st, JobFiles: []sweep.Files{tr, ar}})
 	e.api.FilesDeleted = func(ctx context.Context) { sw.Sweep(ctx) }
@@ -39,7 +41,7 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 	if _, err := tr.Append(id, 0, []byte("secret build output\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ar.Save(id, "artifacts.zip", strings.NewReader("PK fake zip")); err != nil {
+	if _, err := ar.Save(ctx, id, "artifacts.zip", strings.NewReader("PK fake zip")); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.Write(ctx, func(tx *store.Tx) error { return tx.SetJobArtifacts(ctx, id, "artifacts.zip", 11, nil) }); err != nil {
@@ -59,7 +61,7 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 	if n := tr.Size(id); n != 0 {
 		t.Fatalf("trace size after erase: %d", n)
 	}
-	if f, err := ar.Open(id, "artifacts.zip"); !errors.Is(err, os.ErrNotExist) {
+	if f, _, err := ar.Open(ctx, id, "artifacts.zip"); !errors.Is(err, blob.ErrNotFound) {
 		if f != nil {
 			f.Close()
 		}

@@ -35,6 +35,7 @@ func backends() []backend {
 			}
 			return d
 		}},
+		s3Backend(),
 	}
 }
 
@@ -364,5 +365,73 @@ func TestDirLayoutAndCleanup(t *testing.T) {
 	os.RemoveAll(root)
 	if err := d.Ping(ctx); err == nil {
 		t.Error("Ping succeeded without a root")
+	}
+}
+
+// TestMigrate copies a Dir into every backend: copies what matches,
+// verifies, skips what is already there, copies again what differs, and
+// never touches the source.
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) {
+			src, err := blob.NewDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]string{"artifacts/1/a.zip": "zip one", "artifacts/2/b.zip": "zip two", "traces/1.log": "log", "traces/1.cut": "x", "other/x": "y"}
+			for k, v := range files {
+				if err := src.Put(ctx, k, strings.NewReader(v), -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dst := be.open(t)
+			keep := func(k string) bool { return !strings.HasSuffix(k, ".cut") }
+			var events []string
+			report := func(e blob.MigrateEvent) { events = append(events, e.Action+" "+e.Key) }
+			st, err := blob.Migrate(ctx, src, dst, []string{"artifacts/", "traces/"}, keep, report)
+			if err != nil || st != (blob.MigrateStats{Copied: 3, Bytes: 17}) {
+				t.Fatalf("first run: %+v %v %q", st, err, events)
+			}
+			for _, k := range []string{"artifacts/1/a.zip", "artifacts/2/b.zip", "traces/1.log"} {
+				if got := get(t, dst, k); got != files[k] {
+					t.Errorf("%s: %q", k, got)
+				}
+			}
+			for _, k := range []string{"traces/1.cut", "other/x"} {
+				if _, err := dst.Stat(ctx, k); !errors.Is(err, blob.ErrNotFound) {
+					t.Errorf("%s copied: %v", k, err)
+				}
+			}
+			// Idempotent; an object of another size (an interrupted or
+			// older copy) and a missing one are copied again.
+			if err := dst.Put(ctx, "artifacts/2/b.zip", strings.NewReader("part"), -1); err != nil {
+				t.Fatal(err)
+			}
+			if err := dst.Delete(ctx, "traces/1.log"); err != nil {
+				t.Fatal(err)
+			}
+			events = nil
+			st, err = blob.Migrate(ctx, src, dst, []string{"artifacts/", "traces/"}, keep, report)
+			slices.Sort(events)
+			if err != nil || st != (blob.MigrateStats{Copied: 2, Skipped: 1, Bytes: 10}) {
+				t.Fatalf("second run: %+v %v %q", st, err, events)
+			}
+			if want := []string{"copied artifacts/2/b.zip", "copied traces/1.log", "skipped artifacts/1/a.zip"}; !slices.Equal(events, want) {
+				t.Errorf("events %q, want %q", events, want)
+			}
+			if got := get(t, dst, "artifacts/2/b.zip"); got != "zip two" {
+				t.Errorf("recopied: %q", got)
+			}
+			st, err = blob.Migrate(ctx, src, dst, []string{"artifacts/", "traces/"}, keep, nil)
+			if err != nil || st != (blob.MigrateStats{Skipped: 3}) {
+				t.Fatalf("third run: %+v %v", st, err)
+			}
+			for k, v := range files {
+				if got := get(t, src, k); got != v {
+					t.Errorf("source %s changed: %q", k, got)
+				}
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/dotenv"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/runner/client"
@@ -368,7 +369,7 @@ func (s *Service) uploadArtifacts(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			name = artifacts.CleanName(part.FileName())
-			size, err = s.cfg.Artifacts.Save(j.ID, name, part)
+			size, err = s.cfg.Artifacts.Save(r.Context(), j.ID, name, part)
 			if errors.Is(err, artifacts.ErrTooLarge) || isMaxBytes(err) {
 				writeMessage(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large")
 				return
@@ -477,26 +478,55 @@ func (s *Service) canRead(ctx context.Context, u *store.User, projectID, jobProj
 	return err == nil && access.CanReadVia(p, u, level, jobProjectID)
 }
 
+// PresignTTL is how long a presigned artifacts download URL stays valid.
+const PresignTTL = 15 * time.Minute
+
 // ServeArtifacts sends a job's archive, or GitLab's 404 when it has none.
 func ServeArtifacts(w http.ResponseWriter, r *http.Request, st *artifacts.Store, j *store.Job) {
 	if j.ArtifactsFile == "" || (j.ArtifactsExpireAt != nil && j.ArtifactsExpireAt.Before(time.Now())) {
 		writeMessage(w, http.StatusNotFound, "404 Not Found")
 		return
 	}
-	f, err := st.Open(j.ID, j.ArtifactsFile)
-	if err != nil {
+	ctx := r.Context()
+	// direct_download=true (GitLab Runner and kiln runner send it; API
+	// users may): a store with URLs of its own (S3) answers with a
+	// redirect to a short-lived presigned URL, so the archive does not go
+	// through this server.
+	if r.URL.Query().Get("direct_download") == "true" {
+		if _, err := st.Stat(ctx, j.ID, j.ArtifactsFile); errors.Is(err, blob.ErrNotFound) {
+			writeMessage(w, http.StatusNotFound, "404 Not Found")
+			return
+		} else if err != nil {
+			internalError(w)
+			return
+		}
+		u, ok, err := st.PresignGet(ctx, j.ID, j.ArtifactsFile, PresignTTL)
+		if err != nil {
+			internalError(w)
+			return
+		}
+		if ok {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
+	}
+	rc, info, err := st.Open(ctx, j.ID, j.ArtifactsFile)
+	if errors.Is(err, blob.ErrNotFound) {
 		writeMessage(w, http.StatusNotFound, "404 Not Found")
 		return
-	}
-	defer f.Close()
-	st2, err := f.Stat()
-	if err != nil {
+	} else if err != nil {
 		internalError(w)
 		return
 	}
+	defer rc.Close()
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": j.ArtifactsFile}))
-	http.ServeContent(w, r, "", st2.ModTime(), f)
+	if rs, ok := rc.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, "", info.ModTime, rs)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	io.Copy(w, rc)
 }
 
 // uploadDotenv takes an artifacts:reports:dotenv report (artifact_format

@@ -59,7 +59,7 @@ func (s *Service) ExpireArtifacts(ctx context.Context) error {
 			return err
 		}
 		for _, j := range jobs {
-			if err := s.cfg.Artifacts.Delete(j.ID); err != nil {
+			if err := s.cfg.Artifacts.DeleteJob(ctx, j.ID); err != nil {
 				return fmt.Errorf("deleting expired artifacts of job %d: %w", j.ID, err)
 			}
 			if err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error { return tx.ClearJobArtifacts(ctx, j.ID) }); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/queue"
@@ -86,7 +87,8 @@ func newEnv(t testing.TB, st *store.Store, n queue.Notifier) *env {
 	}
 	eng := &pipeline.Engine{Store: st, Repos: fakeRepos{}, Secrets: box, ExternalURL: "http://kiln.test"}
 	tr, _ := traces.New(filepath.Join(t.TempDir(), "traces"), 0)
-	ar, _ := artifacts.New(filepath.Join(t.TempDir(), "artifacts"), 1<<20)
+	bl, _ := blob.NewDir(t.TempDir())
+	ar := artifacts.New(bl, 1<<20)
 	svc := New(Config{Store: st, Engine: eng, Repos: fakeRepos{}, Notifier: n, Traces: tr, Artifacts: ar,
 		ExternalURL: "http://kiln.test", PollTimeout: 2 * time.Second, StaleTimeout: time.Second})
 	eng.JobsPending = svc.JobsPending

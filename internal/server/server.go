@@ -20,6 +20,7 @@ import (
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/api"
 	"github.com/kilnci/kiln/internal/auth"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/httplimit"
 	"github.com/kilnci/kiln/internal/lifecycle"
@@ -89,6 +90,10 @@ type Config struct {
 	HTTP httplimit.Config
 	// EventStreamMax bounds one pipeline event stream (0: 30 minutes).
 	EventStreamMax time.Duration
+	// ObjectStore is where artifacts and finished job logs live: "" or
+	// "disk" (files under DataDir), or "s3" (the bucket S3 describes).
+	ObjectStore string
+	S3          blob.S3Config
 }
 
 // PushHook is called after a push changed refs.
@@ -130,6 +135,9 @@ type Server struct {
 	bg sync.WaitGroup
 	// onShutdown wakes long-polling requests so that shutdown is quick.
 	onShutdown []func()
+	// blobs keeps artifacts and finished job logs (Config.ObjectStore):
+	// a blob.Dir at DataDir by default, or an S3 bucket.
+	blobs blob.Store
 }
 
 // New opens storage and builds the handlers; it does not listen yet.
@@ -160,7 +168,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{})}
+	blobs, err := OpenObjectStore(ctx, cfg, log)
+	if err != nil {
+		repos.Close()
+		st.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{}), blobs: blobs}
 	s.loops = lifecycle.New(log, st.WithClaim)
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
 	if err := s.wirePipelines(ctx); err != nil {
@@ -324,14 +338,22 @@ func (s *Server) classify(r *http.Request) httplimit.Class {
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	dbStatus := "ok"
-	code := http.StatusOK
+	dbStatus, blobStatus := "ok", "ok"
 	if err := s.store.DB().PingContext(ctx); err != nil {
-		dbStatus, code = "failed", http.StatusServiceUnavailable
+		dbStatus = "failed"
+	}
+	if err := s.blobs.Ping(ctx); err != nil {
+		blobStatus = "failed"
+		s.log.Warn("readiness: object store unreachable", "err", err)
+	}
+	status, code := "ok", http.StatusOK
+	if dbStatus != "ok" || blobStatus != "ok" {
+		status, code = "failed", http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"status":%q,"master_check":[{"status":%q}],"db_check":[{"status":%q}]}`+"\n", dbStatus, dbStatus, dbStatus)
+	fmt.Fprintf(w, `{"status":%q,"master_check":[{"status":%q}],"db_check":[{"status":%q}],"object_store_check":[{"status":%q}]}`+"\n",
+		status, status, dbStatus, blobStatus)
 }
 
 // Loops reports the background loops (for tests and diagnostics).

@@ -30,10 +30,7 @@ func (s *Server) wireRunners(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ar, err := artifacts.New(filepath.Join(s.cfg.DataDir, "artifacts"), s.cfg.MaxArtifactsSize)
-	if err != nil {
-		return err
-	}
+	ar := artifacts.New(s.blobs, s.cfg.MaxArtifactsSize)
 	var notifier queue.Notifier = queue.NewMemory()
 	if s.store.Dialect == store.Postgres {
 		pg := queue.NewPostgres(s.cfg.Database, s.store.DB(), s.log)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/testfix"
@@ -32,10 +33,11 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ar, err := artifacts.New(filepath.Join(dir, "artifacts"), 0)
+	bl, err := blob.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ar := artifacts.New(bl, 0)
 	f := &fixture{dir: dir, st: st, repos: repos, tr: tr, ar: ar}
 	f.p = f.project(t, "grp/app")
 	return f
@@ -86,7 +88,7 @@ func (f *fixture) job(t *testing.T, p *store.Project) (*store.Pipeline, *store.J
 	if _, err := f.tr.Append(j.ID, 0, []byte("log of job\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.ar.Save(j.ID, "a.zip", strings.NewReader("zip")); err != nil {
+	if _, err := f.ar.Save(context.Background(), j.ID, "a.zip", strings.NewReader("zip")); err != nil {
 		t.Fatal(err)
 	}
 	return pl, j
@@ -209,7 +211,7 @@ func TestOrphans(t *testing.T) {
 	_, j := f.job(t, f.p)
 	// Files of a job that does not exist (left by an older version).
 	f.tr.Append(j.ID+100, 0, []byte("old log\n"))
-	f.ar.Save(j.ID+100, "a.zip", strings.NewReader("zip"))
+	f.ar.Save(context.Background(), j.ID+100, "a.zip", strings.NewReader("zip"))
 	if err := f.sweeper().Orphans(ctx); err != nil {
 		t.Fatal(err)
 	}
