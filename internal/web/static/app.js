@@ -89,11 +89,35 @@
           var tpl = document.createElement('template');
           tpl.innerHTML = html.trim();
           var fresh = tpl.content.firstElementChild;
-          if (fresh && fresh.id === 'pipeline-live') { live.replaceWith(fresh); }
+          if (fresh && fresh.id === 'pipeline-live') {
+            announcePipeline(live, fresh);
+            live.replaceWith(fresh);
+          }
           pollPipeline();
         })
         .catch(function () { setTimeout(pollPipeline, 5000); });
     }, 2000);
+  }
+
+  // announcePipeline tells screen readers, through the page's stable
+  // role=status region, which jobs and whether the pipeline changed status
+  // between two renderings of the graph.
+  function announcePipeline(old, fresh) {
+    var region = document.getElementById('pipeline-announce');
+    if (!region) { return; }
+    var before = {};
+    old.querySelectorAll('[data-job-id]').forEach(function (j) { before[j.getAttribute('data-job-id')] = j.getAttribute('data-status'); });
+    var said = [];
+    fresh.querySelectorAll('[data-job-id]').forEach(function (j) {
+      var was = before[j.getAttribute('data-job-id')];
+      if (was !== undefined && was !== j.getAttribute('data-status')) {
+        said.push(j.getAttribute('data-job-name') + ' ' + j.getAttribute('data-label'));
+      }
+    });
+    if (old.getAttribute('data-status') !== fresh.getAttribute('data-status')) {
+      said.push('Pipeline ' + fresh.getAttribute('data-label'));
+    }
+    if (said.length) { region.textContent = said.join(', ') + '.'; }
   }
 
   // Live job log: fetch events after the byte offset already shown and
@@ -153,8 +177,12 @@
           if (dur && t.duration) { dur.textContent = t.duration; }
           if (follow && (t.events || []).length) { window.scrollTo(0, document.documentElement.scrollHeight); }
           var more = t.offset < t.size;
+          // #log-tail is a role=status region: a status change is announced.
+          var changed = tail && tail.getAttribute('data-status') !== t.status;
+          if (changed) { tail.setAttribute('data-status', t.status); }
           if (t.active || more) {
             log.setAttribute('data-active', 'true');
+            if (changed) { tail.textContent = 'Job ' + t.label + '. Waiting for more output…'; }
             setTimeout(poll, more ? 100 : 1000);
           } else {
             log.setAttribute('data-active', 'false');
