@@ -138,3 +138,64 @@ bad-child:
 		})
 	}
 }
+
+// TestExpandVarsInputs: `$[[ inputs.x | expand_vars ]]` expands the
+// project's and the request's variables (not masked ones: GitLab's 400)
+// and a config that used them is not reused once a variable changes.
+func TestExpandVarsInputs(t *testing.T) {
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newServer(t, kind)
+			s.start()
+			var group, p map[string]any
+			s.call("POST", "/api/v4/groups", map[string]any{"name": "In", "path": "in"}, &group)
+			s.call("POST", "/api/v4/projects", url.Values{"name": {"Exp"}, "path": {"exp"}, "namespace_id": {jsonID(group["id"])}}, &p)
+			id := jsonID(p["id"])
+			for _, v := range []url.Values{
+				{"key": {"REGION"}, "value": {"eu"}},
+				{"key": {"DEPLOY_KEY"}, "value": {"s3cr3t-value-1234"}, "masked": {"true"}},
+			} {
+				var out map[string]any
+				if code, _ := s.call("POST", "/api/v4/projects/"+id+"/variables", v, &out); code != 201 {
+					t.Fatalf("variable %v: %d %v", v, code, out)
+				}
+			}
+			ci := "spec:\n  inputs:\n    where:\n      default: $REGION\n---\n\"deploy-$[[ inputs.where | expand_vars ]]\":\n  script: echo $[[ inputs.where ]]\n"
+			w := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": ci})
+			git(t, w, "push", "-q", s.authURL("in/exp"), "main")
+			api := s.URL + "/api/v4/projects/" + id
+			hdr := map[string]string{"PRIVATE-TOKEN": rootToken}
+			dry := func(body string, code int) trigResp {
+				return trigDo(t, "POST", api+"/pipeline", "application/json", strings.NewReader(body), hdr).want(t, code, body)
+			}
+			job := func(r trigResp) string {
+				return r.obj["jobs"].([]any)[0].(map[string]any)["name"].(string)
+			}
+			for _, tc := range []struct{ body, want string }{
+				{`{"ref":"main","dry_run":true}`, "deploy-eu"},
+				{`{"ref":"main","dry_run":true,"inputs":{"where":"${REGION}-$CI_COMMIT_REF_NAME-$NOPE"}}`, "deploy-eu-main-$NOPE"},
+				{`{"ref":"main","dry_run":true,"inputs":{"where":"$ZONE"},"variables":[{"key":"ZONE","value":"z1"}]}`, "deploy-z1"},
+			} {
+				if got := job(dry(tc.body, 200)); got != tc.want {
+					t.Fatalf("%s: job %q, want %q", tc.body, got, tc.want)
+				}
+			}
+			before := len(s.trigPipelinesOf(id, "per_page=100"))
+			r := dry(`{"ref":"main","inputs":{"where":"x-$DEPLOY_KEY"}}`, 400)
+			if !strings.Contains(r.raw, "error in `expand_vars` function: variable expansion error: masked variables cannot be expanded") || strings.Contains(r.raw, "s3cr3t") {
+				t.Fatalf("masked variable: %s", r.raw)
+			}
+			if n := len(s.trigPipelinesOf(id, "per_page=100")); n != before {
+				t.Fatalf("refused expand_vars created a pipeline: %d -> %d", before, n)
+			}
+			// Same commit, the variable changed: the new value is used.
+			var out map[string]any
+			if code, _ := s.call("PUT", "/api/v4/projects/"+id+"/variables/REGION", url.Values{"value": {"us"}}, &out); code != 200 {
+				t.Fatalf("update variable: %d %v", code, out)
+			}
+			if got := job(dry(`{"ref":"main","dry_run":true}`, 200)); got != "deploy-us" {
+				t.Fatalf("after the variable changed: job %q, want deploy-us", got)
+			}
+		})
+	}
+}

@@ -36,7 +36,18 @@ type Options struct {
 	// (strings from form fields are converted to the declared type).
 	// Invalid inputs fail Parse with an *InputError.
 	Inputs map[string]any
+	// Variables are the CI variables known when the file is loaded
+	// (predefined, project and the request's own variables), for the
+	// expand_vars input function. When nil, expand_vars uses Context's.
+	Variables VarLookup
+	// usedVars, set by Parse, records that expand_vars read Variables.
+	usedVars *bool
 }
+
+// VarLookup resolves a variable for expand_vars: its value, whether it
+// is masked (a masked variable may not be expanded into the
+// configuration) and whether it exists.
+type VarLookup func(name string) (value string, masked, ok bool)
 
 // Config is a parsed and validated configuration.
 type Config struct {
@@ -55,6 +66,9 @@ type Config struct {
 	// !reference, as GitLab's lint API returns it.
 	MergedYAML string
 	Warnings   []string
+	// UsesVariables is true when expand_vars read Options.Variables: the
+	// configuration then depends on variable values, not only on files.
+	UsesVariables bool
 }
 
 // Variable is one entry of a variables: block.

@@ -578,9 +578,11 @@ var interpolationBlock = regexp.MustCompile(`\$\[\[\s*(.*?)\s*\]\]`)
 // interpolator replaces `$[[ inputs.name | fn ... ]]` blocks.
 type interpolator struct {
 	inputs map[string]any
-	vars   func(string) string
-	errs   []string
-	seen   map[string]bool
+	vars   VarLookup
+	// usedVars is set once expand_vars has read a variable.
+	usedVars bool
+	errs     []string
+	seen     map[string]bool
 }
 
 func (ip *interpolator) fail(msg string) {
@@ -633,11 +635,13 @@ func (ip *interpolator) str(s string) any {
 			return block
 		}
 		out := inputText(v)
+		_, isString := v.(string)
 		for _, f := range parts[1:] {
-			out, ok = ip.apply(strings.TrimSpace(f), out)
+			out, ok = ip.apply(strings.TrimSpace(f), out, isString)
 			if !ok {
 				return block
 			}
+			isString = true
 		}
 		return out
 	})
@@ -659,10 +663,19 @@ func (ip *interpolator) lookup(key string) (any, bool) {
 
 var truncateCall = regexp.MustCompile(`^truncate\(\s*(\d+)\s*,\s*(\d+)\s*\)$`)
 
-func (ip *interpolator) apply(f, s string) (string, bool) {
+func (ip *interpolator) apply(f, s string, isString bool) (string, bool) {
 	switch {
 	case f == "expand_vars":
-		return ip.vars(s), true
+		if !isString {
+			ip.fail("error in `expand_vars` function: invalid input type: expand_vars can only be used with string inputs")
+			return "", false
+		}
+		out, err := ip.expandVars(s)
+		if err != "" {
+			ip.fail("error in `expand_vars` function: variable expansion error: " + err)
+			return "", false
+		}
+		return out, true
 	case f == "posix_escape":
 		return posixEscape(s), true
 	case truncateCall.MatchString(f):
@@ -686,6 +699,40 @@ func (ip *interpolator) apply(f, s string) (string, bool) {
 	name, _, _ := strings.Cut(f, "(")
 	ip.fail("no function matching `" + name + "`: check that the function name, arguments, and types are correct")
 	return "", false
+}
+
+// varReference is GitLab's ExpandVariables::VARIABLES_REGEXP: $NAME,
+// ${NAME} and %NAME%.
+var varReference = regexp.MustCompile(`\$([a-zA-Z_][a-zA-Z0-9_]*)|\$\{([a-zA-Z_][a-zA-Z0-9_]*)\}|%([a-zA-Z_][a-zA-Z0-9_]*)%`)
+
+// expandVars is GitLab's expand_existing with fail_on_masked: known
+// variables are replaced by their values (one level: a value's own
+// references are kept as they are), unknown references stay as written,
+// and a masked variable is an error rather than a secret written into the
+// configuration.
+func (ip *interpolator) expandVars(s string) (string, string) {
+	if ip.vars == nil {
+		return s, ""
+	}
+	masked := false
+	out := varReference.ReplaceAllStringFunc(s, func(ref string) string {
+		m := varReference.FindStringSubmatch(ref)
+		name := m[1] + m[2] + m[3]
+		v, isMasked, ok := ip.vars(name)
+		ip.usedVars = true
+		if !ok {
+			return ref
+		}
+		if isMasked {
+			masked = true
+			return ref
+		}
+		return v
+	})
+	if masked {
+		return "", "masked variables cannot be expanded"
+	}
+	return out, ""
 }
 
 // posixEscape quotes s for a POSIX shell the way Ruby's Shellwords.escape
@@ -747,13 +794,19 @@ func applyInputs(src []byte, root *mapping, opts Options) (*mapping, map[string]
 
 // interpolate replaces the `$[[ ]]` blocks of root with values.
 func interpolate(root *mapping, values map[string]any, opts Options) (*mapping, []string) {
-	ip := &interpolator{inputs: values, seen: map[string]bool{}, vars: func(s string) string {
-		if opts.Context == nil {
-			return s
+	vars := opts.Variables
+	if vars == nil && opts.Context != nil {
+		lookup := opts.Context.lookup()
+		vars = func(name string) (string, bool, bool) {
+			v, ok := lookup(name)
+			return v, false, ok
 		}
-		return expandVars(s, opts.Context.lookup())
-	}}
+	}
+	ip := &interpolator{inputs: values, seen: map[string]bool{}, vars: vars}
 	out, _ := ip.value(root).(*mapping)
+	if ip.usedVars && opts.usedVars != nil {
+		*opts.usedVars = true
+	}
 	return out, ip.errs
 }
 

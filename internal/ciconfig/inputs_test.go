@@ -349,3 +349,44 @@ build:
 		t.Fatalf("jobs = %v %q", jobNames(cfg.Jobs), cfg.Jobs[1].Script)
 	}
 }
+
+func TestExpandVars(t *testing.T) {
+	known := map[string][2]string{"REGION": {"eu", ""}, "NESTED": {"$REGION", ""}, "TOKEN": {"s3cr3t", "masked"}}
+	lookup := func(name string) (string, bool, bool) {
+		v, ok := known[name]
+		return v[0], v[1] == "masked", ok
+	}
+	src := "spec:\n  inputs:\n    s:\n    n:\n      type: number\n      default: 1\n---\nj:\n  script:\n    - echo $[[ inputs.s | expand_vars ]]\n    - echo $[[ inputs.s ]]\n"
+	for _, tc := range []struct{ name, in, want, err string }{
+		{"forms", "$REGION-${REGION}-%REGION%", "echo eu-eu-eu", ""},
+		{"unknown kept", "$REGION/$UNKNOWN", "echo eu/$UNKNOWN", ""},
+		{"one level", "$NESTED", "echo $REGION", ""},
+		{"masked refused", "x-$TOKEN", "", "error in `expand_vars` function: variable expansion error: masked variables cannot be expanded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(src), Options{Inputs: map[string]any{"s": tc.in}, Variables: lookup})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Only the block with the function expands; the plain one keeps
+			// the text; the config is marked as depending on variables.
+			if cfg.Jobs[0].Script[0] != tc.want || cfg.Jobs[0].Script[1] != "echo "+tc.in || !cfg.UsesVariables {
+				t.Fatalf("script = %q uses = %v, want %q", cfg.Jobs[0].Script, cfg.UsesVariables, tc.want)
+			}
+		})
+	}
+	_, err := Parse([]byte(strings.Replace(src, "inputs.s | expand_vars", "inputs.n | expand_vars", 1)), Options{Inputs: map[string]any{"s": "x"}, Variables: lookup})
+	if err == nil || !strings.Contains(err.Error(), "error in `expand_vars` function: invalid input type: expand_vars can only be used with string inputs") {
+		t.Fatalf("number input: %v", err)
+	}
+	cfg := mustParse(t, src, Options{Inputs: map[string]any{"s": "plain"}, Variables: lookup})
+	if cfg.UsesVariables {
+		t.Fatal("a value without references marked the config as using variables")
+	}
+}

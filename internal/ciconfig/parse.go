@@ -14,6 +14,8 @@ import (
 // messages are worded as GitLab's lint API words them.
 func Parse(src []byte, opts Options) (*Config, error) {
 	opts.Limits = opts.Limits.withDefaults()
+	usedVars := false
+	opts.usedVars = &usedVars
 	if len(bytes.TrimSpace(src)) == 0 {
 		return nil, newErrors(msgEmpty)
 	}
@@ -52,6 +54,7 @@ func Parse(src []byte, opts Options) (*Config, error) {
 	}
 	cfg.MergedYAML = dumpYAML(root)
 	cfg.Inputs = inputs
+	cfg.UsesVariables = usedVars
 	return cfg, nil
 }
 

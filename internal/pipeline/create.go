@@ -97,6 +97,8 @@ type Request struct {
 	ChildIncludes []string
 	// ChildInputs are include:inputs for ChildIncludes' files, by file.
 	ChildInputs map[string]map[string]any
+	// configVars are the variables expand_vars sees (set by create).
+	configVars ciconfig.VarLookup
 	// InTx, when set, runs inside the transaction that inserts the pipeline,
 	// after its jobs: the trigger API records its delivery and the trigger's
 	// last use there, so that they share the pipeline's commit.
@@ -261,7 +263,7 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 			}
 			return nil, err
 		}
-		cfg, err := ciconfig.Parse(data, ciconfig.Options{Files: fr, Inputs: req.Inputs})
+		cfg, err := ciconfig.Parse(data, ciconfig.Options{Files: fr, Inputs: req.Inputs, Variables: req.configVars})
 		if err != nil {
 			return nil, configError(err)
 		}
@@ -299,9 +301,13 @@ func (e *Engine) loadConfig(ctx context.Context, req *Request, sha string) (*cic
 	if cfg := e.cache.get(key + "@" + sha); cfg != nil {
 		return cfg, nil
 	}
-	cfg, err := ciconfig.Parse(src, ciconfig.Options{Files: fr})
+	cfg, err := ciconfig.Parse(src, ciconfig.Options{Files: fr, Variables: req.configVars})
 	if err != nil {
 		return nil, configError(err)
+	}
+	if cfg.UsesVariables {
+		// expand_vars put variable values into it: this pipeline's alone.
+		return cfg, nil
 	}
 	if fr.included {
 		key += "@" + sha
@@ -465,6 +471,11 @@ func (e *Engine) create(ctx context.Context, req Request, preview *Preview) (*st
 	if req.Source == "push" && req.Inputs == nil {
 		req.Inputs = pushInputs(req.PushOptions)
 	}
+	pvs, err := e.projectVariables(ctx, p.ID, pl.Protected)
+	if err != nil {
+		return nil, err
+	}
+	req.configVars = configVariables(e.configTimeVars(p, pl, &commit, req.User, pvs, req.Variables))
 	cfg, err := e.loadConfig(ctx, &req, pl.SHA)
 	if err != nil {
 		var ye *YAMLError
@@ -497,10 +508,6 @@ func (e *Engine) create(ctx context.Context, req Request, preview *Preview) (*st
 	e.pipelinePredefined(vars, p, pl, &commit, req.User)
 	for _, v := range cfg.Variables {
 		vars.set(RunnerVar{Key: v.Key, Value: v.Value})
-	}
-	pvs, err := e.projectVariables(ctx, p.ID, pl.Protected)
-	if err != nil {
-		return nil, err
 	}
 	for _, v := range pvs {
 		vars.set(v)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kilnci/kiln/internal/ciconfig"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -305,4 +306,28 @@ func MaskedValues(vars []RunnerVar) []string {
 		}
 	}
 	return out
+}
+
+// configTimeVars are the variables known before the CI file is read (what
+// GitLab lets include: and expand_vars use): predefined, project and the
+// request's own variables, not the file's.
+func (e *Engine) configTimeVars(p *store.Project, pl *store.Pipeline, c *gitrepo.Commit, u *store.User, pvs []RunnerVar, req []Var) *varList {
+	l := newVarList()
+	e.pipelinePredefined(l, p, pl, c, u)
+	for _, v := range pvs {
+		l.set(v)
+	}
+	for _, v := range req {
+		l.set(RunnerVar{Key: v.Key, Value: v.Value, File: v.File, Raw: v.Raw})
+	}
+	return l
+}
+
+// configVariables turns a variable list into expand_vars' lookup; masked
+// variables say so, and are refused there.
+func configVariables(l *varList) ciconfig.VarLookup {
+	return func(name string) (string, bool, bool) {
+		v, ok := l.vals[name]
+		return v.Value, v.Masked, ok
+	}
 }
