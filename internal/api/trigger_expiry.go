@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,11 +15,8 @@ import (
 // form's date (the web UI's create form): in the future, at most
 // maxTriggerLifetime ahead. "" when fine.
 func TriggerExpiryProblem(exp, now time.Time) string {
-	if !exp.After(now) {
-		return "Expires at must be in the future."
-	}
-	if max := now.Add(maxTriggerLifetime); exp.After(max) {
-		return "Expires at must be before " + max.UTC().Format("2006-01-02") + "."
+	if err := checkTriggerExpiry(&exp, now); err != nil {
+		return "Expires at " + strings.TrimPrefix(problemText(err), "expires at ") + "."
 	}
 	return ""
 }
@@ -32,16 +31,41 @@ func TriggerPolicyProblem(fields map[string]string, pol *store.Trigger) string {
 		v[k] = s
 	}
 	if _, err := triggerPolicyParams(&Params{v: v}, pol); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) {
-			if m, ok := ae.Body["message"].(map[string][]string); ok {
-				for field, msgs := range m {
-					return strings.ReplaceAll(field, "_", " ") + " " + strings.Join(msgs, ", ")
-				}
-			}
-			return fmt.Sprint(ae.Body["message"])
-		}
-		return err.Error()
+		return problemText(err)
 	}
 	return ""
+}
+
+// TriggerChange applies PUT /triggers/:id's rules (description,
+// expires_at, the policy) to the web edit form's fields: tr as changed (a
+// copy; nothing is written), or the problem in words.
+func TriggerChange(fields map[string]string, tr *store.Trigger, now time.Time) (*store.Trigger, string) {
+	v := map[string]any{}
+	for k, s := range fields {
+		v[k] = s
+	}
+	next, _, err := triggerChange(&Params{v: v}, tr, now)
+	if err != nil {
+		return nil, problemText(err)
+	}
+	return next, ""
+}
+
+// problemText is an API refusal in words for a form: "field message".
+func problemText(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		if m, ok := ae.Body["message"].(map[string][]string); ok {
+			for _, field := range slices.Sorted(maps.Keys(m)) {
+				return strings.ReplaceAll(field, "_", " ") + " " + strings.Join(m[field], ", ")
+			}
+		}
+		if e, ok := ae.Body["error"]; ok {
+			// "expires_at is invalid": the parameter's name in words.
+			field, rest, _ := strings.Cut(fmt.Sprint(e), " ")
+			return strings.ReplaceAll(field, "_", " ") + " " + rest
+		}
+		return fmt.Sprint(ae.Body["message"])
+	}
+	return err.Error()
 }

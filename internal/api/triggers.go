@@ -200,14 +200,8 @@ func (t *triggers) create(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err != nil {
 		return err
 	}
-	if exp != nil {
-		now := time.Now()
-		if !exp.After(now) {
-			return errValidation("expires_at", "must be in the future")
-		}
-		if max := now.Add(maxTriggerLifetime); exp.After(max) {
-			return errValidation("expires_at", "must be before "+max.UTC().Format("2006-01-02"))
-		}
+	if err := checkTriggerExpiry(exp, time.Now()); err != nil {
+		return err
 	}
 	pol := &store.Trigger{}
 	if _, err := triggerPolicyParams(c.params, pol); err != nil {
@@ -258,26 +252,15 @@ func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	if err != nil {
 		return err
 	}
-	if tr.OwnerID != c.user.ID {
+	if !access.ManagesTrigger(c.user.ID, tr.OwnerID) {
 		return errMessage(http.StatusForbidden, "403 Forbidden - The current user is not authorized to update the pipeline trigger token")
 	}
-	if c.params.Has("description") {
-		desc := c.params.String("description")
-		if !validText(desc, 255) {
-			return errValidation("description", "is too long (maximum is 255 characters)")
-		}
-		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerDescription(c.ctx, tr.ID, desc) }); err != nil {
-			return err
-		}
-		if tr, err = t.Store.TriggerByID(c.ctx, tr.ID); err != nil {
-			return err
-		}
-	}
-	pol := *tr
-	if given, err := triggerPolicyParams(c.params, &pol); err != nil {
+	next, changed, err := triggerChange(c.params, tr, time.Now())
+	if err != nil {
 		return err
-	} else if given {
-		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTriggerPolicy(c.ctx, tr.ID, &pol) }); err != nil {
+	}
+	if changed {
+		if err := t.Store.Write(c.ctx, func(tx *store.Tx) error { return tx.UpdateTrigger(c.ctx, next) }); err != nil {
 			return err
 		}
 		if tr, err = t.Store.TriggerByID(c.ctx, tr.ID); err != nil {
@@ -286,6 +269,59 @@ func (t *triggers) update(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	}
 	writeJSON(w, http.StatusOK, t.triggerJSON(c, p, tr, ""))
 	return nil
+}
+
+// checkTriggerExpiry is the rule for a token's expires_at (nil: never):
+// in the future, at most maxTriggerLifetime ahead.
+func checkTriggerExpiry(exp *time.Time, now time.Time) error {
+	if exp == nil {
+		return nil
+	}
+	if !exp.After(now) {
+		return errValidation("expires_at", "must be in the future")
+	}
+	if max := now.Add(maxTriggerLifetime); exp.After(max) {
+		return errValidation("expires_at", "must be before "+max.UTC().Format("2006-01-02"))
+	}
+	return nil
+}
+
+// triggerChange reads PUT /triggers/:id's parameters onto a copy of tr:
+// description, expires_at (a date in the future, at most
+// maxTriggerLifetime ahead; empty or null: never; not on an expired token)
+// and the policy (triggerPolicyParams). Nothing is written; changed
+// reports whether any was given.
+func triggerChange(ps *Params, tr *store.Trigger, now time.Time) (*store.Trigger, bool, error) {
+	next := *tr
+	changed := false
+	if ps.Has("description") {
+		if err := ps.Scalars("description"); err != nil {
+			return nil, false, err
+		}
+		desc := ps.String("description")
+		if !validText(desc, 255) {
+			return nil, false, errValidation("description", "is too long (maximum is 255 characters)")
+		}
+		next.Description, changed = desc, true
+	}
+	if ps.Has("expires_at") {
+		exp, err := ps.Date("expires_at")
+		if err != nil {
+			return nil, false, err
+		}
+		if tr.Expired(now) {
+			return nil, false, errValidation("expires_at", "cannot be changed: the token has expired")
+		}
+		if err := checkTriggerExpiry(exp, now); err != nil {
+			return nil, false, err
+		}
+		next.ExpiresAt, changed = exp, true
+	}
+	given, err := triggerPolicyParams(ps, &next)
+	if err != nil {
+		return nil, false, err
+	}
+	return &next, changed || given, nil
 }
 
 // Bounds of a trigger's policy lists.

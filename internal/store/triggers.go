@@ -89,23 +89,12 @@ func (t *Tx) RotateTrigger(ctx context.Context, oldID int64, oldExpires time.Tim
 	return t.CreateTrigger(ctx, next)
 }
 
-// UpdateTriggerPolicy replaces trigger id's policy (allowed refs and
-// networks, variables, rate limit) with pol's.
-func (t *Tx) UpdateTriggerPolicy(ctx context.Context, id int64, pol *Trigger) error {
-	res, err := t.Exec(ctx, `UPDATE triggers SET allowed_refs = ?, allowed_cidrs = ?, variables_allowed = ?, allowed_variables = ?, rate_limit = ?, updated_at = ? WHERE id = ?`,
-		strings.Join(pol.AllowedRefs, "\n"), strings.Join(pol.AllowedCIDRs, "\n"), boolInt(!pol.NoVariables), strings.Join(pol.AllowedVariables, "\n"), pol.RateLimit, Now(), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
-// UpdateTriggerDescription changes a trigger's description.
-func (t *Tx) UpdateTriggerDescription(ctx context.Context, id int64, description string) error {
-	res, err := t.Exec(ctx, `UPDATE triggers SET description = ?, updated_at = ? WHERE id = ?`, description, Now(), id)
+// UpdateTrigger writes tr's description, expiry and policy (allowed refs
+// and networks, variables, rate limit) in one statement.
+func (t *Tx) UpdateTrigger(ctx context.Context, tr *Trigger) error {
+	res, err := t.Exec(ctx, `UPDATE triggers SET description = ?, expires_at = ?, allowed_refs = ?, allowed_cidrs = ?, variables_allowed = ?, allowed_variables = ?, rate_limit = ?, updated_at = ? WHERE id = ?`,
+		tr.Description, nullTime(tr.ExpiresAt), strings.Join(tr.AllowedRefs, "\n"), strings.Join(tr.AllowedCIDRs, "\n"), boolInt(!tr.NoVariables),
+		strings.Join(tr.AllowedVariables, "\n"), tr.RateLimit, Now(), tr.ID)
 	if err != nil {
 		return err
 	}

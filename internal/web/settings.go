@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -198,6 +199,8 @@ func (w *Web) settingsAction(q *req, seg []string) {
 		w.saveGeneralPipelines(q)
 	case seg[0] == "triggers" && len(seg) == 1:
 		w.createTrigger(q)
+	case seg[0] == "triggers" && len(seg) == 2 && id > 0:
+		w.updateTrigger(q, id)
 	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "revoke" && id > 0:
 		w.revokeTrigger(q, id)
 	case seg[0] == "triggers" && len(seg) == 3 && seg[2] == "rotate" && id > 0:
@@ -373,6 +376,113 @@ func (w *Web) rotateTrigger(q *req, id int64) {
 	w.Log.Info("trigger rotated", "project", q.project.FullPath, "old", old.ID, "new", next.ID, "overlap", overlap.String(), "user", q.user.Username, "via", "web")
 	http.SetCookie(q.w, w.cookie(newTriggerCookie, w.sealNewTrigger(q, &next, secret), 120))
 	w.redirect(q, settings+"#triggers", "")
+}
+
+// triggerEditData is the trigger token edit page.
+type triggerEditData struct {
+	T            *store.Trigger
+	Form         map[string]string
+	Error        string
+	Action, Back string
+}
+
+// triggerEditable loads trigger id of the project for its owner's edit
+// page or form (a maintainer, access.ManagesTrigger); otherwise it answers.
+func (w *Web) triggerEditable(q *req, id int64) *store.Trigger {
+	if !w.requireLevel(q, access.Maintainer) {
+		return nil
+	}
+	tr, err := w.Store.TriggerByID(q.ctx, id)
+	if err != nil || tr.ProjectID != q.project.ID {
+		w.notFound(q)
+		return nil
+	}
+	if !access.ManagesTrigger(q.user.ID, tr.OwnerID) {
+		w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#triggers", "Only the owner of trigger token "+tr.ShortToken+" can edit it.")
+		return nil
+	}
+	return tr
+}
+
+// triggerForm is a token's current fields as the edit form shows them.
+func triggerForm(tr *store.Trigger) map[string]string {
+	f := map[string]string{"description": tr.Description, "allowed_refs": strings.Join(tr.AllowedRefs, ", "),
+		"allowed_cidrs": strings.Join(tr.AllowedCIDRs, ", "), "allowed_variables": strings.Join(tr.AllowedVariables, ", "),
+		"variables_allowed": strconv.FormatBool(!tr.NoVariables)}
+	if tr.ExpiresAt != nil {
+		f["expires_at"] = tr.ExpiresAt.UTC().Format("2006-01-02")
+	}
+	if tr.RateLimit > 0 {
+		f["rate_limit"] = strconv.Itoa(tr.RateLimit)
+	}
+	return f
+}
+
+func (w *Web) renderTriggerEdit(q *req, tr *store.Trigger, form map[string]string, msg string, status int) {
+	d := &triggerEditData{T: tr, Form: form, Error: msg, Back: projectURL(q.project) + "/-/settings/ci_cd#triggers",
+		Action: projectURL(q.project) + "/-/settings/ci_cd/triggers/" + strconv.FormatInt(tr.ID, 10)}
+	w.render(q, status, "settings_trigger_edit", w.newPage(q, "Edit trigger token · "+q.project.Name, "settings", d))
+}
+
+// editTrigger shows the edit page of a trigger token (its owner only).
+func (w *Web) editTrigger(q *req, idText string) {
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil || id <= 0 {
+		w.notFound(q)
+		return
+	}
+	tr := w.triggerEditable(q, id)
+	if tr == nil {
+		return
+	}
+	w.renderTriggerEdit(q, tr, triggerForm(tr), "", http.StatusOK)
+}
+
+// updateTrigger saves the edit form by PUT /triggers/:id's rules
+// (api.TriggerChange): a refusal shows the form again with the problem
+// and writes nothing; success redirects to the settings page.
+func (w *Web) updateTrigger(q *req, id int64) {
+	tr := w.triggerEditable(q, id)
+	if tr == nil {
+		return
+	}
+	f := q.r.PostForm
+	form := map[string]string{"variables_allowed": "false"}
+	if f.Get("variables_allowed") == "1" {
+		form["variables_allowed"] = "true"
+	}
+	for _, k := range []string{"description", "expires_at", "allowed_refs", "allowed_cidrs", "allowed_variables", "rate_limit"} {
+		form[k] = strings.TrimSpace(f.Get(k))
+	}
+	fields := maps.Clone(form)
+	if fields["rate_limit"] == "" {
+		fields["rate_limit"] = "0"
+	}
+	if fields["expires_at"] == triggerForm(tr)["expires_at"] {
+		// Unchanged (the form shows the date only): the exact expiry stays,
+		// and an expired token's other fields can still be edited.
+		delete(fields, "expires_at")
+	}
+	msg := ""
+	if form["description"] == "" {
+		msg = "Description can't be blank."
+	}
+	var next *store.Trigger
+	if msg == "" {
+		if next, msg = api.TriggerChange(fields, tr, time.Now()); msg != "" {
+			msg = strings.ToUpper(msg[:1]) + msg[1:] + "."
+		}
+	}
+	if msg != "" {
+		w.renderTriggerEdit(q, tr, form, msg, http.StatusUnprocessableEntity)
+		return
+	}
+	if err := w.Store.Write(q.ctx, func(tx *store.Tx) error { return tx.UpdateTrigger(q.ctx, next) }); err != nil {
+		w.internal(q, err)
+		return
+	}
+	w.Log.Info("trigger changed", "project", q.project.FullPath, "trigger", tr.ID, "short_token", tr.ShortToken, "user", q.user.Username, "via", "web")
+	w.redirect(q, projectURL(q.project)+"/-/settings/ci_cd#triggers", "Trigger token "+tr.ShortToken+" was updated.")
 }
 
 // revokeConfirm is GitLab's confirmation text for revoking a trigger.

@@ -258,6 +258,8 @@ func (w *Web) projectRoute(q *req) {
 		w.jobAction(q, id, seg[2])
 	case rest == "settings/ci_cd" && get:
 		w.settingsCICD(q, nil)
+	case seg[0] == "settings" && len(seg) == 5 && seg[1] == "ci_cd" && seg[2] == "triggers" && seg[4] == "edit" && get:
+		w.editTrigger(q, seg[3])
 	case seg[0] == "settings" && len(seg) >= 3 && seg[1] == "ci_cd" && post:
 		w.settingsAction(q, seg[2:])
 	case seg[0] == "settings" && len(seg) >= 2 && seg[1] == "webhooks":
