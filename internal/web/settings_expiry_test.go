@@ -185,7 +185,9 @@ func TestTriggerEditForm(t *testing.T) {
 	if code, _ := get(t, ca, edit+"/edit"); code != http.StatusNotFound && code != http.StatusForbidden {
 		t.Fatalf("developer edit page: %d", code)
 	}
-	if err := f.st.Write(ctx, func(tx *store.Tx) error { return tx.SetProjectMember(ctx, f.project.ID, f.userID("alice"), store.Maintainer) }); err != nil {
+	if err := f.st.Write(ctx, func(tx *store.Tx) error {
+		return tx.SetProjectMember(ctx, f.project.ID, f.userID("alice"), store.Maintainer)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := get(t, ca, edit+"/edit"); code != http.StatusSeeOther {
