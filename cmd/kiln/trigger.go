@@ -104,8 +104,17 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 		key = randomKey()
 	}
 	printed := false
+	// With --wait, the first call does not wait: it names the pipeline, so
+	// that its event stream can say why a job does not start (a "stuck"
+	// line, printed to stderr) while the later calls wait.
+	var stopStuck func()
+	defer func() {
+		if stopStuck != nil {
+			stopStuck()
+		}
+	}()
 	for {
-		if *wait {
+		if *wait && printed {
 			left := time.Until(deadline(ctx))
 			if left > maxServerWait {
 				left = maxServerWait
@@ -154,8 +163,15 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 		if !*wait {
 			return exitSuccess
 		}
-		if resp.StatusCode == http.StatusAccepted {
+		if stopStuck == nil && !finished(pl.Status) {
+			stopStuck = watchStuck(ctx, root, *token, pl.ID, stderr)
+		}
+		if resp.StatusCode == http.StatusAccepted || !finished(pl.Status) {
 			continue // not finished yet: ask again (a replay) and wait more
+		}
+		if stopStuck != nil {
+			stopStuck()
+			stopStuck = nil
 		}
 		// Finished: the jobs' results from the event stream, then outputs.
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -175,6 +191,97 @@ func triggerCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitFailed
 	}
+}
+
+// finished reports a pipeline status that no longer changes.
+func finished(status string) bool {
+	switch status {
+	case "success", "failed", "canceled", "skipped":
+		return true
+	}
+	return false
+}
+
+// watchStuck follows the pipeline's event stream in the background and
+// prints each "stuck" line (why a pending job does not start, as the job
+// page says it; again only when the reason changes) to stderr. The
+// returned function stops it and waits until it has.
+func watchStuck(ctx context.Context, root, token string, id int64, stderr io.Writer) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if end, err := watchStuckOnce(ctx, root, token, id, stderr); end {
+				return
+			} else if err != nil {
+				var fatal *fatalErr
+				if errors.As(err, &fatal) {
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// stuckEvent is a "stuck" line of the event stream.
+type stuckEvent struct {
+	Event   string `json:"event"`
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Message string `json:"message"`
+	Runners []struct {
+		Name   string `json:"name"`
+		Tags   string `json:"tags"`
+		Online bool   `json:"online"`
+	} `json:"runners"`
+}
+
+func watchStuckOnce(ctx context.Context, root, token string, id int64, stderr io.Writer) (bool, error) {
+	u := fmt.Sprintf("%s/pipelines/%d/events?token=%s", root, id, url.QueryEscape(token))
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			return false, &fatalErr{fmt.Sprintf("event stream: %d", resp.StatusCode)}
+		}
+		return false, fmt.Errorf("event stream: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev stuckEvent
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		switch ev.Event {
+		case "stuck":
+			// A reconnect replays the current explanation; that is a
+			// repeat only if nothing changed, and rare.
+			var b strings.Builder
+			fmt.Fprintf(&b, "kiln trigger: job %s (#%d): %s\n", ev.Name, ev.ID, ev.Message)
+			for _, r := range ev.Runners {
+				state := ""
+				if !r.Online {
+					state = " (offline)"
+				}
+				fmt.Fprintf(&b, "  runner %s: %s%s\n", r.Name, r.Tags, state)
+			}
+			io.WriteString(stderr, b.String())
+		case "end":
+			return true, nil
+		}
+	}
+	return false, sc.Err()
 }
 
 // maxServerWait is the server's bound on wait= (trigger.MaxWait).

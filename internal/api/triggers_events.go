@@ -12,6 +12,7 @@ import (
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/pipewatch"
 	"github.com/kilnci/kiln/internal/store"
+	"github.com/kilnci/kiln/internal/stuck"
 )
 
 // eventPoll is how often a followed pipeline is read (once per pipeline,
@@ -39,7 +40,10 @@ const eventHeartbeat = 15 * time.Second
 
 // events streams a pipeline's progress as newline-delimited JSON: a
 // "pipeline" line on every pipeline status change, a "job" line on every
-// job status change, and a final "end" line once the pipeline is complete.
+// job status change, a "stuck" line when a pending job cannot start (and
+// why: package stuck, the job page's explanation) and whenever that
+// explanation changes, and a final "end" line once the pipeline is
+// complete.
 // It authenticates with a personal access token (reporter access) or with
 // ?token= a trigger token of the project, which may follow the pipelines it
 // started (or a running job's CI_JOB_TOKEN, which may follow the pipelines
@@ -102,8 +106,60 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	web := t.ExternalURL + "/" + p.FullPath
 	jobSeen := map[int64]string{}
 	lastStatus := ""
+	lastSend := time.Now()
+	sendNow := func(v any) bool { lastSend = time.Now(); return send(v) }
+	// Pending jobs are explained ("stuck" lines) when they start waiting
+	// and again whenever the explanation changes; the runners' state is not
+	// in the snapshot, so it is looked at again every stuckRecheck.
+	var jobs []*store.Job
+	stuckSent := map[int64]string{}
+	explain := func() bool {
+		now := time.Now()
+		for _, j := range jobs {
+			if j.Retried || j.Kind == "bridge" {
+				continue
+			}
+			if j.Status != "pending" {
+				delete(stuckSent, j.ID)
+				continue
+			}
+			ex, err := stuck.Explain(ctx, t.Store, p, j, now)
+			if err != nil || ex == nil {
+				continue
+			}
+			since := j.CreatedAt
+			if j.QueuedAt != nil {
+				since = *j.QueuedAt
+			}
+			if ex.Kind == stuck.Busy && now.Sub(since) < stuckBusyAfter {
+				// Runners that can take it are online: give them a moment.
+				continue
+			}
+			if stuckSent[j.ID] == ex.Message {
+				continue
+			}
+			stuckSent[j.ID] = ex.Message
+			if !sendNow(map[string]any{"event": "stuck", "id": j.ID, "name": j.Name, "stage": j.Stage, "kind": ex.Kind,
+				"message": ex.Message, "runners": ex.Runners, "web_url": web + "/-/jobs/" + strconv.FormatInt(j.ID, 10)}) {
+				return false
+			}
+		}
+		return true
+	}
+	hasPending := func() bool {
+		for _, j := range jobs {
+			if j.Status == "pending" && j.Kind != "bridge" && !j.Retried {
+				return true
+			}
+		}
+		return false
+	}
 	for {
-		beat, stopBeat := context.WithTimeout(ctx, eventHeartbeat)
+		wait := eventHeartbeat - time.Since(lastSend)
+		if hasPending() && wait > stuckRecheck {
+			wait = stuckRecheck
+		}
+		beat, stopBeat := context.WithTimeout(ctx, max(wait, time.Millisecond))
 		snap, err := f.Next(beat)
 		stopBeat()
 		if err != nil {
@@ -114,7 +170,10 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 				return nil
 			}
-			if !send(map[string]any{"event": "heartbeat"}) {
+			if !explain() {
+				return nil
+			}
+			if time.Since(lastSend) >= eventHeartbeat && !sendNow(map[string]any{"event": "heartbeat"}) {
 				return nil
 			}
 			continue
@@ -126,7 +185,7 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 		cur := snap.Pipeline
 		if cur.Status != lastStatus {
 			lastStatus = cur.Status
-			if !send(map[string]any{"event": "pipeline", "id": cur.ID, "iid": cur.IID, "project_id": p.ID, "status": cur.Status,
+			if !sendNow(map[string]any{"event": "pipeline", "id": cur.ID, "iid": cur.IID, "project_id": p.ID, "status": cur.Status,
 				"ref": cur.Ref, "sha": cur.SHA, "source": cur.Source, "web_url": web + "/-/pipelines/" + strconv.FormatInt(cur.ID, 10)}) {
 				return nil
 			}
@@ -145,7 +204,7 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			if j.DownstreamPipelineID != 0 {
 				ev["downstream_pipeline_id"] = j.DownstreamPipelineID
 			}
-			if !send(ev) {
+			if !sendNow(ev) {
 				return nil
 			}
 		}
@@ -153,8 +212,20 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 			send(map[string]any{"event": "end", "id": cur.ID, "status": cur.Status})
 			return nil
 		}
+		jobs = snap.Jobs
+		if !explain() {
+			return nil
+		}
 	}
 }
+
+// stuckRecheck is how often a stream with pending jobs looks at the
+// runners again; stuckBusyAfter is how long a job may wait for a busy but
+// able runner before it is reported.
+const (
+	stuckRecheck   = 2 * time.Second
+	stuckBusyAfter = 5 * time.Second
+)
 
 func isFinished(status string) bool {
 	switch status {
