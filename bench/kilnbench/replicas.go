@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,7 @@ func loadReplicas(ks []*kiln, pid int64, tok string, c int, d time.Duration) (fl
 // of the seed's 3-job pipeline with two built-in runners in all (two on the
 // one replica, one on each of two), one pipeline at a time and in bursts.
 func replicas(bin, work, pg string, levels []int, d time.Duration, runs, n, burst int) {
-	fmt.Printf("\n## Replicas: trigger throughput (PostgreSQL, seed 3-job pipeline, no runners, clients spread over the replicas)\n\n")
+	fmt.Printf("\n## Replicas: trigger throughput (PostgreSQL, seed 3-job pipeline, no runners, clients spread over the replicas; load average %s)\n\n", loadAvg())
 	fmt.Println("| replicas | clients | pipelines/s (median of runs) | p50 | p90 | p99 | failed |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
 	for _, nr := range []int{1, 2} {
@@ -93,8 +94,11 @@ func replicas(bin, work, pg string, levels []int, d time.Duration, runs, n, burs
 			k.stop()
 		}
 	}
+	fmt.Printf("\nload average: %s\n", loadAvg())
 
 	fmt.Printf("\n## Replicas: trigger → pipeline success (PostgreSQL, seed 3-job pipeline: 3 stages, each job fetches the repository; 2 built-in runners in all)\n\n")
+	var loads []string
+	defer func() { fmt.Printf("\nload average after the burst: %s\n", strings.Join(loads, "; ")) }()
 	fmt.Println("| replicas | mode | pipelines | p50 | p90 | p99 | all done in | pipelines/s | not success |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, nr := range []int{1, 2} {
@@ -147,6 +151,7 @@ func replicas(bin, work, pg string, levels []int, d time.Duration, runs, n, burs
 		wg.Wait()
 		all := time.Since(start)
 		sortDur(lats)
+		loads = append(loads, fmt.Sprintf("%d replica(s): %s", nr, loadAvg()))
 		fmt.Printf("| %d | burst | %d | %s | %s | %s | %s | %.1f | %d |\n", nr, burst, ms(pct(lats, 50)), ms(pct(lats, 90)), ms(pct(lats, 99)), all.Round(10*time.Millisecond), float64(len(lats))/all.Seconds(), nbad.Load())
 		for _, k := range ks {
 			k.stop()
@@ -168,4 +173,16 @@ func waitPipelineFor(k *kiln, pid, plID int64, d time.Duration) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return "timeout"
+}
+
+// loadAvg is the machine's 1, 5 and 15 minute load averages (other work
+// on a shared machine skews every number; ratios within one run hold up
+// better).
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
