@@ -25,6 +25,7 @@ func objectStoreFlags(fs *flag.FlagSet) func() (string, blob.S3Config, error) {
 	secretKey := fs.String("s3-secret-key", "", "S3 secret key; prefer $KILN_S3_SECRET_KEY or --s3-secret-key-file, which other users cannot read in the process list")
 	secretFile := fs.String("s3-secret-key-file", envOr("KILN_S3_SECRET_KEY_FILE", ""), "file holding the S3 secret key (KILN_S3_SECRET_KEY_FILE)")
 	pathStyle := fs.Bool("s3-path-style", envBoolDefault("KILN_S3_PATH_STYLE", true), "address the bucket as endpoint/bucket; false: bucket.endpoint (KILN_S3_PATH_STYLE)")
+	fs.DurationVar(&cfg.StallTimeout, "s3-stall-timeout", envDuration("KILN_S3_STALL_TIMEOUT", blob.DefaultStallTimeout), "fail an S3 request whose connection makes no progress (connect, answer, body bytes) for this long (KILN_S3_STALL_TIMEOUT)")
 	fs.BoolVar(&cfg.Insecure, "s3-insecure", envBool("KILN_S3_INSECURE"), "plain HTTP to an --s3-endpoint given without a scheme (KILN_S3_INSECURE)")
 	return func() (string, blob.S3Config, error) {
 		cfg.VirtualHostStyle = !*pathStyle

@@ -43,6 +43,9 @@ type S3Config struct {
 	PartSize int64
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// StallTimeout fails a request whose connection makes no progress
+	// for this long (DefaultStallTimeout when 0); see stallTransport.
+	StallTimeout time.Duration
 }
 
 // S3 is the Store in an S3-compatible bucket. Objects are the keys with
@@ -93,12 +96,23 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if cfg.VirtualHostStyle {
 		lookup = minio.BucketLookupDNS
 	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		var err error
+		if tr, err = stallTransport(secure, cfg.StallTimeout); err != nil {
+			return nil, fmt.Errorf("blob: S3 transport: %w", err)
+		}
+	}
 	c, err := minio.New(host, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       secure,
 		Region:       cfg.Region,
 		BucketLookup: lookup,
-		Transport:    cfg.Transport,
+		Transport:    tr,
+		MaxRetries:   s3MaxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("blob: S3 client: %w", err)

@@ -61,6 +61,8 @@ type FileConfig struct {
 	// OutputLimit is the job log size limit in KiB, as gitlab-runner's
 	// output_limit (default 4096: 4 MiB).
 	OutputLimit int64 `json:"output_limit,omitempty"`
+	// Cache selects where job caches live (default: cache_dir).
+	Cache *CacheConfig `json:"cache,omitempty"`
 }
 
 // LoadFileConfig reads a runner configuration file; unknown keys are an
@@ -121,6 +123,15 @@ const usage = `usage:
                   [--builds-dir DIR] [--cache-dir DIR] [--name NAME] [--shell SHELL]
                   [--output-limit KIB] [--executor shell|shell-sandbox|docker]
                   [--docker-host unix:///PATH] [--docker-image IMAGE]
+                  [--cache-type s3 --cache-s3-server-address HOST[:PORT]
+                   --cache-s3-bucket-name BUCKET [--cache-s3-bucket-location REGION]
+                   [--cache-path PREFIX] [--cache-s3-insecure]]
+
+--cache-type s3 keeps job caches in an S3 bucket that runners on other
+machines share (as GitLab Runner's [runners.cache] Type = "s3"); the keys
+come from KILN_RUNNER_CACHE_S3_ACCESS_KEY / KILN_RUNNER_CACHE_S3_SECRET_KEY
+(or --cache-s3-access-key / --cache-s3-secret-key). register saves them in
+the config file.
 
 --executor shell-sandbox runs every job process in a bubblewrap sandbox:
 own namespaces, uid 65534, read-only root file system, only the job's build
@@ -170,6 +181,7 @@ type runFlags struct {
 	executor, dockerHost, dockerImage    string
 	concurrent                           int
 	outputLimit                          int64
+	cache                                cacheFlags
 }
 
 func newFlags(name string, stderr io.Writer) *runFlags {
@@ -187,6 +199,7 @@ func newFlags(name string, stderr io.Writer) *runFlags {
 	f.fs.StringVar(&f.dockerImage, "docker-image", "", "image for jobs without image: under --executor docker")
 	f.fs.IntVar(&f.concurrent, "concurrent", 0, "number of jobs run at once (default 1)")
 	f.fs.Int64Var(&f.outputLimit, "output-limit", 0, "job log size limit in KiB (default 4096); raise the server's --max-trace-size too")
+	f.cache.add(f.fs)
 	return f
 }
 
@@ -244,6 +257,7 @@ func (f *runFlags) resolve(creating bool) (FileConfig, string, error) {
 	if set["docker-image"] {
 		fc.DockerImage = f.dockerImage
 	}
+	f.cache.apply(&fc, set)
 	return fc, path, nil
 }
 
@@ -319,6 +333,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := fc.Config().withDefaults()
+	if cfg.Cache, err = OpenCacheStore(fc.Cache); err != nil {
+		fmt.Fprintf(stderr, "kiln runner run: %v\n", err)
+		return 2
+	}
+	if cfg.Cache != nil {
+		log.Info("job caches in a shared bucket", "store", fmt.Sprint(cfg.Cache))
+	}
 	switch fc.Executor {
 	case "", "shell":
 	case "shell-sandbox":

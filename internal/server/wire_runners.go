@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/queue"
 	"github.com/kilnci/kiln/internal/runner"
@@ -196,6 +197,7 @@ func (s *Server) wireBuiltinRunners(ctx context.Context, svc *runnerapi.Service)
 				URL: url, Token: tok, Name: "kiln-builtin-" + strconv.Itoa(i+1), Concurrent: 1,
 				BuildsDir:     filepath.Join(s.builtinBuildsDir(), strconv.Itoa(i+1)),
 				CacheDir:      s.builtinCacheDir(),
+				Cache:         s.builtinCacheStore(),
 				Executor:      executor,
 				CheckInterval: -1, // long-polling is the wait
 				// The agent's log limit follows --max-trace-size (its log is
@@ -321,6 +323,17 @@ func (s *Server) failOrphanedBuiltinJobs(ctx context.Context, suffix string) err
 			return fmt.Errorf("failing job %d of a built-in runner of the previous run: %w", j.ID, err)
 		}
 		s.log.Warn("job was running on a built-in runner when the server stopped", "job", j.ID, "runner", j.RunnerID, "status", final)
+	}
+	return nil
+}
+
+// builtinCacheStore is where built-in runners keep job caches: in the
+// object store when it is a bucket (so that the built-in runners of every
+// replica, and external runners given the same bucket and no --cache-path,
+// share them), else nil (<data-dir>/cache).
+func (s *Server) builtinCacheStore() blob.Store {
+	if s.cfg.ObjectStore == "s3" {
+		return s.blobs
 	}
 	return nil
 }
