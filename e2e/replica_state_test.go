@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -86,5 +87,59 @@ func TestPipelineIIDsAcrossReplicas(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRateLimitsAcrossReplicas: on two replicas sharing one PostgreSQL
+// database, a trigger token with rate_limit N gets exactly N pipelines
+// across both, then 429 with Retry-After on either; 10 wrong passwords
+// for one name, split across the two, lock the name on both (web sign-in
+// and git). Before, each replica counted alone (2N pipelines; no lock).
+func TestRateLimitsAcrossReplicas(t *testing.T) {
+	a, b := replicas(t, "postgres", "--builtin-runners", "0")
+	pid, token := replicaProject(t, a, "limited", 5)
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for c := range 12 {
+		s := []*server{a, b}[c%2]
+		wg.Go(func() {
+			r := trigForm(t, s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline", "token", token, "ref", "main")
+			mu.Lock()
+			codes[r.code]++
+			mu.Unlock()
+			if r.code == 429 && r.hdr.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+		})
+	}
+	wg.Wait()
+	if codes[201] != 5 || codes[429] != 7 {
+		t.Fatalf("answers %v, want 5×201 and 7×429", codes)
+	}
+	for _, s := range []*server{a, b} {
+		trigForm(t, s.URL+"/api/v4/projects/"+pid+"/trigger/pipeline", "token", token, "ref", "main").want(t, 429, "after the limit, on "+s.URL)
+	}
+	var pls []map[string]any
+	b.call("GET", "/api/v4/projects/"+pid+"/pipelines?source=trigger", nil, &pls)
+	if len(pls) != 5 {
+		t.Fatalf("%d triggered pipelines, want 5", len(pls))
+	}
+
+	// Sign-in: 10 failures, alternating replicas, lock root on both.
+	for i := range 10 {
+		s := []*server{a, b}[i%2]
+		if code, _, _ := s.signInWeb(t, "root", fmt.Sprintf("guess-%d", i)); code != 401 {
+			t.Fatalf("guess %d on %s: %d", i, s.URL, code)
+		}
+	}
+	for _, s := range []*server{a, b} {
+		code, ok, page := s.signInWeb(t, "root", "rootpassword1")
+		if code != 401 || ok || !strings.Contains(page, "Your account is locked.") {
+			t.Fatalf("%s: locked account signed in: %d session=%v", s.URL, code, ok)
+		}
+		if out, err := gitErr(t.TempDir(), "ls-remote", strings.Replace(s.authURL("root/limited"), rootToken, "rootpassword1", 1)); err == nil {
+			t.Fatalf("%s: git with a locked account's password worked: %s", s.URL, out)
+		}
 	}
 }

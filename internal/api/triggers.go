@@ -22,6 +22,10 @@ func (a *API) triggerRoutes() {}
 
 // TriggerOptions configure the trigger endpoints.
 type TriggerOptions struct {
+	// Shared, if set, keeps every limit below in the database, shared by
+	// all replicas (the server sets it on PostgreSQL); nil keeps them in
+	// this process's memory.
+	Shared trigger.Shared
 	// PipelinesPerMinute bounds pipelines created through the trigger API
 	// per project (0: no limit).
 	PipelinesPerMinute int
@@ -66,15 +70,19 @@ func (a *API) RegisterTriggers(o TriggerOptions) {
 	if t.hub == nil {
 		t.hub = pipewatch.New(a.Store, eventPoll)
 	}
+	onErr := func(err error) {
+		a.Log.Warn("shared trigger rate limit unavailable; counting in this process", "err", err)
+	}
 	if o.FailedAuthBurst > 0 {
-		t.authFail = trigger.NewLimiter(o.FailedAuthBurst, o.FailedAuthPerMinute)
+		t.authFail = trigger.NewLimiter(o.FailedAuthBurst, o.FailedAuthPerMinute).Share(o.Shared, "trigger-auth-failures", onErr)
 	}
 	if o.RefusalBurst > 0 {
-		t.refusals = trigger.NewLimiter(o.RefusalBurst, o.RefusalPerMinute)
+		t.refusals = trigger.NewLimiter(o.RefusalBurst, o.RefusalPerMinute).Share(o.Shared, "trigger-refusals", onErr)
 	}
 	if o.PipelinesPerMinute > 0 {
-		t.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute))
+		t.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute)).Share(o.Shared, "trigger-creates", onErr)
 	}
+	t.perToken = trigger.Limiters{Shared: o.Shared, Scope: "trigger-token", OnErr: onErr}
 	a.handle("GET /api/v4/projects/{id}/triggers", t.list)
 	a.handle("POST /api/v4/projects/{id}/triggers", t.create)
 	a.handle("GET /api/v4/projects/{id}/triggers/deliveries", t.deliveries)

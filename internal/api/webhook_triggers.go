@@ -27,6 +27,9 @@ import (
 
 // WebhookOptions configure webhook triggers.
 type WebhookOptions struct {
+	// Shared, if set, keeps the webhook triggers' limits in the database,
+	// shared by all replicas (see TriggerOptions.Shared).
+	Shared trigger.Shared
 	// MaxBody bounds a received body (default 1 MiB); MaxDepth its JSON
 	// nesting (default 64).
 	MaxBody  int64
@@ -68,9 +71,14 @@ func (a *API) RegisterWebhookTriggers(o WebhookOptions) {
 	if o.StoredBody == 0 {
 		o.StoredBody = WebhookStoredBody
 	}
-	h := &webhooks{API: a, o: o, refusals: trigger.NewLimiter(60, 60), unauthRecords: trigger.NewLimiter(10, 10)}
+	onErr := func(err error) {
+		a.Log.Warn("shared webhook rate limit unavailable; counting in this process", "err", err)
+	}
+	h := &webhooks{API: a, o: o,
+		refusals:      trigger.NewLimiter(60, 60).Share(o.Shared, "webhook-refusals", onErr),
+		unauthRecords: trigger.NewLimiter(10, 10).Share(o.Shared, "webhook-unauthenticated-records", onErr)}
 	if o.PipelinesPerMinute > 0 {
-		h.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute))
+		h.creates = trigger.NewLimiter(o.PipelinesPerMinute, float64(o.PipelinesPerMinute)).Share(o.Shared, "webhook-creates", onErr)
 	}
 	base := "/api/v4/projects/{id}/webhook_triggers"
 	a.handle("GET "+base, h.list)

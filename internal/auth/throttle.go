@@ -22,7 +22,11 @@ import (
 //   - password hashing (PBKDF2, deliberately slow) runs at most Parallel at
 //     a time; others wait up to Wait and are then refused as busy.
 //
-// State lives in memory, per server process: a restart forgives everyone.
+// The counts live in memory, per server process (a restart forgives
+// everyone), or, with ThrottleConfig.Shared (the server sets it on
+// PostgreSQL), in the database, so that every replica sees the same
+// failures: 10 failures spread over two replicas lock the name on both.
+// While the database fails, the in-memory counts are used.
 type Throttle struct {
 	cfg ThrottleConfig
 	now func() time.Time
@@ -45,6 +49,47 @@ type ThrottleConfig struct {
 	// MaxEntries bounds the accounts and addresses remembered; beyond it
 	// the oldest idle entries are forgotten first.
 	MaxEntries int
+	// Shared, if set, keeps the account and address counts there.
+	Shared ThrottleStore
+	// OnError is told when Shared fails (nil: ignored).
+	OnError func(error)
+}
+
+// ThrottleStore keeps the throttle's counts where every replica sees them
+// (the store: rate_counters). It only counts; the throttle decides.
+type ThrottleStore interface {
+	RateTake(ctx context.Context, scope, subject string, now time.Time, every time.Duration, burst int, force bool) (bool, time.Duration, error)
+	RatePeek(ctx context.Context, scope, subject string, now time.Time, every time.Duration, burst int) (time.Duration, error)
+	CountHit(ctx context.Context, scope, subject string, now time.Time, ttl time.Duration, limit int) (int64, time.Time, error)
+	CountGet(ctx context.Context, scope, subject string, now time.Time) (int64, time.Time, error)
+	CountReset(ctx context.Context, scope, subject string) error
+}
+
+// Scopes of the throttle's shared counts.
+const (
+	scopeAccount = "signin-account-failures"
+	scopeAddress = "signin-address-failures"
+)
+
+// sharedTimeout bounds one shared-count statement; a failure is counted
+// even when its client leaves, so request contexts are not used.
+const sharedTimeout = 2 * time.Second
+
+func (t *Throttle) sharedCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), sharedTimeout)
+}
+
+// sharedFailed reports err (if any) and whether it happened.
+func (t *Throttle) sharedFailed(err error) bool {
+	if err != nil && t.cfg.OnError != nil {
+		t.cfg.OnError(err)
+	}
+	return err != nil
+}
+
+// addressEvery is how long one address failure takes to be forgiven.
+func (t *Throttle) addressEvery() time.Duration {
+	return time.Duration(float64(time.Minute) / t.cfg.AddressPerMinute)
 }
 
 // DefaultThrottleConfig follows GitLab: 10 failures lock an account for 10
@@ -147,6 +192,17 @@ func (t *Throttle) addrLocked(ip string, now time.Time) *addrBucket {
 // AddressBlocked reports whether ip has used up its failures, and how long
 // until it may try again.
 func (t *Throttle) AddressBlocked(ip string) (bool, time.Duration) {
+	if sh := t.cfg.Shared; sh != nil {
+		ctx, cancel := t.sharedCtx()
+		wait, err := sh.RatePeek(ctx, scopeAddress, ip, t.now(), t.addressEvery(), t.cfg.AddressBurst)
+		cancel()
+		if !t.sharedFailed(err) {
+			if wait <= 0 {
+				return false, 0
+			}
+			return true, max(wait, time.Second)
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -164,6 +220,17 @@ func (t *Throttle) AddressBlocked(ip string) (bool, time.Duration) {
 
 // AccountLocked reports whether username is locked, and until when.
 func (t *Throttle) AccountLocked(username string) (bool, time.Time) {
+	if sh := t.cfg.Shared; sh != nil {
+		ctx, cancel := t.sharedCtx()
+		hits, until, err := sh.CountGet(ctx, scopeAccount, accountKey(username), t.now())
+		cancel()
+		if !t.sharedFailed(err) {
+			if hits < int64(t.cfg.MaxAttempts) {
+				return false, time.Time{}
+			}
+			return true, until
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := t.accounts[accountKey(username)]
@@ -176,6 +243,21 @@ func (t *Throttle) AccountLocked(username string) (bool, time.Time) {
 // Fail records a failed attempt from ip for username ("" when no user name
 // was involved, e.g. a token guess).
 func (t *Throttle) Fail(ip, username string) {
+	if sh := t.cfg.Shared; sh != nil {
+		ctx, cancel := t.sharedCtx()
+		defer cancel()
+		now := t.now()
+		_, _, err := sh.RateTake(ctx, scopeAddress, ip, now, t.addressEvery(), t.cfg.AddressBurst, true)
+		if err == nil && username != "" {
+			// Kept LockFor after the latest failure while below the limit
+			// (the in-memory counts are forgotten after LockFor idle too);
+			// the MaxAttempts-th locks the name for LockFor.
+			_, _, err = sh.CountHit(ctx, scopeAccount, accountKey(username), now, t.cfg.LockFor, t.cfg.MaxAttempts)
+		}
+		if !t.sharedFailed(err) {
+			return
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -207,6 +289,12 @@ func (t *Throttle) Fail(ip, username string) {
 
 // Succeed clears username's failure count.
 func (t *Throttle) Succeed(username string) {
+	if sh := t.cfg.Shared; sh != nil {
+		ctx, cancel := t.sharedCtx()
+		err := sh.CountReset(ctx, scopeAccount, accountKey(username))
+		cancel()
+		t.sharedFailed(err)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.accounts, accountKey(username))

@@ -174,7 +174,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(auth.ThrottleConfig{}), blobs: blobs}
+	s := &Server{cfg: cfg, log: log, store: st, access: access.New(st), repos: repos, throttle: auth.NewThrottle(throttleConfig(st, log)), blobs: blobs}
 	s.loops = lifecycle.New(log, st.WithClaim)
 	s.closers = append(s.closers, func() { repos.Close() }, func() { st.Close() })
 	if err := s.wirePipelines(ctx); err != nil {
@@ -192,6 +192,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.handler = s.instrument(s.routes())
 	return s, nil
+}
+
+// throttleConfig shares the password throttle's counts through the
+// database on PostgreSQL (every replica sees the same failures); SQLite
+// is one process, whose memory will do.
+func throttleConfig(st *store.Store, log *slog.Logger) auth.ThrottleConfig {
+	if st.Dialect != store.Postgres {
+		return auth.ThrottleConfig{}
+	}
+	return auth.ThrottleConfig{Shared: st, OnError: func(err error) {
+		log.Warn("shared sign-in throttle unavailable; counting in this process", "err", err)
+	}}
 }
 
 func externalFromListen(listen string) string {

@@ -25,7 +25,14 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 	hub := pipewatch.New(s.store, api.EventPoll)
 	s.onShutdown = append(s.onShutdown, hub.Close)
 	s.closers = append(s.closers, hub.Close)
+	// On PostgreSQL the limits are counted in the database, so that all
+	// replicas share one budget; SQLite is one process: memory will do.
+	var shared trigger.Shared
+	if s.store.Dialect == store.Postgres {
+		shared = s.store
+	}
 	s.api.RegisterTriggers(api.TriggerOptions{
+		Shared:              shared,
 		Watch:               hub,
 		EventStreamMax:      s.cfg.EventStreamMax,
 		PipelinesPerMinute:  s.cfg.TriggerRateLimit,
@@ -37,7 +44,7 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 		Observe:             s.metrics.TriggerResult,
 	})
 
-	s.api.RegisterWebhookTriggers(api.WebhookOptions{PipelinesPerMinute: s.cfg.TriggerRateLimit})
+	s.api.RegisterWebhookTriggers(api.WebhookOptions{Shared: shared, PipelinesPerMinute: s.cfg.TriggerRateLimit})
 
 	b := &trigger.Bridges{Store: s.store, Engine: s.engine, Log: s.log}
 	// Engine hooks run after commit on the store's writer goroutine, which
@@ -70,6 +77,17 @@ func (s *Server) wireTriggers(ctx context.Context) error {
 	err = s.loops.Add(lifecycle.Loop{Name: "webhook-deliveries-prune", Every: time.Hour, Shared: true, Run: func(ctx context.Context) error {
 		return s.store.Write(ctx, func(tx *store.Tx) error {
 			_, err := tx.PruneWebhookDeliveries(ctx, time.Now().Add(-webhookDeliveryRetention))
+			return err
+		})
+	}})
+	if err != nil {
+		return err
+	}
+	// Rate counters that carry no state any more (full buckets, expired
+	// failure counts).
+	err = s.loops.Add(lifecycle.Loop{Name: "rate-counters-prune", Every: 10 * time.Minute, Shared: true, Run: func(ctx context.Context) error {
+		return s.store.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.PruneRateCounters(ctx, time.Now())
 			return err
 		})
 	}})

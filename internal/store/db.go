@@ -229,13 +229,13 @@ func (s *Store) migrate(ctx context.Context) error {
 
 func (s *Store) dialectSQL(q string) string {
 	if s.Dialect == Postgres {
-		return strings.NewReplacer("{{id}}", "BIGSERIAL PRIMARY KEY", "{{bool}}", "BOOLEAN", "{{blob}}", "BYTEA").Replace(q)
+		return strings.NewReplacer("{{id}}", "BIGSERIAL PRIMARY KEY", "{{bool}}", "BOOLEAN", "{{blob}}", "BYTEA", "{{unlogged}}", "UNLOGGED").Replace(q)
 	}
 	// AUTOINCREMENT: without it SQLite hands the id of a deleted newest row
 	// to the next insert, and old references (delivery log rows, links,
 	// trace files) would point at the new row. PostgreSQL's sequences never
 	// go back.
-	return strings.NewReplacer("{{id}}", sqliteID, "{{bool}}", "BOOLEAN", "{{blob}}", "BLOB").Replace(q)
+	return strings.NewReplacer("{{id}}", sqliteID, "{{bool}}", "BOOLEAN", "{{blob}}", "BLOB", "{{unlogged}} ", "").Replace(q)
 }
 
 // sqliteID is what {{id}} becomes on SQLite.
