@@ -8,13 +8,20 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestWebWebhookTriggers walks the webhook triggers page in Chromium:
-// a bad expression is refused with its position, a trigger is created,
-// tested with a sample (nothing created), and a signed delivery shows up
-// in its deliveries table without a reload.
+// TestWebWebhookTriggers walks the webhook triggers page in Chromium on
+// SQLite and PostgreSQL: a bad expression is refused with its position, a
+// trigger is created, edited, tested with a sample (the preview of its
+// jobs shown, nothing created), a signed delivery shows up in its
+// deliveries table without a reload, and is replayed from it.
 func TestWebWebhookTriggers(t *testing.T) {
 	b := newBrowser(t)
-	f := newHookFixture(t, "sqlite")
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) { testWebWebhookTriggers(t, b, kind) })
+	}
+}
+
+func testWebWebhookTriggers(t *testing.T, b *browser, kind string) {
+	f := newHookFixture(t, kind)
 	s := f.s
 	page := s.URL + "/hooks/app/-/settings/webhooks"
 
@@ -52,7 +59,25 @@ func TestWebWebhookTriggers(t *testing.T) {
 		t.Fatalf("url shown: %q", hookURL)
 	}
 
-	var result string
+	// Edit: the variable's expression changes, the secret is kept.
+	var vars string
+	edit := func(name string) chromedp.CSS { return chromedp.CSS(`.webhook-edit [name="` + name + `"]`) }
+	b.run(root, "edit",
+		chromedp.Click(chromedp.CSS(`.webhook-edit summary`)),
+		chromedp.WaitVisible(edit("variables")),
+		chromedp.Clear(edit("variables")),
+		chromedp.SendKeys(edit("variables"), "PUSHER = payload.pusher.name + '@ui'"),
+		chromedp.Clear(edit("description")),
+		chromedp.SendKeys(edit("description"), "GitHub pushes (edited)"),
+		chromedp.Click(chromedp.CSS(`.webhook-edit button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.Search(`//h2[contains(., "GitHub pushes (edited)")]`)),
+		into(chromedp.Value(edit("variables")), &vars),
+	)
+	if !strings.Contains(vars, "PUSHER = payload.pusher.name + '@ui'") {
+		t.Fatalf("variables after the edit: %q", vars)
+	}
+
+	var result, preview string
 	b.run(root, "test",
 		chromedp.Click(chromedp.CSS(`.webhook-test summary`)),
 		chromedp.WaitVisible(chromedp.CSS(`.test-headers`)),
@@ -60,14 +85,21 @@ func TestWebWebhookTriggers(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`.test-body`), `{"repository":{"default_branch":"master"},"pusher":{"name":"Octo"}}`),
 		chromedp.Click(chromedp.CSS(`.webhook-test button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`.test-result`)),
+		chromedp.WaitVisible(chromedp.CSS(`.test-preview .preview-job`)),
 		text(`.test-result`, &result),
+		text(`.test-preview`, &preview),
 	)
-	if !strings.Contains(result, `"would_create": true`) || !strings.Contains(result, `"PUSHER": "Octo"`) {
+	if !strings.Contains(result, `"would_create": true`) || !strings.Contains(result, `"PUSHER": "Octo@ui"`) {
 		t.Fatalf("test result: %s", result)
+	}
+	if !strings.Contains(preview, "master") || !strings.Contains(preview, "job") || !strings.Contains(preview, "on_success") ||
+		!strings.Contains(preview, "TRIGGER_PAYLOAD") || strings.Contains(preview, "Octo") {
+		t.Fatalf("preview shown: %q", preview)
 	}
 	if n := f.pipelineCount(t); n != 0 {
 		t.Fatalf("the test created %d pipelines", n)
 	}
+	b.shot(root, "webhook-test-preview-"+kind)
 
 	// A signed delivery appears in the table without a reload.
 	body := readPayload(t, "github_push.json")
@@ -90,5 +122,5 @@ func TestWebWebhookTriggers(t *testing.T) {
 	if n := f.pipelineCount(t); n != 2 {
 		t.Fatalf("pipelines after the replay: %d, want 2", n)
 	}
-	b.shot(root, "webhooks")
+	b.shot(root, "webhooks-"+kind)
 }

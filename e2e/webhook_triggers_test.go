@@ -339,9 +339,16 @@ func jsonString(v any) string {
 
 // TestWebhookTriggerPolicy: a generic sender's chosen algorithm and header,
 // allowed_cidrs, and the owner's access now (a maintainer demoted to
-// developer can no longer run the default branch, which is protected).
+// developer can no longer run the default branch, which is protected). On
+// SQLite and PostgreSQL.
 func TestWebhookTriggerPolicy(t *testing.T) {
-	f := newHookFixture(t, "sqlite")
+	for _, kind := range dbKinds() {
+		t.Run(kind, func(t *testing.T) { testWebhookTriggerPolicy(t, kind) })
+	}
+}
+
+func testWebhookTriggerPolicy(t *testing.T, kind string) {
+	f := newHookFixture(t, kind)
 	s := f.s
 	base := "/api/v4/projects/" + f.projectID + "/webhook_triggers"
 	body := []byte(`{"event":"image.pushed","repository":"registry.example.com/app","tag":"v1.4.2"}`)

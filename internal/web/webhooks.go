@@ -28,6 +28,10 @@ type webhookCard struct {
 	TestResult string
 	TestHeads  string
 	TestBody   string
+	// TestPreview is the test's preview of the pipeline (the API's
+	// dry_run shape), TestReason why none would be created.
+	TestPreview map[string]any
+	TestReason  string
 }
 
 type webhooksData struct {
@@ -219,6 +223,8 @@ func (w *Web) testWebhook(q *req, x *store.WebhookTrigger) {
 	for _, c := range cards {
 		if c.W.ID == x.ID {
 			c.TestResult, c.TestHeads, c.TestBody = string(b), q.r.PostForm.Get("headers"), body
+			c.TestPreview, _ = res["preview"].(map[string]any)
+			c.TestReason, _ = res["reason"].(string)
 		}
 	}
 	w.settingsWebhooks(q, &webhooksData{Cards: cards}, http.StatusOK)
