@@ -33,6 +33,20 @@ func jobFiles(dataDir, id string) []string {
 	return out
 }
 
+// archivedJobFiles is jobFiles once the job's log was archived (a
+// finished job's log leaves the database for traces/<id>.log shortly
+// after the job finished); it waits up to 20 s for both files.
+func archivedJobFiles(dataDir, id string) []string {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		files := jobFiles(dataDir, id)
+		if len(files) == 2 || time.Now().After(deadline) {
+			return files
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // projectLeftovers lists paths under the data dir named after a project:
 // its repository, caches and built-in runners' work trees.
 func projectLeftovers(dataDir, projectPath string) []string {
@@ -106,7 +120,7 @@ func TestDeletingRemovesFilesAndRunners(t *testing.T) {
 			if !strings.Contains(jobTrace(t, s, pid, jobID), "SECRET-LOG-MARKER-"+plID) {
 				t.Fatal("the job's log lacks its marker")
 			}
-			if len(jobFiles(s.DataDir, jobID)) != 2 {
+			if len(archivedJobFiles(s.DataDir, jobID)) != 2 {
 				t.Fatalf("job %s should have a trace and artifacts on disk: %v", jobID, jobFiles(s.DataDir, jobID))
 			}
 
@@ -160,7 +174,7 @@ func TestDeletingRemovesFilesAndRunners(t *testing.T) {
 			rid, rtok := createRunner(t, s, map[string]any{"runner_type": "project_type", "project_id": pid})
 			third := s.waitPipelineID(t, pid, jsonID(s.runPipeline(t, pid)["id"]))
 			job3 := jsonID(pipelineJobs(t, s, pid, third)["build"]["id"])
-			if len(jobFiles(s.DataDir, job3)) != 2 || len(projectLeftovers(s.DataDir, "root/app")) == 0 {
+			if len(archivedJobFiles(s.DataDir, job3)) != 2 || len(projectLeftovers(s.DataDir, "root/app")) == 0 {
 				t.Fatalf("expected files for the project before deleting it")
 			}
 
@@ -221,7 +235,7 @@ func TestDeletedFilesRemovedAfterCrash(t *testing.T) {
 			p2 := s.waitPipelineID(t, pid, jsonID(s.runPipeline(t, pid)["id"]))
 			j1 := jsonID(pipelineJobs(t, s, pid, p1)["build"]["id"])
 			j2 := jsonID(pipelineJobs(t, s, pid, p2)["build"]["id"])
-			if len(jobFiles(s.DataDir, j1)) != 2 || len(jobFiles(s.DataDir, j2)) != 2 {
+			if len(archivedJobFiles(s.DataDir, j1)) != 2 || len(archivedJobFiles(s.DataDir, j2)) != 2 {
 				t.Fatal("expected trace and artifacts for both jobs")
 			}
 			s.kill()

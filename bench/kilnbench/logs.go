@@ -121,8 +121,21 @@ func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 	if jobID == 0 {
 		check(fmt.Errorf("no job"))
 	}
-	tracePath := filepath.Join(k.dataDir, "traces", strconv.FormatInt(jobID, 10)+".log")
 	jobURL := fmt.Sprintf("/root/logs/-/jobs/%d", jobID)
+	// The stored log's size: live logs are chunks in the database, so ask
+	// the job page's log endpoint (an offset past the end reads nothing).
+	traceSize := func() (int64, bool) {
+		resp, err := ui.Get(fmt.Sprintf("%s%s/trace.json?offset=%d", k.URL, jobURL, int64(1)<<60))
+		if err != nil {
+			return 0, false
+		}
+		defer resp.Body.Close()
+		var t struct{ Size int64 }
+		if json.NewDecoder(resp.Body).Decode(&t) != nil {
+			return 0, false
+		}
+		return t.Size, true
+	}
 
 	var done atomic.Bool
 	var wg sync.WaitGroup
@@ -161,8 +174,8 @@ func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 	go func() {
 		defer wg.Done()
 		var off int64
-		if st, err := os.Stat(tracePath); err == nil {
-			off = st.Size()
+		if size, ok := traceSize(); ok {
+			off = size
 		}
 		for !done.Load() {
 			t0 := time.Now()
@@ -185,8 +198,8 @@ func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 		}
 	}()
 
-	// The stored log's size, sampled every millisecond: when its first and
-	// last bytes arrived.
+	// The stored log's size, sampled every 5 ms: when its first and last
+	// bytes arrived.
 	var first, last time.Time
 	var lastSize int64
 	var sizeMu sync.Mutex
@@ -194,17 +207,17 @@ func logsRun(bin, work, db, dsn string, mb int, builtin bool) {
 	go func() {
 		defer wg.Done()
 		for !done.Load() {
-			if st, err := os.Stat(tracePath); err == nil {
+			if size, ok := traceSize(); ok {
 				sizeMu.Lock()
-				if st.Size() != lastSize {
+				if size != lastSize {
 					if first.IsZero() {
 						first = time.Now()
 					}
-					lastSize, last = st.Size(), time.Now()
+					lastSize, last = size, time.Now()
 				}
 				sizeMu.Unlock()
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	// Memory every 50 ms until the job finishes.

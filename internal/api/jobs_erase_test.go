@@ -21,15 +21,12 @@ import (
 func TestJobEraseDeletesFiles(t *testing.T) {
 	e := newCIEnv(t, map[string]string{".gitlab-ci.yml": "build:\n  script: echo hi\n"})
 	dir := t.TempDir()
-	tr, err := traces.New(filepath.Join(dir, "traces"), 1<<20)
+	objs, err := blob.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bl, err := blob.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ar := artifacts.New(bl, 1<<20)
+	tr := traces.New(e.st, objs, 1<<20)
+	ar := artifacts.New(objs, 1<<20)
 	e.api.Runners.Traces, e.api.Runners.Artifacts = tr, ar
 	sw := sweep.New(sweep.Config{Store: e.st, JobFiles: []sweep.Files{tr, ar}})
 	e.api.FilesDeleted = func(ctx context.Context) { sw.Sweep(ctx) }
@@ -38,7 +35,7 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 	id := jobIDs(e.expect(200, "reporter", "GET", base+fmt.Sprintf("/pipelines/%d/jobs", num(pl["id"])), nil))["build"]
 
 	ctx := context.Background()
-	if _, err := tr.Append(id, 0, []byte("secret build output\n")); err != nil {
+	if _, err := tr.Append(ctx, id, 0, []byte("secret build output\n")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ar.Save(ctx, id, "artifacts.zip", strings.NewReader("PK fake zip")); err != nil {
@@ -48,6 +45,13 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.finish(id, "success")
+	// Archived: the log is the file traces/<id>.log of the blob store now.
+	if err := tr.ArchivePass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "traces", fmt.Sprint(id)+".log")); err != nil {
+		t.Fatalf("archived log: %v", err)
+	}
 	code, body, _ := e.doRaw("reporter", "GET", base+fmt.Sprintf("/jobs/%d/trace", id), nil)
 	if code != 200 || !strings.Contains(string(body), "secret build output") {
 		t.Fatalf("trace before erase: %d %q", code, body)
@@ -58,7 +62,7 @@ func TestJobEraseDeletesFiles(t *testing.T) {
 	if code != 200 || len(body) != 0 {
 		t.Fatalf("trace after erase: %d %q", code, body)
 	}
-	if n := tr.Size(id); n != 0 {
+	if n := tr.Size(ctx, id); n != 0 {
 		t.Fatalf("trace size after erase: %d", n)
 	}
 	if f, _, err := ar.Open(ctx, id, "artifacts.zip"); !errors.Is(err, blob.ErrNotFound) {

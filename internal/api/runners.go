@@ -583,7 +583,7 @@ func (a *API) jobTrace(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	rc, size, err := a.Runners.Traces.Open(j.ID)
+	rc, size, err := a.Runners.Traces.Open(c.ctx, j.ID)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func (s *Service) touchJob(ctx context.Context, id int64, force bool) {
 	if !due {
 		return
 	}
-	size := s.cfg.Traces.Size(id)
+	size := s.cfg.Traces.Size(ctx, id)
 	if err := s.cfg.Store.Write(ctx, func(tx *store.Tx) error { return tx.TouchJob(ctx, id, size) }); err != nil && ctx.Err() == nil {
 		s.log.Warn("recording job liveness failed", "job", id, "err", err)
 	}
@@ -156,10 +156,10 @@ func (s *Service) updateJob(w http.ResponseWriter, r *http.Request) {
 	// The runner has sent its whole trace by now; if what we hold differs
 	// (a lost PATCH), 412 makes it send everything again. Bounded, so a
 	// runner whose checksum we can never match still gets its result in.
-	if sum := firstNonEmpty(req.Output.Checksum, req.Checksum); !s.cfg.Traces.Cut(j.ID) && s.retrace(j.ID) {
-		mismatch := req.Output.Bytesize != nil && *req.Output.Bytesize != s.cfg.Traces.Size(j.ID)
+	if sum := firstNonEmpty(req.Output.Checksum, req.Checksum); !s.cfg.Traces.Cut(ctx, j.ID) && s.retrace(j.ID) {
+		mismatch := req.Output.Bytesize != nil && *req.Output.Bytesize != s.cfg.Traces.Size(ctx, j.ID)
 		if !mismatch && sum != "" {
-			if have, err := s.cfg.Traces.Checksum(j.ID); err == nil && have != sum {
+			if have, err := s.cfg.Traces.Checksum(ctx, j.ID); err == nil && have != sum {
 				mismatch = true
 			}
 		}
@@ -255,12 +255,16 @@ func (s *Service) patchTrace(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	size, err := s.cfg.Traces.Append(j.ID, start, body)
+	size, err := s.cfg.Traces.Append(r.Context(), j.ID, start, body)
 	var re *traces.ErrRange
 	if errors.As(err, &re) {
 		w.Header().Set("Range", fmt.Sprintf("0-%d", re.Size))
 		w.Header().Set("Job-Status", j.Status)
 		writeMessage(w, http.StatusRequestedRangeNotSatisfiable, "416 Range Not Satisfiable")
+		return
+	}
+	if errors.Is(err, traces.ErrArchived) {
+		forbidden(w) // the job finished meanwhile
 		return
 	}
 	if err != nil {

@@ -165,7 +165,7 @@ func TestProtocolByRunnerVersion(t *testing.T) {
 			if r.code != 202 || r.hdr.Get("Range") != fmt.Sprintf("0-%d", len(trace)) || r.hdr.Get("Job-Status") != "running" {
 				t.Fatalf("PATCH: %d %v", r.code, r.hdr)
 			}
-			sum, _ := e.svc.cfg.Traces.Checksum(payload.ID)
+			sum, _ := e.svc.cfg.Traces.Checksum(context.Background(), payload.ID)
 			r = e.do("PUT", path, jobHdr(), map[string]any{"info": info, "token": jt, "state": "failed", "failure_reason": "script_failure", "exit_code": 1,
 				"checksum": sum, "output": map[string]any{"checksum": sum, "bytesize": len(trace)}})
 			if r.code != 200 {

@@ -28,7 +28,7 @@ import (
 // make their first pass at once: recovery runs at start) and shutdown stops
 // them all.
 func TestEveryLoopIsRegistered(t *testing.T) {
-	want := []string{"recovery", "stale-jobs", "unacknowledged-jobs", "artifact-expiry", "builtin-runners", "scheduler", "trigger-deliveries-prune", "idempotency-keys-prune", "webhook-deliveries-prune", "rate-counters-prune", "file-sweeper"}
+	want := []string{"recovery", "stale-jobs", "unacknowledged-jobs", "artifact-expiry", "builtin-runners", "scheduler", "trigger-deliveries-prune", "idempotency-keys-prune", "webhook-deliveries-prune", "rate-counters-prune", "file-sweeper", "trace-archiver"}
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
 			cfg := Config{DataDir: t.TempDir(), BuiltinRunners: 1, InitialRootToken: "glpat-lifecycle-test-0123456789"}

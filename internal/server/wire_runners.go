@@ -27,10 +27,11 @@ import (
 // wireRunners builds the runner protocol: wake-ups, trace and artifact
 // storage, the protocol routes, the liveness loop and the built-in runners.
 func (s *Server) wireRunners(ctx context.Context) error {
-	tr, err := traces.New(filepath.Join(s.cfg.DataDir, "traces"), s.cfg.MaxTraceSize)
-	if err != nil {
-		return err
-	}
+	// Live logs are chunks in the database (every replica reads them);
+	// finished ones are archived to traces/<job id>.log in the object
+	// store (the data dir by default, where older versions kept their log
+	// files).
+	tr := traces.New(s.store, s.blobs, s.cfg.MaxTraceSize)
 	ar := artifacts.New(s.blobs, s.cfg.MaxArtifactsSize)
 	var notifier queue.Notifier = queue.NewMemory()
 	if s.store.Dialect == store.Postgres {
@@ -92,11 +93,17 @@ func (s *Server) wireRunners(ctx context.Context) error {
 		{Name: "stale-jobs", Every: svc.StaleCheckEvery(), Run: svc.FailStaleJobs},
 		{Name: "unacknowledged-jobs", Every: svc.AckCheckEvery(), Run: svc.RequeueUnacknowledged},
 		{Name: "artifact-expiry", Every: time.Minute, Shared: true, Run: svc.ExpireArtifacts},
+		// Archives the logs of finished jobs: kicked after each commit
+		// that finished one (on whichever replica committed it), and
+		// periodically for what a crash or a stopped replica left. Each
+		// log is claimed on its own, so every replica may run it.
+		{Name: "trace-archiver", Every: 30 * time.Second, Run: tr.ArchivePass},
 	} {
 		if err := s.loops.Add(l); err != nil {
 			return err
 		}
 	}
+	s.store.OnJobFinished(func() { s.loops.Kick("trace-archiver") })
 	s.onShutdown = append(s.onShutdown, svc.Shutdown)
 	s.closers = append(s.closers, func() {
 		svc.Shutdown()

@@ -2,27 +2,22 @@ package server
 
 import (
 	"context"
-	"path/filepath"
 
-	"github.com/kilnci/kiln/internal/traces"
 	"github.com/kilnci/kiln/internal/web"
 )
 
 // wireWeb builds the browser UI, which serves every path no other handler
 // claims, and lets the REST API accept its session cookie for reads.
 func (s *Server) wireWeb(ctx context.Context) error {
-	// A second handle on the trace directory: the UI only opens files for
-	// reading, and the runner area keeps its writer to itself.
-	tr, err := traces.New(filepath.Join(s.cfg.DataDir, "traces"), s.cfg.MaxTraceSize)
-	if err != nil {
-		return err
-	}
+	// The runner area's log store (wired before us): the UI reads live
+	// logs from the database and finished ones from the blob store.
+	tr := s.api.Runners.Traces
 	d := web.Deps{
 		Store: s.store, Repos: s.repos, Engine: s.engine, Secrets: s.secrets, Log: s.log,
 		ExternalURL: s.cfg.ExternalURL, Throttle: s.throttle,
-		ReadTrace: func(ctx context.Context, jobID, offset int64, max int) ([]byte, int64, error) {
-			return tr.ReadAt(jobID, offset, max)
-		},
+	}
+	if tr != nil {
+		d.ReadTrace, d.OpenTrace = tr.ReadAt, tr.Open
 	}
 	// The schedules area's scheduler (wired before us) plays schedules and
 	// wakes its loop when one is saved.

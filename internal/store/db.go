@@ -50,7 +50,14 @@ type Store struct {
 	// as do write transactions (wcache). PostgreSQL's driver caches its own.
 	rq             Querier
 	rcache, wcache *stmtCache
+	// jobFinished runs after each commit that finished a job (OnJobFinished).
+	jobFinished func()
 }
+
+// OnJobFinished sets fn to run after every commit that moved a job to a
+// final status, whichever path did (runner report, cancel, reaper): the
+// server archives the job's log then. Set it before the store is used.
+func (s *Store) OnJobFinished(fn func()) { s.jobFinished = fn }
 
 // Options tune Open.
 type Options struct {

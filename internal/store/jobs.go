@@ -237,6 +237,9 @@ func (t *Tx) SetJobStatus(ctx context.Context, id int64, u JobUpdate) error {
 	case "success", "failed", "canceled", "skipped":
 		sets = append(sets, "finished_at = ?", "token_hash = NULL")
 		args = append(args, now)
+		if f := t.s.jobFinished; f != nil {
+			t.AfterCommit(f)
+		}
 	case "scheduled":
 		sets = append(sets, "scheduled_at = ?")
 		args = append(args, nullTime(u.ScheduledAt))

@@ -29,15 +29,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	dir, st, repos := testfix.StoreAndRepos(t)
-	tr, err := traces.New(filepath.Join(dir, "traces"), 0)
+	objs, err := blob.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bl, err := blob.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ar := artifacts.New(bl, 0)
+	tr := traces.New(st, objs, 0)
+	ar := artifacts.New(objs, 0)
 	f := &fixture{dir: dir, st: st, repos: repos, tr: tr, ar: ar}
 	f.p = f.project(t, "grp/app")
 	return f
@@ -85,7 +82,7 @@ func (f *fixture) job(t *testing.T, p *store.Project) (*store.Pipeline, *store.J
 		j.PipelineID = pl.ID
 		return tx.InsertJob(ctx, j)
 	})
-	if _, err := f.tr.Append(j.ID, 0, []byte("log of job\n")); err != nil {
+	if _, err := f.tr.Append(context.Background(), j.ID, 0, []byte("log of job\n")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.ar.Save(context.Background(), j.ID, "a.zip", strings.NewReader("zip")); err != nil {
@@ -103,9 +100,11 @@ func (f *fixture) sweeper(dirs ...string) *Sweeper {
 }
 
 func (f *fixture) hasFiles(id int64) (trace, arts bool) {
+	// A live log is chunks in the database, a finished one the file
+	// traces/<id>.log of the data dir's blob store.
 	_, e1 := os.Stat(filepath.Join(f.dir, "traces", strconv.FormatInt(id, 10)+".log"))
 	_, e2 := os.Stat(filepath.Join(f.dir, "artifacts", strconv.FormatInt(id, 10)))
-	return e1 == nil, e2 == nil
+	return e1 == nil || f.tr.Size(context.Background(), id) > 0, e2 == nil
 }
 
 func pending(t *testing.T, st *store.Store) int {
@@ -210,13 +209,17 @@ func TestOrphans(t *testing.T) {
 	f := newFixture(t)
 	_, j := f.job(t, f.p)
 	// Files of a job that does not exist (left by an older version).
-	f.tr.Append(j.ID+100, 0, []byte("old log\n"))
+	f.tr.Append(ctx, j.ID+100, 0, []byte("old log\n"))
 	f.ar.Save(context.Background(), j.ID+100, "a.zip", strings.NewReader("zip"))
+	os.WriteFile(filepath.Join(f.dir, "traces", strconv.FormatInt(j.ID+200, 10)+".log"), []byte("older log\n"), 0o600)
 	if err := f.sweeper().Orphans(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if tr, ar := f.hasFiles(j.ID + 100); tr || ar {
 		t.Errorf("orphan files kept: trace %v artifacts %v", tr, ar)
+	}
+	if tr, _ := f.hasFiles(j.ID + 200); tr {
+		t.Errorf("orphan trace file kept")
 	}
 	if tr, ar := f.hasFiles(j.ID); !tr || !ar {
 		t.Errorf("a live job lost its files: trace %v artifacts %v", tr, ar)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -273,6 +274,17 @@ func (w *Web) jobRaw(q *req, id int64) {
 		return
 	}
 	q.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if w.OpenTrace != nil {
+		// One stream: an archived log in an object store cannot seek.
+		rc, _, err := w.OpenTrace(q.ctx, j.ID)
+		if err != nil {
+			w.Log.Warn("read trace", "job", j.ID, "err", err)
+			return
+		}
+		defer rc.Close()
+		io.Copy(q.w, rc)
+		return
+	}
 	if w.ReadTrace == nil {
 		return
 	}

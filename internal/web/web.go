@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -58,6 +59,9 @@ type Deps struct {
 	ExternalURL string // without trailing slash
 	// ReadTrace reads job logs (nil: logs show as empty).
 	ReadTrace TraceReader
+	// OpenTrace streams a whole job log (the raw view; nil: ReadTrace in
+	// pieces).
+	OpenTrace func(ctx context.Context, jobID int64) (io.ReadCloser, int64, error)
 	// PlaySchedule runs a pipeline schedule now (nil hides "Play");
 	// ScheduleChanged wakes the scheduler after a schedule was saved.
 	PlaySchedule    func(ctx context.Context, sc *store.Schedule, u *store.User) (*store.Pipeline, error)
