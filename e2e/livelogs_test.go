@@ -24,7 +24,8 @@ build:
 `
 
 // TestLiveLogsAcrossReplicas: two `kiln server` replicas on one PostgreSQL
-// database with separate data dirs; an external `kiln runner` sends its job
+// database with separate data dirs (sharing the repositories directory and
+// the secrets key, as docs/operations.md says replicas must); an external `kiln runner` sends its job
 // log to replica A while a client reads it through replica B — the API's
 // GET /projects/:id/jobs/:job_id/trace, the job page's trace.json (followed
 // by offset, as the page's script does) and the raw log — during the run;
@@ -32,9 +33,13 @@ build:
 // chunks in the database). Once the job finished, the log is archived
 // (chunks gone, one object traces/<id>.log) and still reads whole.
 func TestLiveLogsAcrossReplicas(t *testing.T) {
-	a := newServer(t, "postgres", "--builtin-runners", "0")
+	// The replicas share the database, the repositories (--repositories-dir)
+	// and the secrets key; their data dirs are their own.
+	repos := filepath.Join(t.TempDir(), "shared-repositories")
+	a := newServer(t, "postgres", "--builtin-runners", "0", "--repositories-dir", repos)
 	a.start()
-	b := &server{t: t, DataDir: t.TempDir(), DB: a.DB, Extra: a.Extra}
+	key := filepath.Join(a.DataDir, "secrets.key")
+	b := &server{t: t, DataDir: t.TempDir(), DB: a.DB, Extra: []string{"--builtin-runners", "0", "--repositories-dir", repos, "--secrets-key-file", key}}
 	b.addr = freeAddr(t)
 	b.URL = "http://" + b.addr
 	b.start()
