@@ -663,3 +663,23 @@ func fillPreview(pv *Preview, pl *store.Pipeline, req Request, cfg *ciconfig.Con
 		pv.Inputs[k] = v
 	}
 }
+
+// InputFields describes the `spec: inputs:` of the CI file at ref (a
+// branch or tag name), for the web form; given values decide rules and
+// fill the fields. A ref without a CI file, or a file without a header,
+// has no fields; a broken header is a *YAMLError.
+func (e *Engine) InputFields(ctx context.Context, p *store.Project, ref string, given map[string]any) ([]ciconfig.InputField, error) {
+	r, err := e.Repos.ResolveRef(ctx, p.FullPath, ref)
+	if err != nil {
+		return nil, nil
+	}
+	data, _, err := e.Repos.ReadFile(ctx, p.FullPath, r.SHA, e.configPath(p))
+	if err != nil {
+		return nil, nil
+	}
+	fields, err := ciconfig.InputFields(data, given)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return fields, nil
+}

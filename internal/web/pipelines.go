@@ -3,12 +3,14 @@ package web
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kilnci/kiln/internal/access"
+	"github.com/kilnci/kiln/internal/ciconfig"
 	"github.com/kilnci/kiln/internal/gitrepo"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
@@ -183,22 +185,73 @@ type newPipelineData struct {
 	Errors    []string
 	// Preview is what the form would run (the Preview button).
 	Preview *pipeline.Preview
+	// Inputs are the ref's spec:inputs, one control each.
+	Inputs []ciconfig.InputField
+	// InputsError is why the ref's inputs could not be read.
+	InputsError []string
 }
 
-func (w *Web) newPipeline(q *req, vars []formVar, ref string) {
-	w.renderNewPipeline(q, http.StatusOK, vars, ref, nil)
+// newPipeline is the Run pipeline form. ?ref= chooses the ref whose
+// spec:inputs are shown; ?inputs[NAME]= prefill them (and decide rules).
+func (w *Web) newPipeline(q *req) {
+	v := q.r.URL.Query()
+	ref := strings.TrimSpace(v.Get("ref"))
+	w.renderNewPipelineInputs(q, http.StatusOK, nil, ref, nil, nil, w.formInputs(q, v, ref))
 }
 
 func (w *Web) renderNewPipeline(q *req, status int, vars []formVar, ref string, errs []string) {
-	w.renderNewPipelinePreview(q, status, vars, ref, errs, nil)
+	w.renderNewPipelineInputs(q, status, vars, ref, errs, nil, nil)
 }
 
-func (w *Web) renderNewPipelinePreview(q *req, status int, vars []formVar, ref string, errs []string, pv *pipeline.Preview) {
+// formInputs reads the inputs[NAME] fields of a form (the last value of
+// each: a checkbox follows its hidden "false"), converted for the ref's
+// spec: an array's textarea is one item a line or a JSON array; an empty
+// field is left out, so the default applies.
+func (w *Web) formInputs(q *req, form url.Values, ref string) map[string]any {
+	if ref == "" {
+		ref = q.project.DefaultBranch
+	}
+	types := map[string]string{}
+	if fields, err := w.Engine.InputFields(q.ctx, q.project, ref, nil); err == nil {
+		for _, f := range fields {
+			types[f.Name] = f.Type
+		}
+	}
+	var out map[string]any
+	for k, vals := range form {
+		name, ok := strings.CutPrefix(k, "inputs[")
+		if !ok || !strings.HasSuffix(name, "]") || len(vals) == 0 {
+			continue
+		}
+		name = strings.TrimSuffix(name, "]")
+		val := vals[len(vals)-1]
+		if strings.TrimSpace(val) == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		if types[name] == "array" {
+			out[name] = ciconfig.FormArray(val)
+		} else {
+			out[name] = val
+		}
+	}
+	return out
+}
+
+func (w *Web) renderNewPipelineInputs(q *req, status int, vars []formVar, ref string, errs []string, pv *pipeline.Preview, given map[string]any) {
 	if !w.requireLevel(q, access.Developer) {
 		return
 	}
 	if ref == "" {
 		ref = q.project.DefaultBranch
+	}
+	fields, err := w.Engine.InputFields(q.ctx, q.project, ref, given)
+	var inputsErr []string
+	var ye *pipeline.YAMLError
+	if errors.As(err, &ye) {
+		inputsErr = ye.Messages
 	}
 	var names []string
 	if bs, err := w.Repos.Branches(q.ctx, q.project.FullPath); err == nil {
@@ -211,7 +264,7 @@ func (w *Web) renderNewPipelinePreview(q *req, status int, vars []formVar, ref s
 	for len(vars) < 3 {
 		vars = append(vars, formVar{Type: "env_var"})
 	}
-	d := newPipelineData{Ref: ref, Branches: names, Variables: vars, Errors: errs, Preview: pv}
+	d := newPipelineData{Ref: ref, Branches: names, Variables: vars, Errors: errs, Preview: pv, Inputs: fields, InputsError: inputsErr}
 	w.render(q, status, "pipeline_new", w.newPage(q, "Run pipeline · "+q.project.Name, "pipelines", d))
 }
 
@@ -254,10 +307,14 @@ func (w *Web) runPipeline(q *req) {
 	}
 	ref := strings.TrimSpace(q.r.PostForm.Get("ref"))
 	fvars := formVariables(q)
+	inputs := w.formInputs(q, q.r.PostForm, ref)
+	fail := func(status int, msgs []string) {
+		w.renderNewPipelineInputs(q, status, fvars, ref, msgs, nil, inputs)
+	}
 	var vars []pipeline.Var
 	for _, v := range fvars {
 		if !validVarKey(v.Key) {
-			w.renderNewPipeline(q, http.StatusUnprocessableEntity, fvars, ref, []string{"Variable key '" + v.Key + "' can contain only letters, digits and '_'."})
+			fail(http.StatusUnprocessableEntity, []string{"Variable key '" + v.Key + "' can contain only letters, digits and '_'."})
 			return
 		}
 		vars = append(vars, pipeline.Var{Key: v.Key, Value: v.Value, File: v.Type == "file"})
@@ -267,11 +324,11 @@ func (w *Web) runPipeline(q *req) {
 		names = append(names, v.Key)
 	}
 	if msg, _ := access.PipelineVariablesDenial(q.level, q.project.VariablesMinRole, names); msg != "" {
-		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, []string{msg})
+		fail(http.StatusForbidden, []string{msg})
 		return
 	}
 	// The engine refuses refs the user may not run on (protected ones).
-	preq := pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars}
+	preq := pipeline.Request{Project: q.project, Ref: ref, Source: "web", User: q.user, Variables: vars, Inputs: inputs}
 	var pl *store.Pipeline
 	var pv *pipeline.Preview
 	var err error
@@ -286,23 +343,23 @@ func (w *Web) runPipeline(q *req) {
 	var ye *pipeline.YAMLError
 	switch {
 	case errors.As(err, &ce) && ce.Denied:
-		w.renderNewPipeline(q, http.StatusForbidden, fvars, ref, ce.Messages)
+		fail(http.StatusForbidden, ce.Messages)
 		return
 	case errors.As(err, &ce):
-		w.renderNewPipeline(q, http.StatusUnprocessableEntity, fvars, ref, ce.Messages)
+		fail(http.StatusUnprocessableEntity, ce.Messages)
 		return
 	case errors.As(err, &ye):
-		w.renderNewPipeline(q, http.StatusUnprocessableEntity, fvars, ref, ye.Messages)
+		fail(http.StatusUnprocessableEntity, ye.Messages)
 		return
 	case errors.Is(err, gitrepo.ErrInvalidRef), errors.Is(err, gitrepo.ErrRefNotFound):
-		w.renderNewPipeline(q, http.StatusUnprocessableEntity, fvars, ref, []string{"Reference not found"})
+		fail(http.StatusUnprocessableEntity, []string{"Reference not found"})
 		return
 	case err != nil:
 		w.internal(q, err)
 		return
 	}
 	if preview {
-		w.renderNewPipelinePreview(q, http.StatusOK, fvars, ref, nil, pv)
+		w.renderNewPipelineInputs(q, http.StatusOK, fvars, ref, nil, pv, inputs)
 		return
 	}
 	w.redirect(q, projectURL(q.project)+"/-/pipelines/"+strconv.FormatInt(pl.ID, 10), "")

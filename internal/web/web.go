@@ -245,7 +245,7 @@ func (w *Web) projectRoute(q *req) {
 	case seg[0] == "pipelines" && len(seg) == 1 && post:
 		w.runPipeline(q)
 	case seg[0] == "pipelines" && len(seg) == 2 && seg[1] == "new" && get:
-		w.newPipeline(q, nil, "")
+		w.newPipeline(q)
 	case seg[0] == "pipelines" && len(seg) == 2 && id > 0 && get:
 		w.pipelineShow(q, id)
 	case seg[0] == "pipelines" && len(seg) == 3 && id > 0 && post:

@@ -31,6 +31,19 @@
     document.body.removeChild(ta);
   }
 
+  // The Run pipeline form: changing the ref (or an input other inputs'
+  // rules read) reloads the form with a plain GET, so the server renders
+  // that ref's inputs. Variables are not put in the URL.
+  document.addEventListener('change', function (ev) {
+    var el = ev.target.closest && ev.target.closest('[data-reload-inputs]');
+    if (!el || !el.form) { return; }
+    var params = new URLSearchParams();
+    new FormData(el.form).forEach(function (v, k) {
+      if (k === 'ref' || (el.name !== 'ref' && k.indexOf('inputs[') === 0)) { params.set(k, v); }
+    });
+    window.location.assign(el.getAttribute('data-reload-inputs') + '?' + params.toString());
+  });
+
   document.addEventListener('click', function (ev) {
     var el = ev.target.closest('[data-copy], [data-reveal], [data-add-row]');
     if (!el) { return; }
