@@ -29,6 +29,8 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+
+	"github.com/kilnci/kiln/internal/ciconfig"
 )
 
 // Kinds of senders.
@@ -335,6 +337,9 @@ func Compile(s Spec) (*Program, error) {
 		{"inputs", s.Inputs, p.inputs, inputTypes}} {
 		if len(m.src) > 100 {
 			return nil, &ExprError{Field: m.field, Line: 1, Column: 1, Msg: "at most 100 entries"}
+		}
+		if m.field == "inputs" && len(m.src) > ciconfig.MaxInputs {
+			return nil, &ExprError{Field: m.field, Line: 1, Column: 1, Msg: fmt.Sprintf("at most %d entries (the limit of spec:inputs)", ciconfig.MaxInputs)}
 		}
 		for _, k := range slices.Sorted(maps.Keys(m.src)) {
 			if !varName.MatchString(k) {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -65,6 +66,7 @@ func TestCompileErrors(t *testing.T) {
 		// Inputs are strings, numbers, booleans or lists; not maps.
 		{Spec{Ref: "'x'", Inputs: map[string]string{"m": "{'a': 1}"}}, "inputs.m", 1, 1},
 		{Spec{Ref: "'x'", Variables: map[string]string{"N": "1"}}, "variables.N", 1, 1},
+		{Spec{Ref: "'x'", Inputs: manyInputs(21)}, "inputs", 1, 1},
 	} {
 		_, err := Compile(tc.spec)
 		ee, ok := err.(*ExprError)
@@ -72,6 +74,14 @@ func TestCompileErrors(t *testing.T) {
 			t.Errorf("Compile(%+v) = %v, want %s at %d:%d", tc.spec, err, tc.field, tc.line, tc.col)
 		}
 	}
+}
+
+func manyInputs(n int) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < n; i++ {
+		m[fmt.Sprintf("i%d", i)] = "'x'"
+	}
+	return m
 }
 
 func TestEvaluate(t *testing.T) {
