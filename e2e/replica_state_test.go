@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // replicas starts kind's server and, on PostgreSQL, a second replica on the
@@ -141,5 +143,55 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 		if out, err := gitErr(t.TempDir(), "ls-remote", strings.Replace(s.authURL("root/limited"), rootToken, "rootpassword1", 1)); err == nil {
 			t.Fatalf("%s: git with a locked account's password worked: %s", s.URL, out)
 		}
+	}
+}
+
+// TestScheduleChangeReachesOtherReplica: two replicas on one PostgreSQL
+// database. Schedule X is made due in a few seconds behind both
+// replicas' backs (in the database, as a schedule due soon that replica
+// a's loop has not read); then schedule Y is edited through replica b,
+// which announces the change, and b dies at once. Replica a, woken by the
+// announcement, re-reads the earliest due time and fires X on time.
+// Before, a noticed only at its next one-minute check: up to a minute
+// late.
+func TestScheduleChangeReachesOtherReplica(t *testing.T) {
+	a, b := replicas(t, "postgres", "--builtin-runners", "0")
+	pid := schedProject(t, a, "sched")
+	work := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": scheduleCI})
+	git(t, work, "push", "-q", a.authURL("root/sched"), "main")
+	base := "/api/v4/projects/" + pid + "/pipeline_schedules"
+	ids := map[string]string{}
+	for _, name := range []string{"X", "Y"} {
+		var sc map[string]any
+		if code, _ := b.call("POST", base, url.Values{"description": {name}, "ref": {"main"}, "cron": {"0 3 1 1 *"}}, &sc); code != 201 {
+			t.Fatalf("create schedule %s: %d %v", name, code, sc)
+		}
+		ids[name] = jsonID(sc["id"])
+	}
+	time.Sleep(time.Second) // both loops have read the far due times
+	db := openDB(t, a, "postgres")
+	defer db.Close()
+	due := time.Now().Add(4 * time.Second)
+	x, _ := strconv.ParseInt(ids["X"], 10, 64)
+	if _, err := db.Exec(`UPDATE pipeline_schedules SET next_run_at = $1 WHERE id = $2`, due.UnixMicro(), x); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := b.call("PUT", base+"/"+ids["Y"], url.Values{"description": {"Y, edited"}}, nil); code != 200 {
+		t.Fatalf("edit Y: %d", code)
+	}
+	b.kill()
+	var pls []map[string]any
+	for time.Now().Before(due.Add(20 * time.Second)) {
+		a.call("GET", base+"/"+ids["X"]+"/pipelines", nil, &pls)
+		if len(pls) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(pls) == 0 {
+		t.Fatalf("schedule X never fired on replica a\n%s", a.Log())
+	}
+	if late := time.Since(due); late > 3*time.Second {
+		t.Fatalf("schedule X fired %s after it was due: replica a did not hear of the change", late.Round(100*time.Millisecond))
 	}
 }

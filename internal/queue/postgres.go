@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ const channelPrefix = "kiln_jobs_"
 // database: Notify wakes local waiters at once and sends NOTIFY; a
 // dedicated LISTEN connection turns other replicas' notifications into
 // local wake-ups.
+//
+// The same channel and connection carry other replica-wide news by topic
+// (Announce, OnAnnounce: "schedules" when a pipeline schedule changed), so
+// that each feature needs no LISTEN connection of its own. A payload is
+// the sender's id for runner wake-ups, "<topic> <sender>" for a topic.
 type Postgres struct {
 	*Memory
 	db      *sql.DB
@@ -34,6 +40,64 @@ type Postgres struct {
 	// ready is closed once the first LISTEN succeeded (tests wait on it).
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	mu     sync.Mutex
+	topics map[string][]func()
+}
+
+// Announce tells the other replicas that topic changed; call it after
+// commit. Their OnAnnounce callbacks for topic run; this replica's do not
+// (the caller has done its own work).
+func (p *Postgres) Announce(topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, p.channel, topic+" "+p.self); err != nil {
+		p.log.Warn("pg_notify failed; other replicas notice the change on their next periodic check", "topic", topic, "err", err)
+	}
+}
+
+// OnAnnounce registers fn to run when another replica announces topic,
+// and after every (re)connection of the listener, since announcements may
+// have been missed while it was down. fn runs on the listener's goroutine:
+// it must return quickly (wake a loop, do not work).
+func (p *Postgres) OnAnnounce(topic string, fn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.topics == nil {
+		p.topics = map[string][]func(){}
+	}
+	p.topics[topic] = append(p.topics[topic], fn)
+}
+
+// announced runs topic's callbacks, or every topic's when all is set.
+func (p *Postgres) announced(topic string, all bool) {
+	p.mu.Lock()
+	var fns []func()
+	for t, l := range p.topics {
+		if all || t == topic {
+			fns = append(fns, l...)
+		}
+	}
+	p.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// received handles one notification's payload.
+func (p *Postgres) received(payload string) {
+	topic, sender, ok := strings.Cut(payload, " ")
+	if !ok {
+		topic, sender = "", payload // a runner wake-up
+	}
+	if sender == p.self {
+		return
+	}
+	if topic == "" {
+		p.Memory.Notify()
+		return
+	}
+	p.announced(topic, false)
 }
 
 // NewPostgres returns a notifier for dsn; Run listens. db is used to send
@@ -89,6 +153,7 @@ func (p *Postgres) listen(ctx context.Context) {
 		// Notifications may have been missed while disconnected: wake every
 		// waiter so that each checks the database once.
 		p.Memory.Notify()
+		p.announced("", true)
 		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
 		select {
 		case <-ctx.Done():
@@ -111,15 +176,15 @@ func (p *Postgres) listenOnce(ctx context.Context) error {
 	p.readyOnce.Do(func() { close(p.ready) })
 	// Jobs may have become pending while no LISTEN was in place (before the
 	// first connection or during a reconnect): now that notifications are
-	// flowing again, every waiter checks the database once.
+	// flowing again, every waiter checks the database once, and so does
+	// every topic's listener.
 	p.Memory.Notify()
+	p.announced("", true)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if n.Payload != p.self {
-			p.Memory.Notify()
-		}
+		p.received(n.Payload)
 	}
 }

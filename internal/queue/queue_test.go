@@ -76,3 +76,60 @@ func TestPostgresWakesOtherReplica(t *testing.T) {
 		t.Errorf("replica a woke %d times for its own notify", got-ga)
 	}
 }
+
+// TestPostgresAnnounceTopic: an announcement on one replica runs the
+// other's callbacks for that topic (not its own, not other topics'), and
+// wakes no runners; the same listener carries both.
+func TestPostgresAnnounceTopic(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, b := NewPostgres(dsn, db, nil), NewPostgres(dsn, db, nil)
+	got := map[string]chan struct{}{}
+	for _, k := range []string{"a:schedules", "b:schedules", "b:other"} {
+		got[k] = make(chan struct{}, 16)
+	}
+	a.OnAnnounce("schedules", func() { got["a:schedules"] <- struct{}{} })
+	b.OnAnnounce("schedules", func() { got["b:schedules"] <- struct{}{} })
+	b.OnAnnounce("other", func() { got["b:other"] <- struct{}{} })
+	lctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Go(func() { a.Run(lctx) })
+	wg.Go(func() { b.Run(lctx) })
+	for _, p := range []*Postgres{a, b} {
+		select {
+		case <-p.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatal("listener not ready")
+		}
+	}
+	// Connecting runs every callback once (anything may have been missed).
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range got {
+		for len(c) > 0 {
+			<-c
+		}
+	}
+	gb := b.Generation()
+	a.Announce("schedules")
+	select {
+	case <-got["b:schedules"]:
+	case <-time.After(5 * time.Second):
+		t.Fatal("replica b's schedules callback did not run")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(got["a:schedules"]); n != 0 {
+		t.Errorf("replica a ran its own callback %d times", n)
+	}
+	if n := len(got["b:other"]); n != 0 {
+		t.Errorf("another topic's callback ran %d times", n)
+	}
+	if g := b.Generation(); g != gb {
+		t.Errorf("an announcement woke runners (%d times)", g-gb)
+	}
+}

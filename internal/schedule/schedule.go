@@ -44,9 +44,10 @@ type Scheduler struct {
 	Now func() time.Time
 	// Timer sleeps (nil: time.NewTimer).
 	Timer Timer
-	// MaxSleep bounds one sleep so that a schedule created through another
-	// server sharing the database (which cannot wake this one) is still
-	// noticed; the server that took the change wakes at once. Default 1m.
+	// MaxSleep bounds one sleep (default 1m). The server that took a
+	// change wakes its loop at once (Changed); on PostgreSQL it announces
+	// the change over LISTEN/NOTIFY and the other replicas wake at once
+	// too. The bound is the backstop for a lost announcement.
 	MaxSleep time.Duration
 	// Batch is how many due schedules one query fetches (default 100).
 	Batch int

@@ -26,6 +26,7 @@ import (
 	"github.com/kilnci/kiln/internal/lifecycle"
 	"github.com/kilnci/kiln/internal/metrics"
 	"github.com/kilnci/kiln/internal/pipeline"
+	"github.com/kilnci/kiln/internal/queue"
 	"github.com/kilnci/kiln/internal/secrets"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -122,6 +123,9 @@ type Server struct {
 	// throttle limits password and token guessing over git Basic auth and
 	// web sign-in (one shared home: per address, per account, PBKDF2 work).
 	throttle *auth.Throttle
+	// announcer carries replica-wide news over the runners' LISTEN/NOTIFY
+	// connection on PostgreSQL (nil on SQLite: one process).
+	announcer *queue.Postgres
 	// loops is the one home of background loops: every area registers its
 	// loops here while it is wired (never starts a goroutine of its own
 	// that outlives a request); Serve starts them once the listener is

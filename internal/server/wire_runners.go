@@ -41,7 +41,7 @@ func (s *Server) wireRunners(ctx context.Context) error {
 		if err := s.loops.Add(lifecycle.Loop{Name: "notify-listener", Run: pg.Run}); err != nil {
 			return err
 		}
-		notifier = pg
+		notifier, s.announcer = pg, pg
 	}
 	metrics := runnerapi.NewMetrics(s.metrics)
 	svc := runnerapi.New(runnerapi.Config{
