@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // liveLogCI prints a 300 KB block (three 128 KiB chunks), then a line
@@ -32,14 +34,38 @@ build:
 // no log file exists in either data dir while the job runs (the log is
 // chunks in the database). Once the job finished, the log is archived
 // (chunks gone, one object traces/<id>.log) and still reads whole.
+//
+// With the default object store (each replica's own data dir) the
+// finished log is read through A, which archived it into its data dir;
+// TestLiveLogsAcrossReplicasS3 shares a bucket and reads it through B.
 func TestLiveLogsAcrossReplicas(t *testing.T) {
+	liveLogsAcrossReplicas(t, nil, nil, nil)
+}
+
+// TestLiveLogsAcrossReplicasS3 is TestLiveLogsAcrossReplicas with both
+// replicas on one S3 bucket (--object-store s3): replica B, which neither
+// received the log nor archived it, serves the finished log from the
+// object A archived, and no log file exists in either data dir.
+func TestLiveLogsAcrossReplicasS3(t *testing.T) {
+	s3 := testenv.S3(t)
+	bucket := s3.NewBucket(t)
+	liveLogsAcrossReplicas(t, s3Flags(s3, bucket), s3Env(s3), func(t *testing.T, jid string) []byte {
+		return bucketObject(t, s3, bucket, "traces/"+jid+".log")
+	})
+}
+
+// liveLogsAcrossReplicas runs the two-replica live log scenario; with
+// object (the archived log as stored, S3), replica B reads the finished
+// log, else A does.
+func liveLogsAcrossReplicas(t *testing.T, extra, env []string, object func(t *testing.T, jid string) []byte) {
 	// The replicas share the database, the repositories (--repositories-dir)
 	// and the secrets key; their data dirs are their own.
 	repos := filepath.Join(t.TempDir(), "shared-repositories")
-	a := newServer(t, "postgres", "--builtin-runners", "0", "--repositories-dir", repos)
+	a := newServer(t, "postgres", append([]string{"--builtin-runners", "0", "--repositories-dir", repos}, extra...)...)
+	a.Env = env
 	a.start()
 	key := filepath.Join(a.DataDir, "secrets.key")
-	b := &server{t: t, DataDir: t.TempDir(), DB: a.DB, Extra: []string{"--builtin-runners", "0", "--repositories-dir", repos, "--secrets-key-file", key}}
+	b := &server{t: t, DataDir: t.TempDir(), DB: a.DB, Env: env, Extra: append([]string{"--builtin-runners", "0", "--repositories-dir", repos, "--secrets-key-file", key}, extra...)}
 	b.addr = freeAddr(t)
 	b.URL = "http://" + b.addr
 	b.start()
@@ -126,21 +152,41 @@ func TestLiveLogsAcrossReplicas(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	full := jobTrace(t, archiveReader(t, a, b), pid, jid)
+	reader := a
+	if object != nil {
+		reader = b
+	}
+	full := jobTrace(t, reader, pid, jid)
 	if !strings.HasPrefix(full, live[:1000]) || !strings.Contains(full, "job is done") || !strings.Contains(full, "block line 2999 ") {
 		t.Fatalf("finished log (%d bytes) is not the job's:\n%.500s", len(full), full)
 	}
-	if _, err := os.Stat(filepath.Join(a.DataDir, "traces", jid+".log")); err != nil {
-		t.Fatalf("archived object: %v", err)
+	if object == nil {
+		// The default object store is the archiving replica's data dir.
+		if _, err := os.Stat(filepath.Join(a.DataDir, "traces", jid+".log")); err != nil {
+			t.Fatalf("archived object: %v", err)
+		}
+		return
 	}
-}
-
-// archiveReader is the replica that reads archived logs in
-// TestLiveLogsAcrossReplicas. Without a shared object store each replica's
-// blob store is its own data dir, where the archiving replica (A, which
-// the runner reported to) wrote the object.
-func archiveReader(t *testing.T, a, b *server) *server {
-	return a
+	if got := object(t, jid); string(got) != full {
+		t.Fatalf("archived object (%d bytes) differs from the log B serves (%d bytes)", len(got), len(full))
+	}
+	for _, s := range []*server{a, b} {
+		if _, err := os.Stat(filepath.Join(s.DataDir, "traces", jid+".log")); err == nil {
+			t.Fatalf("a log file in %s although the object store is S3", s.DataDir)
+		}
+	}
+	// The job page's raw log and its log endpoint on B, from the object.
+	if raw := getText(t, web, base+"/raw"); raw != full {
+		t.Fatalf("raw log on B (%d bytes) differs from the API's (%d bytes)", len(raw), len(full))
+	}
+	var tr struct {
+		Offset, Size int64
+		Active       bool
+	}
+	getJSON(t, web, base+"/trace.json?offset=0", &tr)
+	if tr.Active || tr.Size != int64(len(full)) || tr.Offset == 0 {
+		t.Fatalf("trace.json on B after archiving: %+v, want size %d", tr, len(full))
+	}
 }
 
 func getJSON(t *testing.T, c *http.Client, u string, out any) {
