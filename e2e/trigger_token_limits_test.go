@@ -179,7 +179,8 @@ func TestPipelineVariablesMinimumRole(t *testing.T) {
 
 // TestTriggersCLI: kiln triggers create sets a token's policy and prints
 // the token once; kiln triggers rotate issues a new one with the same
-// policy; refusals exit 3 and create nothing.
+// policy; kiln triggers update changes only what it is given; refusals
+// exit 3 and create or change nothing.
 func TestTriggersCLI(t *testing.T) {
 	f := newTrigFixture(t, "sqlite")
 	s := f.s
@@ -222,4 +223,26 @@ func TestTriggersCLI(t *testing.T) {
 	}
 	trigForm(t, api+"/trigger/pipeline", "token", tok, "ref", "release-1.2").want(t, 404, "old token after overlap 0")
 	trigForm(t, api+"/trigger/pipeline", "token", fmt.Sprint(nt["token"]), "ref", "release-1.2").want(t, 201, "rotated token")
+
+	// update: only the flags given change; a refusal exits 3 and changes
+	// nothing; --allowed-ref "" lifts the restriction.
+	nid := jsonID(nt["id"])
+	code, out = run("triggers", "update", "--id", nid, "--allowed-ref", "hotfix-*", "--description", "cli bot v2")
+	var ut map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &ut) != nil || fmt.Sprint(ut["allowed_refs"]) != "[hotfix-*]" || ut["description"] != "cli bot v2" ||
+		fmt.Sprint(ut["allowed_variables"]) != "[DEPLOY_ENV]" || jsonID(ut["rate_limit"]) != "5" {
+		t.Fatalf("update: exit %d: %s", code, out)
+	}
+	trigForm(t, api+"/trigger/pipeline", "token", fmt.Sprint(nt["token"]), "ref", "release-1.2").want(t, 403, "ref refused after the CLI update")
+	if code, out := run("triggers", "update", "--id", nid, "--description", "x", "--rate-limit", "-1"); code != 3 || !strings.Contains(out, "rate_limit") {
+		t.Fatalf("bad rate: exit %d: %s", code, out)
+	}
+	if code, _ := run("triggers", "update", "--id", nid); code != 2 {
+		t.Fatalf("nothing to change: exit %d", code)
+	}
+	code, out = run("triggers", "update", "--id", nid, "--allowed-ref", "")
+	if code != 0 || json.Unmarshal([]byte(out), &ut) != nil || fmt.Sprint(ut["allowed_refs"]) != "[]" || ut["description"] != "cli bot v2" {
+		t.Fatalf("lift allowed refs: exit %d: %s", code, out)
+	}
+	trigForm(t, api+"/trigger/pipeline", "token", fmt.Sprint(nt["token"]), "ref", "main").want(t, 201, "any ref after lifting")
 }
