@@ -58,6 +58,12 @@ child:
 const dotenvChildCI = `show:
   script:
     - echo "child passed=[$PASSED_VERSION] direct=[$BUILD_VERSION]"
+inherit:
+  needs:
+    - pipeline: $PARENT_PIPELINE_ID
+      job: a
+  script:
+    - echo "inherit version=[$BUILD_VERSION] override=[$OVERRIDE]"
 `
 
 func firstPipeline(l []map[string]any) map[string]any {
@@ -72,7 +78,9 @@ func firstPipeline(l []map[string]any) map[string]any {
 // job payload of a real external `kiln runner`: the next stage gets them
 // (above its YAML variables, below project variables), dependencies: []
 // and needs with artifacts: false do not; a bridge's variables can use
-// them; a report GitLab would refuse fails its job and passes nothing.
+// them, and so does a child job through needs:pipeline:
+// $PARENT_PIPELINE_ID; a report GitLab would refuse fails its job and
+// passes nothing.
 func TestDotenvVariablesPassToLaterJobs(t *testing.T) {
 	for _, kind := range dbKinds() {
 		t.Run(kind, func(t *testing.T) {
@@ -119,6 +127,9 @@ func TestDotenvVariablesPassToLaterJobs(t *testing.T) {
 			cj := pipelineJobs(t, s, pid, children[0])
 			if tr := jobTrace(t, s, pid, jsonID(cj["show"]["id"])); !strings.Contains(tr, "child passed=[v1.2.3] direct=[]") {
 				t.Errorf("child job: want the bridge's expanded variable:\n%s", tr)
+			}
+			if tr := jobTrace(t, s, pid, jsonID(cj["inherit"]["id"])); !strings.Contains(tr, "inherit version=[1.2.3] override=[from-dotenv]") {
+				t.Errorf("child job with needs:pipeline: want the parent job's dotenv variables:\n%s", tr)
 			}
 		})
 	}

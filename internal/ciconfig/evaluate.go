@@ -62,6 +62,11 @@ type PlannedJob struct {
 	Needs []Need
 	// NeedsSet tells `needs: []` from no needs (stage ordering).
 	NeedsSet bool
+	// PipelineNeeds are the needs:pipeline entries (a child pipeline's job
+	// naming a job of its parent pipeline, $PARENT_PIPELINE_ID), kept
+	// apart: they do not order jobs, they pass the parent job's dotenv
+	// variables.
+	PipelineNeeds []Need
 	// Decision says what put the job in the pipeline, for previews:
 	// "rules[1]: if: $X == \"y\"", "only/except", or "always" (no rules).
 	Decision string
@@ -139,6 +144,9 @@ func (c *Config) Evaluate(ctx EvalContext) (*Plan, error) {
 		var needs []Need
 		for _, nd := range pj.Needs {
 			if nd.CrossPipeline() {
+				if nd.Pipeline != "" && nd.Project == "" {
+					pj.PipelineNeeds = append(pj.PipelineNeeds, nd)
+				}
 				continue
 			}
 			if !present[nd.Job] {

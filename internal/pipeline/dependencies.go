@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"slices"
+	"strconv"
 
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -58,12 +59,63 @@ func DependencyJobs(rows []*store.Job, j *store.Job, sp *JobSpec) []*store.Job {
 // DependencyDotenv returns the variables job j inherits from the dotenv
 // reports of its dependencies (DependencyJobs), in the order GitLab layers
 // them: by stage, then job, then line; a later definition of a key wins.
+// A child pipeline's job also inherits from the parent pipeline's jobs it
+// names with needs:pipeline: $PARENT_PIPELINE_ID (artifacts: true, the
+// default), after its own pipeline's.
 func (e *Engine) DependencyDotenv(ctx context.Context, j *store.Job, sp *JobSpec) ([]RunnerVar, error) {
 	rows, err := e.Store.JobsOfPipeline(ctx, j.PipelineID)
 	if err != nil {
 		return nil, err
 	}
-	deps := DependencyJobs(rows, j, sp)
+	out, err := e.dotenvOf(ctx, j.PipelineID, DependencyJobs(rows, j, sp))
+	if err != nil || len(sp.PipelineNeeds) == 0 {
+		return out, err
+	}
+	pl, err := e.Store.PipelineByID(ctx, j.PipelineID)
+	if err != nil {
+		return nil, err
+	}
+	up := pl.UpstreamPipelineID
+	if up == 0 || pl.Source != "parent_pipeline" {
+		return out, nil
+	}
+	upRows, err := e.Store.JobsOfPipeline(ctx, up)
+	if err != nil {
+		return nil, err
+	}
+	var deps []*store.Job
+	for _, n := range sp.PipelineNeeds {
+		if !n.Artifacts || !parentPipelineRef(n.Pipeline, up) {
+			continue
+		}
+		var latest *store.Job
+		for _, r := range upRows {
+			if r.Name == n.Job && r.Kind == "build" && !r.Retried && (latest == nil || r.ID > latest.ID) {
+				latest = r
+			}
+		}
+		if latest != nil && !slices.Contains(deps, latest) {
+			deps = append(deps, latest)
+		}
+	}
+	more, err := e.dotenvOf(ctx, up, deps)
+	return append(out, more...), err
+}
+
+// parentPipelineRef reports whether a needs:pipeline value names the
+// parent pipeline: $PARENT_PIPELINE_ID (the form GitLab documents) or its
+// id written out.
+func parentPipelineRef(v string, parentID int64) bool {
+	switch v {
+	case "$PARENT_PIPELINE_ID", "${PARENT_PIPELINE_ID}", strconv.FormatInt(parentID, 10):
+		return true
+	}
+	return false
+}
+
+// dotenvOf lists the dotenv variables of deps, jobs of pipeline
+// pipelineID, in the pipeline's order.
+func (e *Engine) dotenvOf(ctx context.Context, pipelineID int64, deps []*store.Job) ([]RunnerVar, error) {
 	if len(deps) == 0 {
 		return nil, nil
 	}
@@ -71,7 +123,7 @@ func (e *Engine) DependencyDotenv(ctx context.Context, j *store.Job, sp *JobSpec
 	for _, d := range deps {
 		ids[d.ID] = true
 	}
-	all, err := e.Store.PipelineDotenv(ctx, j.PipelineID)
+	all, err := e.Store.PipelineDotenv(ctx, pipelineID)
 	if err != nil {
 		return nil, err
 	}

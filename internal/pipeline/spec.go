@@ -39,6 +39,7 @@ type JobSpec struct {
 	RetryMax              int                   `json:"retry_max,omitempty"`
 	RetryWhen             []string              `json:"retry_when,omitempty"`
 	Needs                 []Need                `json:"needs,omitempty"`
+	PipelineNeeds         []Need                `json:"pipeline_needs,omitempty"`
 	NeedsSet              bool                  `json:"needs_set,omitempty"`
 	Dependencies          []string              `json:"dependencies,omitempty"`
 	DependenciesSet       bool                  `json:"dependencies_set,omitempty"`
@@ -60,6 +61,8 @@ type Need struct {
 	Job       string `json:"job"`
 	Artifacts bool   `json:"artifacts"`
 	Optional  bool   `json:"optional,omitempty"`
+	// Pipeline is needs:pipeline ($PARENT_PIPELINE_ID) of PipelineNeeds.
+	Pipeline string `json:"pipeline,omitempty"`
 }
 
 // ParseSpec decodes a stored job spec.
@@ -99,6 +102,9 @@ func specFor(pj ciconfig.PlannedJob, workflow []ciconfig.Variable) *JobSpec {
 	}
 	for _, n := range pj.Needs {
 		sp.Needs = append(sp.Needs, Need{Job: n.Job, Artifacts: n.Artifacts, Optional: n.Optional})
+	}
+	for _, n := range pj.PipelineNeeds {
+		sp.PipelineNeeds = append(sp.PipelineNeeds, Need{Job: n.Job, Artifacts: n.Artifacts, Pipeline: n.Pipeline})
 	}
 	return sp
 }
