@@ -344,7 +344,7 @@ func TestMigrateStorage(t *testing.T) {
 	}
 	// Resumable: an interrupted run left one object missing, one cut short.
 	ctx := context.Background()
-	if err := s3.Client(t).RemoveObject(ctx, bucket, names[0], minio.RemoveObjectOptions{}); err != nil {
+	if err := s3.Client(t).RemoveObject(ctx, bucket, "traces/"+jsonID(jobs["test"]["id"])+".log", minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s3.Client(t).PutObject(ctx, bucket, "artifacts/"+buildID+"/artifacts.zip", strings.NewReader("PK"), 2, minio.PutObjectOptions{}); err != nil {

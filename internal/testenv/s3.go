@@ -117,7 +117,7 @@ func SeaweedFS(t testing.TB) *S3Server {
 		weed: bin, dir: dir, log: filepath.Join(dir, "weed.log"),
 		args: []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data,
 			"-master.port=" + p(0), "-master.port.grpc=" + p(1),
-			"-volume.port=" + p(2), "-volume.port.grpc=" + p(3), "-volume.max=0",
+			"-volume.port=" + p(2), "-volume.port.grpc=" + p(3), "-volume.max=0", "-volume.preStopSeconds=0",
 			"-master.volumeSizeLimitMB=64",
 			"-filer", "-filer.port=" + p(4), "-filer.port.grpc=" + p(5),
 			"-s3", "-s3.port=" + p(6), "-s3.port.grpc=" + p(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
