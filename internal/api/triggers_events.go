@@ -115,6 +115,8 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	stuckSent := map[int64]string{}
 	explain := func() bool {
 		now := time.Now()
+		var runners []*store.Runner
+		read := false
 		for _, j := range jobs {
 			if j.Retried || j.Kind == "bridge" {
 				continue
@@ -123,8 +125,16 @@ func (t *triggers) events(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 				delete(stuckSent, j.ID)
 				continue
 			}
-			ex, err := stuck.Explain(ctx, t.Store, p, j, now)
-			if err != nil || ex == nil {
+			if !read {
+				// One read of the runners for all the pending jobs.
+				var err error
+				if runners, err = stuck.Available(ctx, t.Store, p); err != nil {
+					return true
+				}
+				read = true
+			}
+			ex := stuck.ExplainWith(runners, j, now)
+			if ex == nil {
 				continue
 			}
 			since := j.CreatedAt

@@ -68,6 +68,17 @@ func Explain(ctx context.Context, st *store.Store, p *store.Project, j *store.Jo
 	if j.Status != "pending" || j.Kind == "bridge" {
 		return nil, nil
 	}
+	runners, err := Available(ctx, st, p)
+	if err != nil {
+		return nil, err
+	}
+	return ExplainWith(runners, j, now), nil
+}
+
+// Available lists the runners available to project p: instance runners,
+// its own and its groups' (paused ones included; ExplainWith skips them).
+// Callers explaining many jobs of one project read them once.
+func Available(ctx context.Context, st *store.Store, p *store.Project) ([]*store.Runner, error) {
 	var groups []int64
 	parts := strings.Split(p.FullPath, "/")
 	for i := 1; i < len(parts); i++ {
@@ -76,8 +87,14 @@ func Explain(ctx context.Context, st *store.Store, p *store.Project, j *store.Jo
 		}
 	}
 	runners, _, err := st.ListRunners(ctx, store.RunnerFilter{ProjectIDs: []int64{p.ID}, GroupIDs: groups, InstanceToo: true}, store.Page{Number: 1, PerPage: 500})
-	if err != nil {
-		return nil, err
+	return runners, err
+}
+
+// ExplainWith is Explain with the project's runners already read
+// (Available).
+func ExplainWith(runners []*store.Runner, j *store.Job, now time.Time) *Explanation {
+	if j.Status != "pending" || j.Kind == "bridge" {
+		return nil
 	}
 	var all, matching, online []Runner
 	for _, r := range runners {
@@ -108,15 +125,15 @@ func Explain(ctx context.Context, st *store.Store, p *store.Project, j *store.Jo
 	}
 	switch {
 	case len(all) == 0:
-		return &Explanation{Kind: NoMatch, Message: "This job is stuck: no active runner is available to this project. Register one (Settings › CI/CD › Runners) or start the server with built-in runners."}, nil
+		return &Explanation{Kind: NoMatch, Message: "This job is stuck: no active runner is available to this project. Register one (Settings › CI/CD › Runners) or start the server with built-in runners."}
 	case len(matching) == 0:
 		msg := "This job is stuck: it has " + tags + ", and no runner available to this project has all of them."
 		if len(j.Tags) == 0 {
 			msg = "This job is stuck: it has no tags, and no runner available to this project runs untagged jobs."
 		}
-		return &Explanation{Kind: NoMatch, Message: msg, Runners: all}, nil
+		return &Explanation{Kind: NoMatch, Message: msg, Runners: all}
 	case len(online) == 0:
-		return &Explanation{Kind: Offline, Message: "This job is stuck: the runners that can run it (" + tags + ") are not online.", Runners: matching}, nil
+		return &Explanation{Kind: Offline, Message: "This job is stuck: the runners that can run it (" + tags + ") are not online.", Runners: matching}
 	}
-	return &Explanation{Kind: Busy, Message: fmt.Sprintf("Waiting for a free runner: %d online runner(s) can run this job (%s) and are busy with other jobs.", len(online), tags), Runners: online}, nil
+	return &Explanation{Kind: Busy, Message: fmt.Sprintf("Waiting for a free runner: %d online runner(s) can run this job (%s) and are busy with other jobs.", len(online), tags), Runners: online}
 }
