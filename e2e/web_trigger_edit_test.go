@@ -56,7 +56,7 @@ func testWebTriggerEdit(t *testing.T, b *browser, kind string) {
 		t.Fatalf("after the edit: policy %q, flash %q", policy, flash)
 	}
 	// A bad value is shown on the edit page and changes nothing.
-	var errText string
+	var errText, violations string
 	b.run(root, "edit-trigger-bad",
 		chromedp.Click(chromedp.CSS(`.trigger-row .edit-trigger`)),
 		chromedp.WaitVisible(chromedp.ID(`edit-allowed-cidrs`)),
@@ -64,9 +64,13 @@ func testWebTriggerEdit(t *testing.T, b *browser, kind string) {
 		chromedp.Click(chromedp.ID(`save-trigger`)),
 		chromedp.WaitVisible(chromedp.ID(`trigger-edit-error`)),
 		text(`#trigger-edit-error`, &errText),
+		axeAudit(loadAxe(t), &violations),
 	)
 	if !strings.Contains(errText, "is not a network") {
 		t.Fatalf("error shown: %q", errText)
+	}
+	if violations != "" {
+		t.Errorf("axe-core violations on the edit page:\n%s", violations)
 	}
 	var got map[string]any
 	s.call("GET", "/api/v4/projects/"+f.projectID+"/triggers/"+jsonID(tr["id"]), nil, &got)

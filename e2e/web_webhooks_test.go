@@ -77,7 +77,7 @@ func testWebWebhookTriggers(t *testing.T, b *browser, kind string) {
 		t.Fatalf("variables after the edit: %q", vars)
 	}
 
-	var result, preview string
+	var result, preview, violations string
 	b.run(root, "test",
 		chromedp.Click(chromedp.CSS(`.webhook-test summary`)),
 		chromedp.WaitVisible(chromedp.CSS(`.test-headers`)),
@@ -88,7 +88,11 @@ func testWebWebhookTriggers(t *testing.T, b *browser, kind string) {
 		chromedp.WaitVisible(chromedp.CSS(`.test-preview .preview-job`)),
 		text(`.test-result`, &result),
 		text(`.test-preview`, &preview),
+		axeAudit(loadAxe(t), &violations),
 	)
+	if violations != "" {
+		t.Errorf("axe-core violations with the preview shown:\n%s", violations)
+	}
 	if !strings.Contains(result, `"would_create": true`) || !strings.Contains(result, `"PUSHER": "Octo@ui"`) {
 		t.Fatalf("test result: %s", result)
 	}
