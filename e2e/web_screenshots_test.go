@@ -34,7 +34,7 @@ func TestWebScreenshots(t *testing.T) {
 		"sign-in", "dashboard", "project-new", "admin", "password-changed", "personal-access-tokens",
 		"groups", "group-new", "group-members", "project", "settings-trigger-created", "job-running",
 		"job-trigger-block", "pipelines", "pipeline", "pipeline-new", "jobs", "settings-ci-cd",
-		"settings-webhooks", "job-stuck", "schedules", "schedule-new",
+		"settings-webhooks", "job-stuck", "schedules", "schedule-new", "run-pipeline-inputs",
 	}
 	dir := t.TempDir()
 	if os.Getenv("KILN_SCREENSHOTS") == "1" {
@@ -256,6 +256,15 @@ func TestWebScreenshots(t *testing.T) {
 	})
 	b.run(tab, "job-stuck", chromedp.Navigate(s.URL+"/root/gpu/-/jobs/"+jsonID(gpuJobs[0]["id"])), chromedp.WaitVisible(chromedp.ID(`job-stuck`)))
 	shoot(tab, "job-stuck")
+	// The Run pipeline form of a project whose CI configuration declares
+	// typed inputs: one control per input.
+	if code, _ := s.call("POST", "/api/v4/projects", url.Values{"name": {"deploy"}}, nil); code != 201 {
+		t.Fatalf("create project: %d", code)
+	}
+	w3 := newWorkRepo(t, "main", map[string]string{".gitlab-ci.yml": webInputsCI})
+	git(t, w3, "push", "-q", s.authURL("root/deploy"), "main")
+	b.run(tab, "run-pipeline-inputs", chromedp.Navigate(s.URL+"/root/deploy/-/pipelines/new"), chromedp.WaitVisible(chromedp.ID(`input-version`)))
+	shoot(tab, "run-pipeline-inputs")
 	b.run(tab, "admin", chromedp.Navigate(s.URL+"/admin"), chromedp.WaitVisible(chromedp.ID(`runners`)))
 	shoot(tab, "admin")
 

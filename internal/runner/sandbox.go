@@ -180,9 +180,14 @@ func (e SandboxExecutor) Prepare(_ context.Context, job ExecJob) (ExecSession, e
 			s.hide = append(s.hide, abs)
 		}
 	}
-	// Parents before children, so a nested hidden directory is mounted on
-	// the tmpfs of its parent.
-	slices.SortFunc(s.hide, func(a, b string) int { return len(a) - len(b) })
+	// A directory inside another hidden one is hidden by its parent's
+	// empty tmpfs already; a tmpfs of its own would only make its name
+	// appear there (the default repositories dir in the data dir).
+	all := slices.Clone(s.hide)
+	s.hide = slices.DeleteFunc(s.hide, func(h string) bool {
+		return slices.ContainsFunc(all, func(p string) bool { return p != h && within(p, h) })
+	})
+	slices.Sort(s.hide)
 	if s.root {
 		// A build directory left by an unsandboxed run belongs to root.
 		if fi, err := os.Stat(s.build); err == nil {

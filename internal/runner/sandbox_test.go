@@ -39,7 +39,8 @@ func TestSandboxIsolation(t *testing.T) {
 	other := filepath.Join(data, "builds", "other")
 	build := filepath.Join(data, "builds", "1", "grp", "proj")
 	tmp := build + ".tmp"
-	for _, d := range []string{other, build, tmp} {
+	repos := filepath.Join(data, "repositories")
+	for _, d := range []string{other, build, tmp, repos} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,9 @@ func TestSandboxIsolation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmp, "VAR"), []byte("file-var"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := sandboxOrSkip(t, data)
+	// The repositories dir is hidden too, nested in the data dir (as the
+	// server's default): its name must not appear either.
+	e := sandboxOrSkip(t, data, repos)
 	s, err := e.Prepare(context.Background(), ExecJob{BuildDir: build, TmpDir: tmp, KillGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +71,7 @@ func TestSandboxIsolation(t *testing.T) {
 		{"write tmp", "echo x > /tmp/x && cat /tmp/x", true},
 		{"read secrets.key", "cat " + secret, false},
 		{"list data dir", "ls " + data + " | grep -q secrets", false},
+		{"data dir shows only the builds", `test "$(ls -A ` + data + `)" = builds`, true},
 		{"other build dir", "ls " + other, false},
 		{"write data dir", "echo x > " + filepath.Join(data, "evil"), false},
 		{"write file variable dir", "echo x > " + filepath.Join(tmp, "new"), false},
