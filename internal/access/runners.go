@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -59,4 +60,20 @@ func (a *Policy) Runner(ctx context.Context, u *store.User, run *store.Runner) (
 	}
 	see, manage = RunnerRights(run.RunnerType, u.IsAdmin, level)
 	return see, manage, nil
+}
+
+// RunnerTakesTags is GitLab's tag rule for handing a job to a runner:
+// every job tag is one of the runner's tags, and an untagged job goes only
+// to a runner that runs untagged jobs. The runner API assigns by it and a
+// stuck job's explanation reads it.
+func RunnerTakesTags(r *store.Runner, jobTags []string) bool {
+	if len(jobTags) == 0 {
+		return r.RunUntagged
+	}
+	for _, t := range jobTags {
+		if !slices.Contains(r.Tags, t) {
+			return false
+		}
+	}
+	return true
 }

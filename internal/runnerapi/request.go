@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/auth"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/runner/client"
@@ -40,22 +40,8 @@ func newMatcher(st *store.Store) *matcher {
 	return &matcher{st: st, projects: map[int64]*store.Project{}, pipelines: map[int64]*store.Pipeline{}}
 }
 
-// tagsMatch: every job tag must be a runner tag, and an untagged job needs a
-// runner that runs untagged jobs.
-func tagsMatch(r *store.Runner, jobTags []string) bool {
-	if len(jobTags) == 0 {
-		return r.RunUntagged
-	}
-	for _, t := range jobTags {
-		if !slices.Contains(r.Tags, t) {
-			return false
-		}
-	}
-	return true
-}
-
 func (m *matcher) matches(ctx context.Context, r *store.Runner, j *store.Job) bool {
-	if r.Paused || j.Kind == "bridge" || !tagsMatch(r, j.Tags) {
+	if r.Paused || j.Kind == "bridge" || !access.RunnerTakesTags(r, j.Tags) {
 		return false
 	}
 	switch r.RunnerType {

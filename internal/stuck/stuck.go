@@ -7,10 +7,10 @@ package stuck
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -42,20 +42,6 @@ type Runner struct {
 // Online reports whether r called in within OnlineWindow of now.
 func Online(r *store.Runner, now time.Time) bool {
 	return r.ContactedAt != nil && now.Sub(*r.ContactedAt) < OnlineWindow
-}
-
-// tagsMatch is the runner API's tag rule: every job tag is a runner tag,
-// and an untagged job needs a runner that runs untagged jobs.
-func tagsMatch(r *store.Runner, jobTags []string) bool {
-	if len(jobTags) == 0 {
-		return r.RunUntagged
-	}
-	for _, t := range jobTags {
-		if !slices.Contains(r.Tags, t) {
-			return false
-		}
-	}
-	return true
 }
 
 // Explain looks at the runners available to project p (instance runners,
@@ -112,7 +98,7 @@ func ExplainWith(runners []*store.Runner, j *store.Job, now time.Time) *Explanat
 			sr.Tags += "; does not run untagged jobs"
 		}
 		all = append(all, sr)
-		if tagsMatch(r, j.Tags) {
+		if access.RunnerTakesTags(r, j.Tags) {
 			matching = append(matching, sr)
 			if sr.Online {
 				online = append(online, sr)
