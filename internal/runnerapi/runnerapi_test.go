@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -545,6 +547,42 @@ func TestArtifactsUploadAndDownload(t *testing.T) {
 		}
 		if r := e.do("GET", fmt.Sprintf("/api/v4/jobs/%d/artifacts", idOf(job)), nil, nil); r.code != 401 {
 			t.Errorf("anonymous download of a private project: %d", r.code)
+		}
+	})
+}
+
+// TestExpiredArtifactsRemoved: the artifact-expiry loop's pass deletes an
+// archive past its expire_in from the object store and clears the job's
+// record; an archive kept longer ("never") stays.
+func TestExpiredArtifactsRemoved(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		tok := e.addRunner(store.Runner{RunUntagged: true})
+		e.addJobs(2, `{"script":["true"],"artifacts":{"Paths":["out/"]}}`)
+		up := func(expireIn string) int64 {
+			job, _ := e.request(tok)
+			var b bytes.Buffer
+			fmt.Fprintf(&b, "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"artifacts.zip\"\r\nContent-Type: application/zip\r\n\r\nPKdata\r\n--XX--\r\n")
+			r := e.do("POST", fmt.Sprintf("/api/v4/jobs/%d/artifacts?expire_in=%s", idOf(job), url.QueryEscape(expireIn)),
+				map[string]string{"JOB-TOKEN": job["token"].(string), "Content-Type": "multipart/form-data; boundary=XX"}, b.Bytes())
+			if r.code != 201 {
+				t.Fatalf("upload: %d %s", r.code, r.body)
+			}
+			return idOf(job)
+		}
+		short, kept := up("1 sec"), up("never")
+		time.Sleep(1100 * time.Millisecond)
+		if err := e.svc.ExpireArtifacts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.cfg.Artifacts.Stat(ctx, short, "artifacts.zip"); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("expired archive still in the object store: %v", err)
+		}
+		if j, _ := e.st.JobByID(ctx, short); j.ArtifactsFile != "" {
+			t.Errorf("expired archive still recorded: %q", j.ArtifactsFile)
+		}
+		if _, err := e.svc.cfg.Artifacts.Stat(ctx, kept, "artifacts.zip"); err != nil {
+			t.Errorf("kept archive: %v", err)
 		}
 	})
 }
