@@ -3,7 +3,11 @@ package blob_test
 import (
 	"context"
 	"errors"
+	"io"
+	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,5 +104,61 @@ func TestS3PingAndPrefix(t *testing.T) {
 	}
 	if _, _, err := mk(bucket, srv.SecretKey, srv.Endpoint).Get(ctx, "pre/artifacts/1/a.zip"); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("prefix applied twice? %v", err)
+	}
+}
+
+// TestS3PutStreams: an upload of unknown length (as an artifacts archive
+// arrives from a runner) goes to the bucket in parts; the process holds
+// about one part at a time, not the archive. 64 MiB go through with 5 MiB
+// parts while the heap in use, sampled every few milliseconds, grows by
+// less than 32 MiB.
+func TestS3PutStreams(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.S3(t)
+	s, err := blob.NewS3(blob.S3Config{Endpoint: srv.Endpoint, Bucket: srv.NewBucket(t), Region: srv.Region,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: 5 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 20
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	// An io.Reader only (no Seek, no ReadAt, no Len): the upload cannot
+	// learn the size or re-read.
+	src := struct{ io.Reader }{io.LimitReader(rand.NewChaCha8([32]byte{1}), size)}
+	start := time.Now()
+	err = s.Put(ctx, "artifacts/1/big.zip", src, -1)
+	took := time.Since(start)
+	close(done)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Stat(ctx, "artifacts/1/big.zip"); err != nil || info.Size != size {
+		t.Fatalf("stored: %+v %v", info, err)
+	}
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("heap in use grew by %d MiB for a %d MiB upload (%s)", grew>>20, size>>20, took.Round(time.Millisecond))
+	if grew > 32<<20 {
+		t.Errorf("heap in use grew by %d MiB during a %d MiB upload: the archive is buffered", grew>>20, size>>20)
 	}
 }
