@@ -1,18 +1,23 @@
 package e2e
 
 import (
+	"archive/zip"
 	"bufio"
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +25,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // scaleOutTriggers is how many pipelines TestScaleOut triggers;
@@ -48,14 +55,50 @@ test:
     - echo "$CI_PIPELINE_ID $CI_JOB_NAME $SCALE_ID" >> "$LEDGER"
 `
 
+// scaleOutArtifactsCI is scaleOutCI with an artifact: the build job
+// writes out/result.txt (its pipeline and trigger id) as artifacts:paths,
+// the test job downloads it (dependencies) and checks it before appending
+// its ledger line, so that artifacts cross replicas under load.
+const scaleOutArtifactsCI = `
+variables:
+  GET_SOURCES_ATTEMPTS: 5
+  ARTIFACT_DOWNLOAD_ATTEMPTS: 5
+stages: [build, test]
+build:
+  stage: build
+  script:
+    - echo "$CI_PIPELINE_ID $CI_JOB_NAME $SCALE_ID" >> "$LEDGER"
+    - mkdir -p out && echo "artifact of $CI_PIPELINE_ID $SCALE_ID" > out/result.txt
+  artifacts:
+    paths: [out/]
+test:
+  stage: test
+  dependencies: [build]
+  script:
+    - test "$(cat out/result.txt)" = "artifact of $CI_PIPELINE_ID $SCALE_ID"
+    - echo "$CI_PIPELINE_ID $CI_JOB_NAME $SCALE_ID" >> "$LEDGER"
+`
+
 // scaleOutCounts is what TestScaleOut measures.
 type scaleOutCounts struct {
 	Triggers, Accepted, Unknown, UnknownCreated, Refused     int
+	LostAnswers, Replayed                                    int
 	Lost, Failed, Unfinished, RunTwice, NeverRun, Duplicates int
 	WrongTrigger                                             int
 	FetchRetries, FetchRetriesUnexplained                    int
 	Pipelines, LedgerLines                                   int
-	TriggerWall, Wall                                        time.Duration
+	TriggerWall, Wall, ArchiveLag                            time.Duration
+}
+
+// scaleOutSetup says what a scale-out run runs on.
+type scaleOutSetup struct {
+	triggers int    // default count (KILN_SCALEOUT_TRIGGERS overrides)
+	ci       string // the pipeline
+	// s3 and bucket, when set: replicas with separate data dirs sharing
+	// only the repositories dir, the secrets key and this bucket
+	// (--object-store s3); else one data dir and the default store.
+	s3     *testenv.S3Server
+	bucket string
 }
 
 // TestScaleOut: two `kiln server` replicas on one PostgreSQL database and
@@ -67,12 +110,34 @@ type scaleOutCounts struct {
 // a ledger; at the end nothing accepted may be lost, fail, stay unfinished,
 // run twice or never run, and no trigger may create two pipelines.
 //
-// A trigger whose request never reached a server (connection refused) is
-// sent again, to the other replica; one whose answer was lost is counted
-// as unknown (it may or may not have created a pipeline) and not retried,
-// since that could create a duplicate.
+// Every trigger carries an Idempotency-Key (its trigger id). A trigger
+// whose request never reached a server (connection refused) is sent again,
+// to the other replica; one whose answer was lost (it may or may not have
+// created a pipeline) is sent again with the same key, which answers with
+// the pipeline the first request created, if it did: no trigger may stay
+// unknown.
 func TestScaleOut(t *testing.T) {
-	n := scaleOutTriggers
+	scaleOut(t, scaleOutSetup{triggers: scaleOutTriggers, ci: scaleOutCI})
+}
+
+// TestScaleOutS3 is TestScaleOut past one machine (issue #18): the two
+// replicas have separate data dirs and share only PostgreSQL, the
+// repositories (--repositories-dir), the secrets key (the second replica
+// reads the first one's with --secrets-key-file) and one S3 bucket
+// (--object-store s3, a real SeaweedFS). The build job uploads an
+// artifact that the test job downloads and checks, so artifacts cross
+// replicas under load while replica b is SIGKILLed twice. At the end every
+// log is archived in the bucket, a log and an artifact uploaded by a
+// runner of replica A are read through replica B's API, and neither data
+// dir holds artifacts or logs. 200 triggers by default
+// (KILN_SCALEOUT_TRIGGERS).
+func TestScaleOutS3(t *testing.T) {
+	s3 := testenv.S3(t)
+	scaleOut(t, scaleOutSetup{triggers: 200, ci: scaleOutArtifactsCI, s3: s3, bucket: s3.NewBucket(t)})
+}
+
+func scaleOut(t *testing.T, setup scaleOutSetup) {
+	n := setup.triggers
 	if v := os.Getenv("KILN_SCALEOUT_TRIGGERS"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 10 {
@@ -81,10 +146,25 @@ func TestScaleOut(t *testing.T) {
 	}
 	// A job whose assignment answer dies with a replica goes back to the
 	// queue after the ack timeout (1 minute by default; shorter here).
-	a := newServer(t, "postgres", "--builtin-runners", "0", "--runner-ack-timeout", "10s")
-	a.Env = []string{"KILN_LOG_LEVEL=info"}
-	a.start()
-	b := &server{t: t, DataDir: a.DataDir, DB: a.DB, Extra: a.Extra, Env: a.Env}
+	common := []string{"--builtin-runners", "0", "--runner-ack-timeout", "10s"}
+	env := []string{"KILN_LOG_LEVEL=info"}
+	var a, b *server
+	if setup.s3 == nil {
+		a = newServer(t, "postgres", common...)
+		a.Env = env
+		a.start()
+		b = &server{t: t, DataDir: a.DataDir, DB: a.DB, Extra: a.Extra, Env: a.Env}
+	} else {
+		repos := filepath.Join(t.TempDir(), "shared-repositories")
+		common = append(append(common, "--repositories-dir", repos), s3Flags(setup.s3, setup.bucket)...)
+		env = append(env, s3Env(setup.s3)...)
+		a = newServer(t, "postgres", common...)
+		a.Env = env
+		a.start()
+		key := filepath.Join(a.DataDir, "secrets.key")
+		b = &server{t: t, DataDir: t.TempDir(), DB: a.DB, Env: env,
+			Extra: append(slices.Clone(common), "--secrets-key-file", key)}
+	}
 	b.addr = freeAddr(t)
 	b.URL = "http://" + b.addr
 	b.start()
@@ -101,7 +181,7 @@ func TestScaleOut(t *testing.T) {
 	if code, _ := a.call("POST", "/api/v4/projects/"+pid+"/variables", map[string]any{"key": "LEDGER", "value": ledger}, nil); code != 201 {
 		t.Fatalf("create LEDGER variable: %d", code)
 	}
-	pushBranch(t, a, "root/app", "main", map[string]string{".gitlab-ci.yml": scaleOutCI})
+	pushBranch(t, a, "root/app", "main", map[string]string{".gitlab-ci.yml": setup.ci})
 	var trig map[string]any
 	if code, _ := a.call("POST", "/api/v4/projects/"+pid+"/triggers", map[string]any{"description": "scale-out"}, &trig); code != 201 {
 		t.Fatalf("create trigger: %d %v", code, trig)
@@ -121,6 +201,11 @@ func TestScaleOut(t *testing.T) {
 		pipeline int64
 		state    string // accepted, unknown, refused
 		detail   string
+		// lostAnswers counts sends whose answer was lost (sent again with
+		// the same key); replayed: the 201 was a replay of the pipeline
+		// an earlier send created.
+		lostAnswers int
+		replayed    bool
 	}
 	results := make([]result, n)
 	var sent atomic.Int64
@@ -129,12 +214,16 @@ func TestScaleOut(t *testing.T) {
 	send := func(i int) result {
 		id := fmt.Sprintf("t%05d", i)
 		target := i % 2
+		lost := 0
 		for try := 0; ; try++ {
 			form := url.Values{"token": {trigToken}, "ref": {"main"}, "variables[SCALE_ID]": {id}}
 			downMu.RLock()
 			base := replicas[target].URL
 			downMu.RUnlock()
-			resp, err := hc.PostForm(base+"/api/v4/projects/"+pid+"/trigger/pipeline", form)
+			req, _ := http.NewRequest("POST", base+"/api/v4/projects/"+pid+"/trigger/pipeline", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Idempotency-Key", "scale-"+id)
+			resp, err := hc.Do(req)
 			if err != nil {
 				var op *net.OpError
 				if errors.As(err, &op) && op.Op == "dial" && try < 600 {
@@ -143,20 +232,28 @@ func TestScaleOut(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}
-				return result{state: "unknown", detail: err.Error()}
+				if lost < 20 {
+					// The answer was lost: the same key makes sending
+					// again safe (a replay if the first one created it).
+					lost++
+					target = 1 - target
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				return result{state: "unknown", detail: err.Error(), lostAnswers: lost}
 			}
 			raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			if resp.StatusCode != 201 {
-				return result{state: "refused", detail: fmt.Sprintf("%d %s", resp.StatusCode, raw)}
+				return result{state: "refused", detail: fmt.Sprintf("%d %s", resp.StatusCode, raw), lostAnswers: lost}
 			}
 			var out struct {
 				ID int64 `json:"id"`
 			}
 			if json.Unmarshal(raw, &out); out.ID == 0 {
-				return result{state: "unknown", detail: "201 without id: " + string(raw)}
+				return result{state: "unknown", detail: "201 without id: " + string(raw), lostAnswers: lost}
 			}
-			return result{state: "accepted", pipeline: out.ID}
+			return result{state: "accepted", pipeline: out.ID, lostAnswers: lost, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
 		}
 	}
 	start := time.Now()
@@ -228,13 +325,35 @@ func TestScaleOut(t *testing.T) {
 	}
 	wall := time.Since(start)
 
+	// Every finished job's log is archived (the trace-archiver, kicked by
+	// each job's end, on whichever replica).
+	archiveStart := time.Now()
+	for {
+		var live int
+		if err := db.QueryRow(`SELECT count(*) FROM job_traces WHERE archived_at IS NULL`).Scan(&live); err != nil {
+			t.Fatal(err)
+		}
+		if live == 0 {
+			break
+		}
+		if time.Since(archiveStart) > 90*time.Second {
+			t.Errorf("%d job logs not archived 90 s after the last pipeline ended", live)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// Count.
-	c := scaleOutCounts{Triggers: n, TriggerWall: triggerWall, Wall: wall}
+	c := scaleOutCounts{Triggers: n, TriggerWall: triggerWall, Wall: wall, ArchiveLag: time.Since(archiveStart)}
 	byTrigger := map[int64]string{} // accepted pipeline → trigger id
 	unknownIDs := map[string]bool{}
 	var refused []string
 	for i, r := range results {
 		id := fmt.Sprintf("t%05d", i)
+		c.LostAnswers += r.lostAnswers
+		if r.replayed {
+			c.Replayed++
+		}
 		switch r.state {
 		case "accepted":
 			c.Accepted++
@@ -331,16 +450,16 @@ func TestScaleOut(t *testing.T) {
 	}
 	// Fetches retried (GET_SOURCES_ATTEMPTS) are fine around an outage of
 	// replica b; anywhere else they are a bug (e.g. a ref listed wrongly).
-	c.FetchRetries, c.FetchRetriesUnexplained = scanFetchRetries(t, filepath.Join(a.DataDir, "traces"), outages)
+	c.FetchRetries, c.FetchRetriesUnexplained = scanFetchRetries(t, scaleOutLogs(t, setup, a), outages)
 	sort.Strings(bad)
 	if len(bad) > 20 {
 		bad = append(bad[:20], "…")
 	}
 	t.Logf("scale-out (%d CPUs): %+v", runtime.NumCPU(), c)
-	t.Logf("triggers %d: accepted %d, unknown %d (of which created %d), refused %d; pipelines lost %d, failed %d, unfinished %d; scripts run twice %d, never run %d; duplicate pipelines %d; fetches retried %d (%d away from an outage); wall %s (triggers sent in %s)",
-		c.Triggers, c.Accepted, c.Unknown, c.UnknownCreated, c.Refused, c.Lost, c.Failed, c.Unfinished, c.RunTwice, c.NeverRun, c.Duplicates,
+	t.Logf("triggers %d: accepted %d (answers lost and sent again with the key %d, replays %d), unknown %d (of which created %d), refused %d; pipelines lost %d, failed %d, unfinished %d; scripts run twice %d, never run %d; duplicate pipelines %d; fetches retried %d (%d away from an outage); wall %s (triggers sent in %s), all logs archived %s later",
+		c.Triggers, c.Accepted, c.LostAnswers, c.Replayed, c.Unknown, c.UnknownCreated, c.Refused, c.Lost, c.Failed, c.Unfinished, c.RunTwice, c.NeverRun, c.Duplicates,
 		c.FetchRetries, c.FetchRetriesUnexplained,
-		c.Wall.Round(time.Millisecond), c.TriggerWall.Round(time.Millisecond))
+		c.Wall.Round(time.Millisecond), c.TriggerWall.Round(time.Millisecond), c.ArchiveLag.Round(time.Millisecond))
 	if c.Refused > 0 {
 		t.Errorf("refused triggers: %v", refused[:min(len(refused), 10)])
 	}
@@ -380,24 +499,127 @@ func TestScaleOut(t *testing.T) {
 	if c.Accepted == 0 || c.Accepted+c.Unknown+c.Refused != n {
 		t.Errorf("counts do not add up: %+v", c)
 	}
+	if c.Unknown > 0 {
+		t.Errorf("%d triggers stayed unknown although they carry an Idempotency-Key", c.Unknown)
+	}
+	if setup.s3 != nil {
+		scaleOutAcrossReplicas(t, setup, a, b, pid, runners)
+	}
+}
+
+// scaleOutLogs returns the finished job logs by name: the objects
+// traces/<id>.log of the bucket, or the files of the shared data dir.
+func scaleOutLogs(t *testing.T, setup scaleOutSetup, a *server) map[string]string {
+	out := map[string]string{}
+	if setup.s3 != nil {
+		for _, name := range setup.s3.ObjectNames(t, setup.bucket, "traces/") {
+			out[name] = string(bucketObject(t, setup.s3, setup.bucket, name))
+		}
+		return out
+	}
+	dir := filepath.Join(a.DataDir, "traces")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Errorf("reading traces: %v", err)
+		return nil
+	}
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
+			out[e.Name()] = string(b)
+		}
+	}
+	return out
+}
+
+// scaleOutAcrossReplicas checks, after a TestScaleOutS3 run, that a job
+// run by a runner of replica A (whose log and artifact went through A)
+// has both read through replica B's API, as they are in the bucket, and
+// that neither data dir holds artifacts or logs.
+func scaleOutAcrossReplicas(t *testing.T, setup scaleOutSetup, a, b *server, pid string, runners []*runnerProc) {
+	// Runners 0 and 2 talk to replica A, which is never killed.
+	var jobs []map[string]any
+	var job map[string]any
+	for page := 1; job == nil && page <= 20; page++ {
+		if code, _ := b.call("GET", fmt.Sprintf("/api/v4/projects/%s/jobs?scope=success&per_page=100&page=%d", pid, page), nil, &jobs); code != 200 || len(jobs) == 0 {
+			break
+		}
+		for _, j := range jobs {
+			r, _ := j["runner"].(map[string]any)
+			if j["name"] == "build" && r != nil && (r["description"] == "scale-0" || r["description"] == "scale-2") {
+				job = j
+				break
+			}
+		}
+	}
+	if job == nil {
+		t.Fatal("no successful build job run by a runner of replica A")
+	}
+	jid := jsonID(job["id"])
+	// Its log went to A (trace chunks), was archived by whichever replica
+	// ran the archiver; B serves it from the object.
+	stored := string(bucketObject(t, setup.s3, setup.bucket, "traces/"+jid+".log"))
+	if tr := jobTrace(t, b, pid, jid); tr != stored || !strings.Contains(tr, "Uploading artifacts as \"archive\" to coordinator... 201 Created") {
+		t.Errorf("job %s's log through B (%d bytes) is not the archived one (%d bytes) or lacks the upload:\n%.2000s", jid, len(tr), len(stored), tr)
+	}
+	// Its artifact went to A (the runner's upload); B streams it from the
+	// bucket and it holds what the job wrote.
+	resp, body := getArtifacts(t, b, "/api/v4/projects/"+pid+"/jobs/"+jid+"/artifacts")
+	if resp.StatusCode != 200 {
+		t.Fatalf("artifact of job %s through B: %d %.300s", jid, resp.StatusCode, body)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatalf("artifact of job %s through B is not a zip: %v", jid, err)
+	}
+	var content string
+	for _, f := range zr.File {
+		if f.Name == "out/result.txt" {
+			rc, _ := f.Open()
+			data, _ := io.ReadAll(rc)
+			rc.Close()
+			content = string(data)
+		}
+	}
+	pl, _ := job["pipeline"].(map[string]any)
+	if !strings.HasPrefix(content, "artifact of "+jsonID(pl["id"])+" t") {
+		t.Errorf("artifact of job %s through B: out/result.txt = %q", jid, content)
+	}
+	t.Logf("job %s (runner %v, through replica A): log (%d bytes) and artifact (%d bytes) read through replica B", jid, job["runner"].(map[string]any)["description"], len(stored), len(body))
+	// Nothing in either data dir.
+	for _, s := range []*server{a, b} {
+		for _, sub := range []string{"artifacts", "traces"} {
+			var files []string
+			filepath.WalkDir(filepath.Join(s.DataDir, sub), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, p)
+				}
+				return nil
+			})
+			if len(files) > 0 {
+				t.Errorf("%d files under %s although the object store is S3: %q", len(files), filepath.Join(s.DataDir, sub), files[:min(len(files), 5)])
+			}
+		}
+	}
+	var artifacts int
+	for _, name := range setup.s3.ObjectNames(t, setup.bucket, "artifacts/") {
+		if strings.HasSuffix(name, "/artifacts.zip") {
+			artifacts++
+		}
+	}
+	t.Logf("bucket: %d artifacts archives, %d logs", artifacts, len(setup.s3.ObjectNames(t, setup.bucket, "traces/")))
 }
 
 // scanFetchRetries counts job logs with a retried get_sources stage, and
 // those whose first fetch started away from every outage (10 s before one
 // began to 5 s after it ended).
-func scanFetchRetries(t *testing.T, dir string, outages [][2]time.Time) (retries, unexplained int) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Errorf("reading traces: %v", err)
-		return 0, 0
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil || !strings.Contains(string(b), "WARNING: get_sources failed") {
+func scanFetchRetries(t *testing.T, logs map[string]string, outages [][2]time.Time) (retries, unexplained int) {
+	names := slices.Sorted(maps.Keys(logs))
+	for _, name := range names {
+		tr := logs[name]
+		if !strings.Contains(tr, "WARNING: get_sources failed") {
 			continue
 		}
 		retries++
-		tr := string(b)
 		i := strings.Index(tr, ":get_sources\r")
 		j := strings.LastIndex(tr[:max(i, 0)], "section_start:")
 		ts, err := strconv.ParseInt(tr[j+len("section_start:"):max(i, j)], 10, 64)
@@ -414,7 +636,7 @@ func scanFetchRetries(t *testing.T, dir string, outages [][2]time.Time) (retries
 		}
 		if !explained {
 			unexplained++
-			t.Logf("job log %s: a fetch failed at %s, away from any outage %v:\n%s", e.Name(), at.Format(time.TimeOnly), outages, tr)
+			t.Logf("job log %s: a fetch failed at %s, away from any outage %v:\n%s", name, at.Format(time.TimeOnly), outages, tr)
 		}
 	}
 	return retries, unexplained
