@@ -11,6 +11,9 @@
 //	go run ./bench/kilnbench -scenario logs -log-mb 200
 //	go run ./bench/kilnbench -scenario hostile -db sqlite,postgres
 //	go run ./bench/kilnbench -scenario replicas -db postgres
+//	go run ./bench/kilnbench -scenario objectstore -db postgres -artifact-mb 64
+//
+// -scenario takes a comma-separated list to measure several in one run.
 package main
 
 import (
@@ -41,7 +44,7 @@ package:
 `
 
 func main() {
-	scenario := flag.String("scenario", "throughput", "throughput, latency, overhead, footprint, scale, logs, hostile, replicas (PostgreSQL) or all")
+	scenario := flag.String("scenario", "throughput", "comma-separated: throughput, latency, overhead, footprint, scale, logs, hostile, replicas (PostgreSQL), objectstore (SeaweedFS) or all")
 	dbs := flag.String("db", "sqlite", "comma-separated: sqlite, postgres")
 	pg := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL DSN for -db postgres")
 	conc := flag.String("concurrency", "1,8,32,128", "client concurrency levels for throughput")
@@ -56,6 +59,7 @@ func main() {
 	attackFor := flag.Duration("attack-for", 10*time.Second, "hostile: how long each attack runs")
 	prebuilt := flag.String("kiln-bin", "", "use this kiln binary instead of building ./cmd/kiln (e.g. an older build, for before/after)")
 	burst := flag.Int("burst", 60, "replicas: pipelines triggered at once for the trigger → success burst")
+	artifactMB := flag.Int("artifact-mb", 64, "objectstore: MiB of the artifacts archive")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, server logs) and print its path")
 	flag.Parse()
 
@@ -74,39 +78,47 @@ func main() {
 	fmt.Printf("# kilnbench %s — %d CPUs, %s, %s\n", *scenario, runtime.NumCPU(), memTotal(), time.Now().UTC().Format(time.RFC3339))
 
 	for _, db := range strings.Split(*dbs, ",") {
-		dsn := ""
-		if db == "postgres" {
-			dsn = freshSchema(*pg)
+		for _, scenario := range strings.Split(*scenario, ",") {
+			runScenario(scenario, bin, work, db, *pg, *conc, *dur, *runs, *n, *gcl, *pipelines, *jobsPer, *logMB, *attackFor, *burst, *artifactMB)
 		}
-		switch *scenario {
-		case "throughput":
-			throughput(bin, work, db, dsn, parseInts(*conc), *dur, *runs)
-		case "latency":
-			latency(bin, work, db, dsn, *n)
-		case "overhead":
-			overhead(bin, work, db, dsn, *n, *gcl)
-		case "footprint":
-			footprint(bin, work, db, dsn)
-		case "scale":
-			scale(bin, work, db, dsn, *pipelines, *jobsPer, *n, *dur, *runs)
-		case "logs":
-			logs(bin, work, db, dsn, *logMB)
-		case "hostile":
-			hostile(bin, work, db, dsn, *attackFor)
-		case "replicas":
-			if db != "postgres" {
-				check(fmt.Errorf("-scenario replicas needs -db postgres"))
-			}
-			replicas(bin, work, *pg, parseInts(*conc), *dur, *runs, *n, *burst)
-		case "all":
-			throughput(bin, work, db, dsn, parseInts(*conc), *dur, *runs)
-			latency(bin, work, db, freshIf(db, *pg), *n)
-			overhead(bin, work, db, freshIf(db, *pg), *n, *gcl)
-			footprint(bin, work, db, freshIf(db, *pg))
-		default:
-			fmt.Fprintln(os.Stderr, "unknown scenario", *scenario)
-			os.Exit(2)
+	}
+}
+
+func runScenario(scenario, bin, work, db, pg, conc string, dur time.Duration, runs, n int, gcl string, pipelines, jobsPer, logMB int, attackFor time.Duration, burst, artifactMB int) {
+	dsn := ""
+	if db == "postgres" {
+		dsn = freshSchema(pg)
+	}
+	switch scenario {
+	case "throughput":
+		throughput(bin, work, db, dsn, parseInts(conc), dur, runs)
+	case "latency":
+		latency(bin, work, db, dsn, n)
+	case "overhead":
+		overhead(bin, work, db, dsn, n, gcl)
+	case "footprint":
+		footprint(bin, work, db, dsn)
+	case "scale":
+		scale(bin, work, db, dsn, pipelines, jobsPer, n, dur, runs)
+	case "logs":
+		logs(bin, work, db, dsn, logMB)
+	case "hostile":
+		hostile(bin, work, db, dsn, attackFor)
+	case "replicas":
+		if db != "postgres" {
+			check(fmt.Errorf("-scenario replicas needs -db postgres"))
 		}
+		replicas(bin, work, pg, parseInts(conc), dur, runs, n, burst)
+	case "objectstore":
+		objectstore(bin, work, db, pg, artifactMB, runs)
+	case "all":
+		throughput(bin, work, db, dsn, parseInts(conc), dur, runs)
+		latency(bin, work, db, freshIf(db, pg), n)
+		overhead(bin, work, db, freshIf(db, pg), n, gcl)
+		footprint(bin, work, db, freshIf(db, pg))
+	default:
+		fmt.Fprintln(os.Stderr, "unknown scenario", scenario)
+		os.Exit(2)
 	}
 }
 
