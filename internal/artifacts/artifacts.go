@@ -26,6 +26,11 @@ const Prefix = "artifacts/"
 // ErrTooLarge reports an upload over the limit; nothing is stored.
 var ErrTooLarge = errors.New("artifacts archive too large")
 
+// ErrStore marks a failure of the object store itself (unreachable,
+// frozen, refusing), as opposed to the upload's (a client that hung up):
+// callers answer 503 naming the object store, and the runner retries.
+var ErrStore = errors.New("object store unavailable")
+
 // opTimeout bounds the store operations of callers without a context of
 // their own (the sweeper's Delete and IDs).
 const opTimeout = 2 * time.Minute
@@ -73,6 +78,7 @@ type limited struct {
 	r    io.Reader
 	n    int64 // bytes still allowed
 	read int64
+	err  error // the reader's own failure (not io.EOF)
 }
 
 func (l *limited) Read(p []byte) (int, error) {
@@ -83,6 +89,9 @@ func (l *limited) Read(p []byte) (int, error) {
 		p = p[:l.n+1]
 	}
 	k, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
 	l.n -= int64(k)
 	l.read += int64(k)
 	if l.n < 0 {
@@ -93,15 +102,21 @@ func (l *limited) Read(p []byte) (int, error) {
 
 // Save streams r into job id's archive named name, replacing any previous
 // one (under any name); an over-limit or failed upload leaves the previous
-// archive in place.
+// archive in place. A failure of r is returned as is; one of the object
+// store matches ErrStore.
 func (s *Store) Save(ctx context.Context, id int64, name string, r io.Reader) (int64, error) {
 	key := Key(id, name)
 	lr := &limited{r: r, n: s.limit}
 	if err := s.blobs.Put(ctx, key, lr, -1); err != nil {
-		if lr.n < 0 || errors.Is(err, ErrTooLarge) {
+		switch {
+		case lr.n < 0 || errors.Is(err, ErrTooLarge):
 			return 0, ErrTooLarge
+		case lr.err != nil:
+			return 0, lr.err
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
 		}
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	// One archive per job: drop older ones under other names.
 	err := s.list(ctx, jobPrefix(id), func(k string) error {
@@ -111,7 +126,7 @@ func (s *Store) Save(ctx context.Context, id int64, name string, r io.Reader) (i
 		return s.blobs.Delete(ctx, k)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("removing the previous archive of job %d: %w", id, err)
+		return 0, fmt.Errorf("%w: removing the previous archive of job %d: %w", ErrStore, id, err)
 	}
 	return lr.read, nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnci/kiln/internal/artifacts"
 	"github.com/kilnci/kiln/internal/blob"
@@ -108,5 +110,66 @@ func TestCleanName(t *testing.T) {
 		if got := artifacts.CleanName(in); got != want {
 			t.Errorf("CleanName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// brokenReader is an upload whose client hangs up midway.
+type brokenReader struct{ n int }
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.n--
+	p[0] = 'x'
+	return 1, nil
+}
+
+// TestSaveStoreDown: a Save that fails because the object store is down
+// (a stopped S3 server: connection refused; a frozen one: no answer)
+// matches ErrStore, so that the runner API answers 503 naming the object
+// store; an upload that breaks on the client's side (a request body cut
+// short: io.ErrUnexpectedEOF) does not, and stores nothing.
+func TestSaveStoreDown(t *testing.T) {
+	ctx := context.Background()
+	dir, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.SeaweedFS(t)
+	s3, err := blob.NewS3(blob.S3Config{Endpoint: srv.Endpoint, Bucket: srv.NewBucket(t), AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, StallTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]blob.Store{"dir": dir, "s3": s3} {
+		s := artifacts.New(st, 1<<20)
+		_, err := s.Save(ctx, 1, "a.zip", &brokenReader{n: 10})
+		if err == nil || errors.Is(err, artifacts.ErrStore) || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%s: Save of a broken upload: %v, want the client's error, not ErrStore", name, err)
+		}
+		if _, err := s.Stat(ctx, 1, "a.zip"); !errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("%s: a broken upload left an archive: %v", name, err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	stopped, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + closed, Bucket: "kiln", AccessKey: "k", SecretKey: "s", StallTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause(t)
+	for name, st := range map[string]blob.Store{"stopped": stopped, "frozen": s3} {
+		s := artifacts.New(st, 1<<20)
+		start := time.Now()
+		_, err := s.Save(ctx, 1, "a.zip", strings.NewReader("PKdata"))
+		if !errors.Is(err, artifacts.ErrStore) {
+			t.Fatalf("Save to a %s store: %v, want ErrStore", name, err)
+		}
+		t.Logf("Save to a %s store failed after %s: %v", name, time.Since(start).Round(time.Millisecond), err)
 	}
 }

@@ -155,6 +155,11 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, ok := r.(io.ReaderAt); !ok {
+		// A stream (not a file, which minio reads by offset and can send
+		// again): its failure must fail the upload.
+		r = &readFailure{r: r}
+	}
 	_, err = s.c.PutObject(ctx, s.bucket, name, r, size, minio.PutObjectOptions{
 		PartSize:    s.partSize,
 		NumThreads:  1,
@@ -164,6 +169,21 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 		return fmt.Errorf("blob: put %s: %w", key, err)
 	}
 	return nil
+}
+
+// readFailure keeps a reader's failure a failure for minio-go, which takes
+// io.ErrUnexpectedEOF from the reader for the end of a short last part and
+// stores what it read so far: a request body whose client hung up (a
+// multipart part returns io.ErrUnexpectedEOF) would become a truncated
+// object. Every error but io.EOF is wrapped (errors.Is still matches it).
+type readFailure struct{ r io.Reader }
+
+func (f *readFailure) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("blob: reading the object to store: %w", err)
+	}
+	return n, err
 }
 
 // Get implements Store; the reader is also an io.ReadSeeker (for ranges).

@@ -378,6 +378,11 @@ func (s *Service) uploadArtifacts(w http.ResponseWriter, r *http.Request) {
 				writeMessage(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large")
 				return
 			}
+			if errors.Is(err, artifacts.ErrStore) {
+				s.log.Error("storing artifacts failed: object store unavailable", "job", j.ID, "err", err)
+				objectStoreUnavailable(w, "the artifacts archive was not stored")
+				return
+			}
 			if err != nil {
 				s.log.Error("storing artifacts failed", "job", j.ID, "err", err)
 				internalError(w)
@@ -482,6 +487,14 @@ func (s *Service) canRead(ctx context.Context, u *store.User, projectID, jobProj
 	return err == nil && access.CanReadVia(p, u, level, jobProjectID)
 }
 
+// objectStoreUnavailable answers 503 naming the object store, so that the
+// runner's job log (which shows the answer) says what failed, and the
+// runner retries (5xx).
+func objectStoreUnavailable(w http.ResponseWriter, what string) {
+	w.Header().Set("Retry-After", "5")
+	writeMessage(w, http.StatusServiceUnavailable, "503 Service Unavailable - object store unavailable: "+what+"; try again")
+}
+
 // PresignTTL is how long a presigned artifacts download URL stays valid.
 const PresignTTL = 15 * time.Minute
 
@@ -501,12 +514,12 @@ func ServeArtifacts(w http.ResponseWriter, r *http.Request, st *artifacts.Store,
 			writeMessage(w, http.StatusNotFound, "404 Not Found")
 			return
 		} else if err != nil {
-			internalError(w)
+			objectStoreUnavailable(w, "the artifacts archive cannot be read")
 			return
 		}
 		u, ok, err := st.PresignGet(ctx, j.ID, j.ArtifactsFile, PresignTTL)
 		if err != nil {
-			internalError(w)
+			objectStoreUnavailable(w, "the artifacts archive cannot be read")
 			return
 		}
 		if ok {
@@ -519,7 +532,7 @@ func ServeArtifacts(w http.ResponseWriter, r *http.Request, st *artifacts.Store,
 		writeMessage(w, http.StatusNotFound, "404 Not Found")
 		return
 	} else if err != nil {
-		internalError(w)
+		objectStoreUnavailable(w, "the artifacts archive cannot be read")
 		return
 	}
 	defer rc.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -547,6 +548,50 @@ func TestArtifactsUploadAndDownload(t *testing.T) {
 		}
 		if r := e.do("GET", fmt.Sprintf("/api/v4/jobs/%d/artifacts", idOf(job)), nil, nil); r.code != 401 {
 			t.Errorf("anonymous download of a private project: %d", r.code)
+		}
+	})
+}
+
+// TestArtifactsObjectStoreDown: while the object store is unreachable
+// (an S3 endpoint that refuses connections), an artifacts upload and every
+// kind of download answer 503 with a message naming the object store (the
+// runner prints it in the job log and retries 5xx), not a bare 500.
+func TestArtifactsObjectStoreDown(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		tok := e.addRunner(store.Runner{RunUntagged: true})
+		e.addJobs(2, `{"script":["true"],"artifacts":{"Paths":["out/"]}}`)
+		job, _ := e.request(tok)
+		jt := job["token"].(string)
+		up := func() resp {
+			body := "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"artifacts.zip\"\r\nContent-Type: application/zip\r\n\r\nPKzipdata\r\n--XX--\r\n"
+			return e.do("POST", fmt.Sprintf("/api/v4/jobs/%d/artifacts", idOf(job)), map[string]string{"JOB-TOKEN": jt, "Content-Type": "multipart/form-data; boundary=XX"}, body)
+		}
+		if r := up(); r.code != 201 {
+			t.Fatalf("upload: %d %s", r.code, r.body)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		down, err := blob.NewS3(blob.S3Config{Endpoint: "http://" + addr, Bucket: "kiln", AccessKey: "k", SecretKey: "s", StallTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.cfg.Artifacts = artifacts.New(down, 1<<20)
+		want := func(what string, r resp) {
+			t.Helper()
+			var m struct{ Message string }
+			json.Unmarshal(r.body, &m)
+			if r.code != 503 || !strings.Contains(m.Message, "object store unavailable") || r.hdr.Get("Retry-After") == "" {
+				t.Errorf("%s with the object store down: %d %s, want 503 naming the object store", what, r.code, r.body)
+			}
+		}
+		want("upload", up())
+		job2, _ := e.request(tok)
+		for _, q := range []string{"?direct_download=true", ""} {
+			want("download"+q, e.do("GET", fmt.Sprintf("/api/v4/jobs/%d/artifacts%s", idOf(job), q), map[string]string{"JOB-TOKEN": job2["token"].(string)}, nil))
 		}
 	})
 }
