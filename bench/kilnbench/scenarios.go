@@ -33,35 +33,7 @@ func setup(bin, work, dsn string, args ...string) (*kiln, int64, string) {
 // load fires triggers from c clients for d and returns the rate of 201s and
 // their latencies.
 func load(k *kiln, pid int64, tok string, c int, d time.Duration) (float64, []time.Duration, int) {
-	var mu sync.Mutex
-	var lats []time.Duration
-	var fails atomic.Int64
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := 0; i < c; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []time.Duration
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				code, _, err := k.trigger(pid, tok)
-				if err != nil || code != 201 {
-					fails.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			lats = append(lats, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	el := time.Since(start)
-	sortDur(lats)
-	return float64(len(lats)) / el.Seconds(), lats, int(fails.Load())
+	return loadReplicas([]*kiln{k}, pid, tok, c, d)
 }
 
 // paced fires triggers at a fixed arrival rate for d (open loop) and
