@@ -27,6 +27,10 @@ build:
     paths: [out/]
 test:
   stage: test
+  rules:
+    - if: $DELIVER
+      when: manual
+    - when: on_success
   script:
     - test "$(ls out | wc -l)" = 4
     - echo "downloaded the four artifacts"
@@ -40,7 +44,9 @@ test:
 //     5 s just as four jobs start uploading: /-/readiness reports the
 //     object store failed meanwhile and ok after; every job ends within a
 //     bound; a failed one (if any) says "object store unavailable" in its
-//     log; every job's log ends up archived in the bucket.
+//     log; every job's log ends up archived in the bucket. Then frozen
+//     for 5 s as a job (a manual one, started during the freeze) downloads
+//     its dependencies' artifacts: it waits and succeeds.
 //  2. Stopped (the process gone: connections refused) while four jobs
 //     upload, and left stopped: each build job fails within a bound,
 //     runner_system_failure, its log naming the object store (the server
@@ -225,6 +231,40 @@ func TestObjectStoreOutage(t *testing.T) {
 	lag1 := archived(ran1, 60*time.Second)
 	t.Logf("frozen 5 s: readiness failed %s into the freeze, ok %s after resume; all %d jobs final %s after resume: %v; %d upload attempts answered 503 (retried by the runner); logs archived %s later",
 		readyFailedAfter.Round(time.Millisecond), readyAgain.Round(time.Millisecond), len(jobs1), ended1.Round(time.Millisecond), statuses, retried1, lag1.Round(time.Millisecond))
+
+	// 1b. Frozen for 5 s as a job downloads its dependencies' artifacts:
+	// the manual test job is started while the store is frozen.
+	pl1b := jsonID(s.runPipeline(t, pid, "DELIVER", "1")["id"])
+	if got := s.waitPipelineID(t, pid, pl1b); got["status"] != "manual" {
+		t.Fatalf("pipeline %s before the manual job: %v", pl1b, got["status"])
+	}
+	var manual map[string]any
+	for _, j := range jobsOf(pl1b) {
+		if j["name"] == "test" {
+			manual = j
+		}
+	}
+	before = storeErrors()
+	weed.Pause(t)
+	frozen = time.Now()
+	if code, _ := s.call("POST", "/api/v4/projects/"+pid+"/jobs/"+jsonID(manual["id"])+"/play", nil, nil); code != 200 && code != 201 {
+		t.Fatalf("play the test job: %d", code)
+	}
+	time.Sleep(5*time.Second - time.Since(frozen))
+	weed.Resume(t)
+	resumed = time.Now()
+	played := allFinal(pl1b, func(js []map[string]any) []map[string]any {
+		return slices.DeleteFunc(js, func(j map[string]any) bool { return j["name"] != "test" })
+	}, 120*time.Second)[0]
+	tr := checkClear(played)
+	if played["status"] != "success" || !strings.Contains(tr, "downloaded the four artifacts") {
+		t.Errorf("the test job that downloaded during the freeze: %v\n%s", played["status"], tr)
+	}
+	if fin, err := time.Parse(time.RFC3339Nano, fmt.Sprint(played["finished_at"])); err != nil || fin.Before(resumed.Add(-time.Millisecond)) {
+		t.Errorf("the test job finished at %v, before the object store was resumed (%s): the freeze missed its download", played["finished_at"], resumed.UTC().Format(time.RFC3339Nano))
+	}
+	t.Logf("frozen 5 s as a job downloads: it ended (%v) %s after resume; %d download attempts answered 503 (retried by the runner)",
+		played["status"], time.Since(resumed).Round(time.Millisecond), storeErrors()-before)
 
 	// 2. Stopped while the uploads run, and left stopped until every
 	// build job ended.
