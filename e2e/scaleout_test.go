@@ -203,7 +203,8 @@ func scaleOut(t *testing.T, setup scaleOutSetup) {
 		detail   string
 		// lostAnswers counts sends whose answer was lost (sent again with
 		// the same key); replayed: the 201 was a replay of the pipeline
-		// an earlier send created.
+		// an earlier send created (net/http also resends, unseen, a
+		// request with an Idempotency-Key when a reused connection breaks).
 		lostAnswers int
 		replayed    bool
 	}
