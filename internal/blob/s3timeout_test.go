@@ -1,67 +1,17 @@
 package blob_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kilnci/kiln/internal/blob"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
-// frozenS3 is an "S3 server" that accepts connections and then stops
-// answering: "frozen" never answers at all (a SIGSTOPped server: the
-// kernel still accepts), "stalled-body" answers a GET's headers and the
-// first bytes of a large object, then nothing.
-func frozenS3(t *testing.T, mode string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if mode == "stalled-body" {
-						switch req.Method {
-						case "GET", "HEAD":
-							fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: application/octet-stream\r\nETag: \"0123456789abcdef\"\r\nLast-Modified: %s\r\n\r\n", time.Now().UTC().Format(http.TimeFormat))
-							if req.Method == "GET" {
-								c.Write([]byte(strings.Repeat("x", 100)))
-							}
-							if req.Method == "HEAD" {
-								continue
-							}
-						}
-					}
-					<-done
-					return
-				}
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
-// TestS3StallTimeout: a frozen or stalled S3 server costs a bounded error,
+// TestS3StallTimeout: a frozen or stalled S3 server (testenv.StallingHTTP) costs a bounded error,
 // never a hung call (minio-go alone waits a minute for headers, retries
 // ten times, and waits for body bytes forever).
 func TestS3StallTimeout(t *testing.T) {
@@ -74,7 +24,7 @@ func TestS3StallTimeout(t *testing.T) {
 		{"stalled-body", "get"},
 	} {
 		t.Run(tc.mode+"/"+tc.op, func(t *testing.T) {
-			s, err := blob.NewS3(blob.S3Config{Endpoint: frozenS3(t, tc.mode), Bucket: "bucket", AccessKey: "a", SecretKey: "s", StallTimeout: stall})
+			s, err := blob.NewS3(blob.S3Config{Endpoint: testenv.StallingHTTP(t, tc.mode), Bucket: "bucket", AccessKey: "a", SecretKey: "s", StallTimeout: stall})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -86,7 +86,11 @@ func (j *jobRun) downloadArtifacts(ctx context.Context) error {
 			if _, err := f.Seek(0, 0); err != nil {
 				return err
 			}
-			return j.c.DownloadArtifacts(ctx, d.ID, d.Token, f)
+			err := j.c.DownloadArtifacts(ctx, d.ID, d.Token, f)
+			if err != nil && client.Retryable(err) && ctx.Err() == nil {
+				fmt.Fprintf(j.trace, "\x1b[0;33mWARNING: Downloading artifacts for %s (%d): %v\x1b[0;m\n", d.Name, d.ID, err)
+			}
+			return err
 		})
 		if cerr := f.Close(); err == nil {
 			err = cerr

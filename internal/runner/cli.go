@@ -126,12 +126,19 @@ const usage = `usage:
                   [--cache-type s3 --cache-s3-server-address HOST[:PORT]
                    --cache-s3-bucket-name BUCKET [--cache-s3-bucket-location REGION]
                    [--cache-path PREFIX] [--cache-s3-insecure]]
+                  [--artifact-stall-timeout DURATION]
 
 --cache-type s3 keeps job caches in an S3 bucket that runners on other
 machines share (as GitLab Runner's [runners.cache] Type = "s3"); the keys
 come from KILN_RUNNER_CACHE_S3_ACCESS_KEY / KILN_RUNNER_CACHE_S3_SECRET_KEY
 (or --cache-s3-access-key / --cache-s3-secret-key). register saves them in
 the config file.
+
+--artifact-stall-timeout (default 30s; env KILN_RUNNER_ARTIFACT_STALL_TIMEOUT)
+fails an artifacts download the server redirected to the object store when
+it makes no progress for that long (a frozen or unreachable store): the
+job log names the store's host and the download is retried (3 tries, then
+ARTIFACT_DOWNLOAD_ATTEMPTS).
 
 --executor shell-sandbox runs every job process in a bubblewrap sandbox:
 own namespaces, uid 65534, read-only root file system, only the job's build
@@ -319,7 +326,24 @@ func cmdRegister(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("run", stderr)
+	var artifactStall time.Duration
+	f.fs.DurationVar(&artifactStall, "artifact-stall-timeout", DefaultArtifactStallTimeout,
+		"fail an artifacts download from the object store (a presigned URL) that makes no progress (connect, response headers, body bytes) for this long; 0: no bound (env KILN_RUNNER_ARTIFACT_STALL_TIMEOUT)")
 	if err := f.fs.Parse(args); err != nil {
+		return 2
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if v := os.Getenv("KILN_RUNNER_ARTIFACT_STALL_TIMEOUT"); v != "" && !set["artifact-stall-timeout"] {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintf(stderr, "kiln runner run: KILN_RUNNER_ARTIFACT_STALL_TIMEOUT: %v\n", err)
+			return 2
+		}
+		artifactStall = d
+	}
+	if artifactStall < 0 {
+		fmt.Fprintf(stderr, "kiln runner run: --artifact-stall-timeout must not be negative\n")
 		return 2
 	}
 	fc, path, err := f.resolve(false)
@@ -332,7 +356,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg := fc.Config().withDefaults()
+	cfg := fc.Config()
+	cfg.ArtifactStallTimeout = artifactStall
+	if artifactStall == 0 {
+		cfg.ArtifactStallTimeout = -1 // no bound
+	}
+	cfg = cfg.withDefaults()
 	if cfg.Cache, err = OpenCacheStore(fc.Cache); err != nil {
 		fmt.Fprintf(stderr, "kiln runner run: %v\n", err)
 		return 2

@@ -34,16 +34,21 @@ type fakeServer struct {
 	t   *testing.T
 	srv *httptest.Server
 
-	mu        sync.Mutex
-	queue     []*client.JobResponse
-	jobs      map[int64]*client.JobResponse
-	events    []string
-	traces    map[int64][]byte
-	puts      map[int64][]client.UpdateJobRequest
-	finals    map[int64]client.UpdateJobRequest
-	uploads   map[int64][]upload
-	depZips   map[int64][]byte
-	jobStatus map[int64]string
+	mu      sync.Mutex
+	queue   []*client.JobResponse
+	jobs    map[int64]*client.JobResponse
+	events  []string
+	traces  map[int64][]byte
+	puts    map[int64][]client.UpdateJobRequest
+	finals  map[int64]client.UpdateJobRequest
+	uploads map[int64][]upload
+	depZips map[int64][]byte
+	// depRedirect, if set, answers the n-th (from 1) download of a
+	// dependency's artifacts with a 302 to the URL it returns (as Kiln does
+	// with direct_download=true and an object store), unless it is "".
+	depRedirect func(id int64, n int) string
+	depGets     map[int64]int
+	jobStatus   map[int64]string
 	// cancelOn sets the job's status once its trace contains the key.
 	cancelOn  map[int64][2]string
 	failFinal int
@@ -58,7 +63,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	fs := &fakeServer{
 		t: t, jobs: map[int64]*client.JobResponse{}, traces: map[int64][]byte{},
 		puts: map[int64][]client.UpdateJobRequest{}, finals: map[int64]client.UpdateJobRequest{},
-		uploads: map[int64][]upload{}, depZips: map[int64][]byte{}, jobStatus: map[int64]string{},
+		uploads: map[int64][]upload{}, depZips: map[int64][]byte{}, depGets: map[int64]int{}, jobStatus: map[int64]string{},
 		cancelOn: map[int64][2]string{}, finalCh: make(chan int64, 16), jobAvail: make(chan struct{}, 16),
 	}
 	mux := http.NewServeMux()
@@ -255,10 +260,18 @@ func (fs *fakeServer) downloadArtifacts(w http.ResponseWriter, r *http.Request) 
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	fs.mu.Lock()
 	z, ok := fs.depZips[id]
+	fs.depGets[id]++
+	n, redirect := fs.depGets[id], fs.depRedirect
 	fs.mu.Unlock()
 	if !ok || r.Header.Get("Job-Token") != "dep-token-"+strconv.FormatInt(id, 10) {
 		w.WriteHeader(http.StatusForbidden)
 		return
+	}
+	if redirect != nil && r.URL.Query().Get("direct_download") == "true" {
+		if u := redirect(id, n); u != "" {
+			http.Redirect(w, r, u, http.StatusFound)
+			return
+		}
 	}
 	w.Write(z)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/runner/client"
+	"github.com/kilnci/kiln/internal/stall"
 )
 
 // Defaults applied by New for zero Config fields.
@@ -35,6 +36,8 @@ const (
 	DefaultAfterScriptTimeout = 5 * time.Minute
 	DefaultAbortReportTimeout = 30 * time.Second
 	DefaultJobTimeout         = 2 * time.Hour
+	// DefaultArtifactStallTimeout is Config.ArtifactStallTimeout's default.
+	DefaultArtifactStallTimeout = stall.DefaultTimeout
 
 	backoffMin = 100 * time.Millisecond
 	backoffMax = 30 * time.Second
@@ -95,6 +98,13 @@ type Config struct {
 
 	// HTTPClient is used for the protocol; it must not have a short timeout.
 	HTTPClient *http.Client
+	// ArtifactStallTimeout bounds an artifacts download the server
+	// redirected to the object store (a presigned URL, direct_download):
+	// no connection, no response headers or no body bytes for this long
+	// fails the attempt with an error naming the object store's host, and
+	// the download is retried as other failed downloads are. Default
+	// DefaultArtifactStallTimeout; negative: no bound.
+	ArtifactStallTimeout time.Duration
 
 	// Environ is the environment jobs start from, before their CI
 	// variables; nil means this process's own (GitLab Runner's shell
@@ -182,6 +192,9 @@ func (c Config) withDefaults() Config {
 	if c.AbortReportTimeout <= 0 {
 		c.AbortReportTimeout = DefaultAbortReportTimeout
 	}
+	if c.ArtifactStallTimeout == 0 {
+		c.ArtifactStallTimeout = DefaultArtifactStallTimeout
+	}
 	return c
 }
 
@@ -229,7 +242,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		tr.MaxIdleConnsPerHost = 2*r.cfg.Concurrent + 4
 		hc = &http.Client{Transport: tr}
 	}
-	c, err := client.New(client.Options{URL: r.cfg.URL, Token: r.cfg.Token, SystemID: r.cfg.SystemID, HTTPClient: hc, Info: executorInfo(r.cfg.Executor)})
+	c, err := client.New(client.Options{URL: r.cfg.URL, Token: r.cfg.Token, SystemID: r.cfg.SystemID, HTTPClient: hc, Info: executorInfo(r.cfg.Executor),
+		StallTimeout: r.cfg.ArtifactStallTimeout})
 	if err != nil {
 		return fmt.Errorf("runner: %w", err)
 	}

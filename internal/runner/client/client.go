@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kilnci/kiln/internal/stall"
 )
 
 // MaxPatchSize is the largest trace chunk sent in one PATCH, matching
@@ -42,6 +44,12 @@ type Options struct {
 	// HTTPClient is used for all requests. It must not have a short
 	// Timeout: job requests are long-polled for about 50 s.
 	HTTPClient *http.Client
+	// StallTimeout bounds requests to hosts other than the server (an
+	// artifacts download redirected to a presigned object store URL):
+	// a connection that makes no progress for this long (no connection,
+	// no response headers, no body bytes) fails the request with an error
+	// naming the host. 0 means stall.DefaultTimeout (30 s), < 0 no bound.
+	StallTimeout time.Duration
 }
 
 // Client talks to one server as one runner. It is safe for concurrent use.
@@ -194,6 +202,12 @@ func New(opts Options) (*Client, error) {
 	c := *hc
 	if c.CheckRedirect == nil {
 		c.CheckRedirect = stripTokensOnRedirect
+	}
+	if d := opts.StallTimeout; d >= 0 {
+		if d == 0 {
+			d = stall.DefaultTimeout
+		}
+		c.Transport = newSplitTransport(base.Host, c.Transport, d)
 	}
 	return &Client{
 		base:     base,
@@ -596,7 +610,7 @@ func (c *Client) UploadArtifacts(ctx context.Context, id int64, jobToken string,
 		pr.CloseWithError(errors.New("request finished"))
 		<-done // the writer must stop reading r before it is rewound
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return fmt.Errorf("%s: %w", op, c.objectStoreError(ctx, err, ""))
 		}
 		body := drain(resp)
 		switch resp.StatusCode {
@@ -617,7 +631,9 @@ func (c *Client) UploadArtifacts(ctx context.Context, id int64, jobToken string,
 }
 
 // DownloadArtifacts writes the artifacts archive of job id to w, using the
-// dependency's own job token. Redirects are followed.
+// dependency's own job token. Redirects are followed; one to another host
+// (a presigned object store URL) is bounded by Options.StallTimeout, and
+// its failures name that host, never the URL's signed query.
 func (c *Client) DownloadArtifacts(ctx context.Context, id int64, jobToken string, w io.Writer) error {
 	u := c.endpoint("jobs/"+strconv.FormatInt(id, 10)+"/artifacts", url.Values{"direct_download": {"true"}})
 	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
@@ -627,14 +643,19 @@ func (c *Client) DownloadArtifacts(ctx context.Context, id int64, jobToken strin
 	req.Header.Set("Job-Token", jobToken)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("download artifacts of job %d: %w", id, err)
+		return fmt.Errorf("download artifacts of job %d: %w", id, c.objectStoreError(ctx, err, ""))
 	}
+	host := resp.Request.URL.Host
 	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Op: fmt.Sprintf("download artifacts of job %d", id), StatusCode: resp.StatusCode, Body: drain(resp)}
+		op := fmt.Sprintf("download artifacts of job %d", id)
+		if host != c.base.Host {
+			op += " from object store " + host
+		}
+		return &StatusError{Op: op, StatusCode: resp.StatusCode, Body: drain(resp)}
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("download artifacts of job %d: %w", id, err)
+		return fmt.Errorf("download artifacts of job %d: %w", id, c.objectStoreError(ctx, err, host))
 	}
 	return nil
 }
