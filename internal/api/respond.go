@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/store"
 )
 
@@ -25,10 +26,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// apiError carries a status and GitLab's error body.
+// apiError carries a status and GitLab's error body (and headers to send
+// with it).
 type apiError struct {
 	Status int
 	Body   map[string]any
+	Header http.Header
 }
 
 func (e *apiError) Error() string { return fmt.Sprint(e.Body) }
@@ -64,8 +67,20 @@ func errBadRequest(msg string) *apiError {
 	return errMessage(http.StatusBadRequest, "400 Bad request - "+msg)
 }
 
+// errUnavailable is the 503 of a request the object store could not serve
+// (blob.ErrUnavailable): the message names the object store, Retry-After
+// says when to try again.
+func errUnavailable(what string) *apiError {
+	e := errMessage(http.StatusServiceUnavailable, blob.UnavailableMessage(what))
+	e.Header = http.Header{"Retry-After": {blob.UnavailableRetryAfter}}
+	return e
+}
+
 func writeErr(w http.ResponseWriter, err error) {
 	if e, ok := err.(*apiError); ok {
+		for k, v := range e.Header {
+			w.Header()[k] = v
+		}
 		writeJSON(w, e.Status, e.Body)
 		return
 	}

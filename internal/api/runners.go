@@ -12,6 +12,7 @@ import (
 
 	"github.com/kilnci/kiln/internal/access"
 	"github.com/kilnci/kiln/internal/artifacts"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/store"
 	"github.com/kilnci/kiln/internal/traces"
 )
@@ -572,7 +573,8 @@ func (a *API) projectJob(r *http.Request, c *reqCtx) (*store.Job, error) {
 }
 
 // jobTrace is GET /projects/:id/jobs/:job_id/trace: the raw log, partial
-// while the job runs.
+// while the job runs; 503 naming the object store (with Retry-After) when
+// an archived log cannot be read from it.
 func (a *API) jobTrace(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	j, err := a.projectJob(r, c)
 	if err != nil {
@@ -584,6 +586,10 @@ func (a *API) jobTrace(w http.ResponseWriter, r *http.Request, c *reqCtx) error 
 		return nil
 	}
 	rc, size, err := a.Runners.Traces.Open(c.ctx, j.ID)
+	if errors.Is(err, blob.ErrUnavailable) {
+		a.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
+		return errUnavailable("the job log cannot be read")
+	}
 	if err != nil {
 		return err
 	}

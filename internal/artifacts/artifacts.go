@@ -28,8 +28,9 @@ var ErrTooLarge = errors.New("artifacts archive too large")
 
 // ErrStore marks a failure of the object store itself (unreachable,
 // frozen, refusing), as opposed to the upload's (a client that hung up):
-// callers answer 503 naming the object store, and the runner retries.
-var ErrStore = errors.New("object store unavailable")
+// callers answer 503 naming the object store, and the runner retries. It
+// is blob.ErrUnavailable, which the job logs' reads use too.
+var ErrStore = blob.ErrUnavailable
 
 // opTimeout bounds the store operations of callers without a context of
 // their own (the sweeper's Delete and IDs).

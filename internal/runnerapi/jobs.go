@@ -491,8 +491,8 @@ func (s *Service) canRead(ctx context.Context, u *store.User, projectID, jobProj
 // runner's job log (which shows the answer) says what failed, and the
 // runner retries (5xx).
 func objectStoreUnavailable(w http.ResponseWriter, what string) {
-	w.Header().Set("Retry-After", "5")
-	writeMessage(w, http.StatusServiceUnavailable, "503 Service Unavailable - object store unavailable: "+what+"; try again")
+	w.Header().Set("Retry-After", blob.UnavailableRetryAfter)
+	writeMessage(w, http.StatusServiceUnavailable, blob.UnavailableMessage(what))
 }
 
 // PresignTTL is how long a presigned artifacts download URL stays valid.

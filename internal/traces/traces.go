@@ -225,6 +225,8 @@ func (s *Store) Checksum(ctx context.Context, id int64) (string, error) {
 // Open returns the trace for reading, streamed (live while the job runs,
 // bounded to its size at open time so that a reader sees a consistent
 // prefix while the runner appends); a job with no output reads as empty.
+// An archived log the object store cannot give is an error matching
+// blob.ErrUnavailable.
 func (s *Store) Open(ctx context.Context, id int64) (io.ReadCloser, int64, error) {
 	m, live, err := s.meta(ctx, id)
 	if err != nil {
@@ -239,7 +241,7 @@ func (s *Store) Open(ctx context.Context, id int64) (io.ReadCloser, int64, error
 			return io.NopCloser(strings.NewReader("")), 0, nil
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, blob.Unavailable(ctx, err)
 		}
 		return rc, info.Size, nil
 	}
@@ -343,8 +345,14 @@ func (s *Store) ReadAt(ctx context.Context, id, offset int64, max int) ([]byte, 
 	return s.readObjectAt(ctx, id, offset, max)
 }
 
-// readObjectAt reads part of an archived log.
+// readObjectAt reads part of an archived log; a failure of the object
+// store matches blob.ErrUnavailable.
 func (s *Store) readObjectAt(ctx context.Context, id, offset int64, max int) ([]byte, int64, error) {
+	data, size, err := s.readObject(ctx, id, offset, max)
+	return data, size, blob.Unavailable(ctx, err)
+}
+
+func (s *Store) readObject(ctx context.Context, id, offset int64, max int) ([]byte, int64, error) {
 	if max <= 0 || offset < 0 {
 		info, err := s.objects.Stat(ctx, Key(id))
 		if errors.Is(err, blob.ErrNotFound) {

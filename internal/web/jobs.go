@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnci/kiln/internal/access"
+	"github.com/kilnci/kiln/internal/blob"
 	"github.com/kilnci/kiln/internal/pipeline"
 	"github.com/kilnci/kiln/internal/store"
 )
@@ -247,6 +248,10 @@ func (w *Web) jobTrace(q *req, id int64) {
 	resp := traceResponse{Offset: offset, Status: j.Status, Label: statusLabel(j.Status), Active: activeStatus(j.Status), Duration: formatDuration(jobDuration(j)), Events: []logEvent{}}
 	if w.ReadTrace != nil {
 		data, size, err := w.ReadTrace(q.ctx, j.ID, offset, traceChunk)
+		if errors.Is(err, blob.ErrUnavailable) {
+			w.logUnavailable(q, j.ID, err)
+			return
+		}
 		if err != nil {
 			w.Log.Warn("read trace", "job", j.ID, "err", err)
 		}
@@ -263,6 +268,20 @@ func (w *Web) jobTrace(q *req, id int64) {
 	json.NewEncoder(q.w).Encode(resp)
 }
 
+// logUnavailable answers a read of a job log that the object store could
+// not serve (an archived log while the store is down) as the API does:
+// 503 {"message": "... object store unavailable ..."} with Retry-After, so
+// that the raw view says why and the live view's poll tries again.
+func (w *Web) logUnavailable(q *req, id int64, err error) {
+	w.Log.Error("reading a job log failed: object store unavailable", "job", id, "err", err)
+	h := q.w.Header()
+	h.Set("Retry-After", blob.UnavailableRetryAfter)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	q.w.WriteHeader(http.StatusServiceUnavailable)
+	json.NewEncoder(q.w).Encode(map[string]string{"message": blob.UnavailableMessage("the job log cannot be read")})
+}
+
 // jobRaw serves the log as plain text (nosniff is set for every response,
 // so a browser never renders it as HTML).
 func (w *Web) jobRaw(q *req, id int64) {
@@ -277,6 +296,10 @@ func (w *Web) jobRaw(q *req, id int64) {
 	if w.OpenTrace != nil {
 		// One stream: an archived log in an object store cannot seek.
 		rc, _, err := w.OpenTrace(q.ctx, j.ID)
+		if errors.Is(err, blob.ErrUnavailable) {
+			w.logUnavailable(q, j.ID, err)
+			return
+		}
 		if err != nil {
 			w.Log.Warn("read trace", "job", j.ID, "err", err)
 			return
@@ -291,6 +314,10 @@ func (w *Web) jobRaw(q *req, id int64) {
 	var off int64
 	for {
 		data, size, err := w.ReadTrace(q.ctx, j.ID, off, traceChunk)
+		if off == 0 && errors.Is(err, blob.ErrUnavailable) {
+			w.logUnavailable(q, j.ID, err)
+			return
+		}
 		if err != nil || len(data) == 0 {
 			return
 		}
