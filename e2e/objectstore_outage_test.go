@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,9 +54,11 @@ test:
 //     upload, and left stopped: each build job fails within a bound,
 //     runner_system_failure, its log naming the object store (the server
 //     answers 503 "object store unavailable", which the runner retries and
-//     then reports). Once the store is back, the failed jobs' logs are
-//     archived (the trace-archiver retries) and a retry of the pipeline
-//     succeeds.
+//     then reports). Meanwhile an archived log read through the API, the
+//     web raw log or the live log's JSON answers 503 naming the object
+//     store, with Retry-After. Once the store is back, the failed jobs'
+//     logs are archived (the trace-archiver retries), the archived log
+//     reads again, and a retry of the pipeline succeeds.
 func TestObjectStoreOutage(t *testing.T) {
 	weed := testenv.SeaweedFS(t)
 	bucket := weed.NewBucket(t)
@@ -291,12 +296,48 @@ func TestObjectStoreOutage(t *testing.T) {
 		}
 	}
 	t.Logf("stopped: all %d build jobs final %s after the store stopped (gate opened)", len(builds2), ended2.Round(time.Millisecond))
+	// A finished job's archived log (pipeline 1's) read while the store is
+	// down: the API, the web raw log and the live log's JSON answer 503
+	// {"message": "... object store unavailable ..."} with Retry-After.
+	oldJob := jsonID(ran1[0]["id"])
+	web := s.webSession(t, "root", "rootpassword1")
+	readLog := func(c *http.Client, path string) (int, string, http.Header) {
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		if c == http.DefaultClient {
+			req.Header.Set("PRIVATE-TOKEN", rootToken)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	logPaths := map[string]*http.Client{
+		"/api/v4/projects/" + pid + "/jobs/" + oldJob + "/trace": http.DefaultClient,
+		"/root/app/-/jobs/" + oldJob + "/raw":                    web,
+		"/root/app/-/jobs/" + oldJob + "/trace.json":             web,
+	}
+	for path, c := range logPaths {
+		code, body, hdr := readLog(c, path)
+		var m struct{ Message string }
+		json.Unmarshal([]byte(body), &m)
+		if code != 503 || !strings.Contains(m.Message, "object store unavailable") || hdr.Get("Retry-After") == "" {
+			t.Errorf("GET %s (an archived log) with the object store stopped: %d %q (Retry-After %q), want 503 naming the object store with Retry-After", path, code, body, hdr.Get("Retry-After"))
+		}
+	}
 	restart := time.Now()
 	weed.Start(t)
 	readyAgain = waitReady(30 * time.Second)
 	lag2 := archived(builds2, 90*time.Second)
 	t.Logf("store back %s after Start began; readiness ok %s later; the failed jobs' logs archived %s later",
 		time.Since(restart).Round(time.Millisecond), readyAgain.Round(time.Millisecond), lag2.Round(time.Millisecond))
+	for path, c := range logPaths {
+		if code, body, _ := readLog(c, path); code != 200 || !strings.Contains(body, "log line 299") {
+			t.Errorf("GET %s with the object store back: %d %.300q", path, code, body)
+		}
+	}
 	var retried map[string]any
 	if code, _ := s.call("POST", "/api/v4/projects/"+pid+"/pipelines/"+pl2+"/retry", nil, &retried); code != 201 {
 		t.Fatalf("retry pipeline %s: %d %v", pl2, code, retried)

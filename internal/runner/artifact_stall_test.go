@@ -80,6 +80,15 @@ func TestAgentArtifactDownloadStall(t *testing.T) {
 			host := strings.TrimPrefix(store, "http://")
 			fs := newFakeServer(t)
 			stallJob(t, fs, 150, z, func(int64, int) string { return presigned(store) })
+			// With ARTIFACT_DOWNLOAD_ATTEMPTS=2 the stage runs twice.
+			attempts, bound := 1, bound
+			if mode == "frozen" {
+				attempts, bound = 2, 2*bound
+				fs.mu.Lock()
+				j := fs.jobs[150]
+				j.Variables = append(j.Variables, client.Variable{Key: "ARTIFACT_DOWNLOAD_ATTEMPTS", Value: "2", Public: true})
+				fs.mu.Unlock()
+			}
 			start := time.Now()
 			startRunner(t, fs, func(c *Config) { c.ArtifactStallTimeout = stall })
 			final, trace := fs.waitFinal(t, 150, 2*bound)
@@ -98,8 +107,11 @@ func TestAgentArtifactDownloadStall(t *testing.T) {
 			if !strings.Contains(trace, line) {
 				t.Errorf("the log does not say %q:\n%s", line, trace)
 			}
-			if n := strings.Count(trace, "WARNING: Downloading artifacts for build (7): download artifacts of job 7: object store "+host); n != 3 {
-				t.Errorf("%d warnings naming the object store, want 3 (one per try):\n%s", n, trace)
+			if n := strings.Count(trace, "WARNING: Downloading artifacts for build (7): download artifacts of job 7: object store "+host); n != 3*attempts {
+				t.Errorf("%d warnings naming the object store, want %d (one per try, 3 tries per attempt):\n%s", n, 3*attempts, trace)
+			}
+			if attempts == 2 && !strings.Contains(trace, "WARNING: download_artifacts failed (exit code 1); attempt 2 of 2") {
+				t.Errorf("no second download_artifacts attempt:\n%s", trace)
 			}
 			if strings.Contains(trace, "secret-signature") || strings.Contains(trace, "X-Amz-") {
 				t.Errorf("the log shows the presigned URL's query:\n%s", trace)
@@ -181,5 +193,56 @@ func TestAgentArtifactDownloadSeaweedFSFrozen(t *testing.T) {
 	final, trace = fs.waitFinal(t, 153, 2*bound)
 	if final.State != client.StateSuccess || !strings.Contains(trace, "from dependency\n") {
 		t.Fatalf("job downloading from the resumed SeaweedFS: %+v\n%s", final, trace)
+	}
+}
+
+// TestCommandRunArtifactStallTimeout: `kiln runner run
+// --artifact-stall-timeout` (or KILN_RUNNER_ARTIFACT_STALL_TIMEOUT; the
+// flag wins) sets the bound a download from a frozen object store fails
+// after; a malformed value is refused.
+func TestCommandRunArtifactStallTimeout(t *testing.T) {
+	z := depZip(t)
+	store := testenv.StallingHTTP(t, "frozen")
+	host := strings.TrimPrefix(store, "http://")
+	var out, errb bytes.Buffer
+	for i, tc := range []struct {
+		flag, env, want string
+	}{
+		{flag: "1s", env: "5m", want: "within 1s"},
+		{env: "2s", want: "within 2s"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			fs := newFakeServer(t)
+			id := int64(160 + i)
+			stallJob(t, fs, id, z, func(int64, int) string { return presigned(store) })
+			t.Setenv("KILN_RUNNER_ARTIFACT_STALL_TIMEOUT", tc.env)
+			dir := t.TempDir()
+			t.Setenv("KILN_RUNNER_CONFIG", filepath.Join(dir, "none.json"))
+			args := []string{"run", "--url", fs.srv.URL, "--token", testRunnerToken,
+				"--builds-dir", filepath.Join(dir, "b"), "--cache-dir", filepath.Join(dir, "c")}
+			if tc.flag != "" {
+				args = append(args, "--artifact-stall-timeout", tc.flag)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			go func() { done <- Command(ctx, args, &out, &errb) }()
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					t.Error("run did not stop")
+				}
+			})
+			final, trace := fs.waitFinal(t, id, 60*time.Second)
+			line := "failed: download artifacts of job 7: object store " + host + " did not answer " + tc.want
+			if final.State != client.StateFailed || !strings.Contains(trace, line) {
+				t.Fatalf("final %+v, want failed saying %q\n%s", final, line, trace)
+			}
+		})
+	}
+	t.Setenv("KILN_RUNNER_ARTIFACT_STALL_TIMEOUT", "soon")
+	if code := Command(context.Background(), []string{"run", "--url", "http://127.0.0.1:1", "--token", testRunnerToken}, &out, &errb); code != 2 {
+		t.Fatalf("malformed KILN_RUNNER_ARTIFACT_STALL_TIMEOUT: exit %d", code)
 	}
 }
