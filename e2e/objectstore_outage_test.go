@@ -56,7 +56,7 @@ test:
 //     answers 503 "object store unavailable", which the runner retries and
 //     then reports). Meanwhile an archived log read through the API, the
 //     web raw log or the live log's JSON answers 503 naming the object
-//     store, with Retry-After. Once the store is back, the failed jobs'
+//     store, with Retry-After, and the job page says so. Once the store is back, the failed jobs'
 //     logs are archived (the trace-archiver retries), the archived log
 //     reads again, and a retry of the pipeline succeeds.
 func TestObjectStoreOutage(t *testing.T) {
@@ -327,14 +327,20 @@ func TestObjectStoreOutage(t *testing.T) {
 			t.Errorf("GET %s (an archived log) with the object store stopped: %d %q (Retry-After %q), want 503 naming the object store with Retry-After", path, code, body, hdr.Get("Retry-After"))
 		}
 	}
+	// The job page itself says why its log is missing.
+	jobPage := "/root/app/-/jobs/" + oldJob
+	if code, body, _ := readLog(web, jobPage); code != 200 || !strings.Contains(body, "The log cannot be shown: object store unavailable") {
+		t.Errorf("GET %s with the object store stopped: %d, no note naming the object store", jobPage, code)
+	}
 	restart := time.Now()
 	weed.Start(t)
 	readyAgain = waitReady(30 * time.Second)
 	lag2 := archived(builds2, 90*time.Second)
 	t.Logf("store back %s after Start began; readiness ok %s later; the failed jobs' logs archived %s later",
 		time.Since(restart).Round(time.Millisecond), readyAgain.Round(time.Millisecond), lag2.Round(time.Millisecond))
+	logPaths[jobPage] = web
 	for path, c := range logPaths {
-		if code, body, _ := readLog(c, path); code != 200 || !strings.Contains(body, "log line 299") {
+		if code, body, _ := readLog(c, path); code != 200 || !strings.Contains(body, "log line 299") || strings.Contains(body, "object store unavailable") {
 			t.Errorf("GET %s with the object store back: %d %.300q", path, code, body)
 		}
 	}

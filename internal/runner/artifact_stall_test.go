@@ -241,6 +241,10 @@ func TestCommandRunArtifactStallTimeout(t *testing.T) {
 			}
 		})
 	}
+	// Runners configured in code (built-in runners) get the default.
+	if d := New(Config{}, nil).cfg.ArtifactStallTimeout; d != 30*time.Second {
+		t.Errorf("default ArtifactStallTimeout %s, want 30s", d)
+	}
 	t.Setenv("KILN_RUNNER_ARTIFACT_STALL_TIMEOUT", "soon")
 	if code := Command(context.Background(), []string{"run", "--url", "http://127.0.0.1:1", "--token", testRunnerToken}, &out, &errb); code != 2 {
 		t.Fatalf("malformed KILN_RUNNER_ARTIFACT_STALL_TIMEOUT: exit %d", code)

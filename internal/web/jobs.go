@@ -109,25 +109,28 @@ type triggerBlock struct {
 }
 
 type jobShowData struct {
-	J          *store.Job
-	P          *store.Pipeline
-	PURL       string
-	User       *store.User
-	Runner     string
-	Duration   *time.Duration
-	Queued     *int64
-	Trigger    *triggerBlock
-	LogHTML    template.HTML
-	Offset     int64
-	Truncated  bool
-	TraceURL   string
-	RawURL     string
-	Active     bool
-	CanRetry   bool
-	CanCancel  bool
-	CanPlay    bool
-	Downstream *pipelineLink
-	Stuck      *stuckInfo
+	J        *store.Job
+	P        *store.Pipeline
+	PURL     string
+	User     *store.User
+	Runner   string
+	Duration *time.Duration
+	Queued   *int64
+	Trigger  *triggerBlock
+	LogHTML  template.HTML
+	// LogUnavailable says why the log is not shown (the object store
+	// holding the archived log cannot be read).
+	LogUnavailable string
+	Offset         int64
+	Truncated      bool
+	TraceURL       string
+	RawURL         string
+	Active         bool
+	CanRetry       bool
+	CanCancel      bool
+	CanPlay        bool
+	Downstream     *pipelineLink
+	Stuck          *stuckInfo
 }
 
 // pageLogLimit bounds the log rendered into the page; longer logs show
@@ -174,12 +177,20 @@ func (w *Web) jobShow(q *req, id int64) {
 	}
 	if w.ReadTrace != nil {
 		_, size, err := w.ReadTrace(q.ctx, j.ID, 0, 0)
+		if errors.Is(err, blob.ErrUnavailable) {
+			w.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
+			d.LogUnavailable = logUnavailableNote
+		}
 		if err == nil {
 			start := int64(0)
 			if size > pageLogLimit {
 				start, d.Truncated = size-pageLogLimit, true
 			}
 			data, _, err := w.ReadTrace(q.ctx, j.ID, start, pageLogLimit)
+			if errors.Is(err, blob.ErrUnavailable) {
+				w.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
+				d.LogUnavailable = logUnavailableNote
+			}
 			if err == nil {
 				if d.Truncated {
 					// Start at a line boundary so no escape sequence is cut.
@@ -267,6 +278,10 @@ func (w *Web) jobTrace(q *req, id int64) {
 	q.w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(q.w).Encode(resp)
 }
+
+// logUnavailableNote is what the job page shows instead of a log the
+// object store cannot give.
+const logUnavailableNote = "The log cannot be shown: object store unavailable. Try again later."
 
 // logUnavailable answers a read of a job log that the object store could
 // not serve (an archived log while the store is down) as the API does:
