@@ -179,15 +179,12 @@ func (s *S3Server) stop() {
 	if s.cmd == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.exit:
-	case <-time.After(15 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exit
-	}
-	// Children of the group that outlived their parent.
+	// SIGKILL at once: weed ignores SIGTERM for its whole 15 s grace here,
+	// and what it wrote is in its files either way (a restart by Start
+	// finds it; TestObjectStoreOutage and TestObjectStoreReadiness
+	// restart one); it ends a process frozen by Pause too.
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exit
 	s.cmd = nil
 }
 
@@ -216,7 +213,9 @@ func (s *S3Server) waitReady(limit time.Duration) error {
 		default:
 		}
 		last = func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// A fresh master defers its first volume allocation by
+			// seconds: one patient attempt, not several cut short.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			ok, err := c.BucketExists(ctx, "kiln-probe")
 			if err != nil {
