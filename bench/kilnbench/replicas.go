@@ -192,17 +192,7 @@ func replicas(bin, work, pg string, levels []int, d time.Duration, runs, n, burs
 // waitPipelineFor polls (every 20 ms) until the pipeline completes and
 // returns its status, "timeout" after d.
 func waitPipelineFor(k *kiln, pid, plID int64, d time.Duration) string {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		var p struct{ Status string }
-		k.api("GET", fmt.Sprintf("/api/v4/projects/%d/pipelines/%d", pid, plID), nil, &p)
-		switch p.Status {
-		case "success", "failed", "canceled", "skipped":
-			return p.Status
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return "timeout"
+	return pollPipeline(k, pid, plID, d, 20*time.Millisecond)
 }
 
 // loadAvg is the machine's 1, 5 and 15 minute load averages (other work
