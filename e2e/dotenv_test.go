@@ -50,6 +50,7 @@ child:
   stage: deploy
   variables:
     PASSED_VERSION: v$BUILD_VERSION
+    SHADOWED: x$PROJ_VAR
   trigger:
     include: child.yml
     strategy: depend
@@ -123,6 +124,20 @@ func TestDotenvVariablesPassToLaterJobs(t *testing.T) {
 			children := s.trigPipelinesOf(pid, "source=parent_pipeline")
 			if len(children) != 1 {
 				t.Fatalf("child pipelines: %v", children)
+			}
+			// PROJ_VAR is both a dotenv name and a project variable: the
+			// bridge does not expand it (the project's value would leave
+			// in a pipeline variable, to another project's pipeline with
+			// a multi-project trigger); downstream jobs expand it from
+			// their own project's variables.
+			var cvars []map[string]any
+			s.call("GET", "/api/v4/projects/"+pid+"/pipelines/"+jsonID(children[0]["id"])+"/variables", nil, &cvars)
+			got := map[string]any{}
+			for _, v := range cvars {
+				got[v["key"].(string)] = v["value"]
+			}
+			if got["SHADOWED"] != "x$PROJ_VAR" || got["PASSED_VERSION"] != "v1.2.3" {
+				t.Errorf("child pipeline variables: %v, want SHADOWED=x$PROJ_VAR (not expanded) and PASSED_VERSION=v1.2.3", got)
 			}
 			cj := pipelineJobs(t, s, pid, children[0])
 			if tr := jobTrace(t, s, pid, jsonID(cj["show"]["id"])); !strings.Contains(tr, "child passed=[v1.2.3] direct=[]") {

@@ -203,9 +203,10 @@ func (b *Bridges) create(ctx context.Context, j *store.Job) (*store.Pipeline, bo
 // references to variables the bridge inherits from its dependencies'
 // artifacts:reports:dotenv (GitLab passes dotenv variables to bridge jobs:
 // `variables: {VERSION: $BUILD_VERSION}` sends the value downstream). A
-// name the bridge inherits takes its value in the bridge's precedence
-// (a project or pipeline variable of the same name wins); other references
-// are left for the downstream jobs to expand, as before.
+// name whose value in the bridge's precedence is not the dotenv value (a
+// project or pipeline variable of the same name wins) is not expanded,
+// nor are other references: they are left for the downstream jobs to
+// expand, as before.
 func (b *Bridges) expandDotenv(ctx context.Context, up *store.Pipeline, j *store.Job, sp *pipeline.JobSpec, vars []pipeline.Var) ([]pipeline.Var, error) {
 	dv, err := b.Engine.DependencyDotenv(ctx, j, sp)
 	if err != nil || len(dv) == 0 {
@@ -219,14 +220,22 @@ func (b *Bridges) expandDotenv(ctx context.Context, up *store.Pipeline, j *store
 	if err != nil {
 		return nil, err
 	}
-	inherited := map[string]bool{}
+	// Only the dotenv values themselves are expanded: a name a project,
+	// group or pipeline variable shadows is left as written, so that a
+	// job cannot export a dotenv name to pull a (masked, protected)
+	// variable's value into another project's pipeline variables.
+	final := map[string]string{}
+	for _, v := range all {
+		final[v.Key] = v.Value
+	}
+	dotenv := map[string]string{}
 	for _, v := range dv {
-		inherited[v.Key] = true
+		dotenv[v.Key] = v.Value
 	}
 	vals := map[string]string{}
-	for _, v := range all {
-		if inherited[v.Key] {
-			vals[v.Key] = v.Value
+	for k, v := range dotenv {
+		if final[k] == v {
+			vals[k] = v
 		}
 	}
 	out := make([]pipeline.Var, len(vars))
