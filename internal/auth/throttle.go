@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,9 +19,9 @@ import (
 //     a lock says nothing about which accounts exist): MaxAttempts failures
 //     lock it for LockFor, as GitLab's Devise lockable does (10 failures, 10
 //     minutes); a success resets the count;
-//   - per client address: a token bucket of AddressBurst failures refilled
-//     at AddressPerMinute, beyond which requests are refused before any
-//     password work;
+//   - per client address (an IPv6 address by its /64): a token bucket of
+//     AddressBurst failures refilled at AddressPerMinute, beyond which
+//     requests are refused before any password work;
 //   - password hashing (PBKDF2, deliberately slow) runs at most Parallel at
 //     a time; others wait up to Wait and are then refused as busy.
 //
@@ -142,7 +145,40 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	return &Throttle{cfg: cfg, now: time.Now, sem: make(chan struct{}, cfg.Parallel), accounts: map[string]*account{}, addrs: map[string]*addrBucket{}}
 }
 
-func accountKey(username string) string { return strings.ToLower(strings.TrimSpace(username)) }
+func accountKey(username string) string {
+	k := strings.ToLower(strings.TrimSpace(username))
+	if len(k) > maxAccountKey {
+		// No account has such a name (usernames are at most 255
+		// characters): a fixed-size key, so that guesses with long made-up
+		// names cannot make the counters (PostgreSQL rows on replicas) big.
+		sum := sha256.Sum256([]byte(k))
+		k = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return k
+}
+
+// maxAccountKey is the longest user name counted under its own text.
+const maxAccountKey = 255
+
+// addrKey is the key an address's failures count under: an IPv6 address
+// by its /64 (one host usually holds a whole /64 and can rotate through
+// it, which would give it a fresh budget per request), an IPv4 address
+// (or an IPv4-mapped IPv6 one) by itself.
+func addrKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
 
 // sweepLocked forgets entries that carry no state any more, and the
 // oldest ones when over MaxEntries.
@@ -192,6 +228,7 @@ func (t *Throttle) addrLocked(ip string, now time.Time) *addrBucket {
 // AddressBlocked reports whether ip has used up its failures, and how long
 // until it may try again.
 func (t *Throttle) AddressBlocked(ip string) (bool, time.Duration) {
+	ip = addrKey(ip)
 	if sh := t.cfg.Shared; sh != nil {
 		ctx, cancel := t.sharedCtx()
 		wait, err := sh.RatePeek(ctx, scopeAddress, ip, t.now(), t.addressEvery(), t.cfg.AddressBurst)
@@ -243,6 +280,7 @@ func (t *Throttle) AccountLocked(username string) (bool, time.Time) {
 // Fail records a failed attempt from ip for username ("" when no user name
 // was involved, e.g. a token guess).
 func (t *Throttle) Fail(ip, username string) {
+	ip = addrKey(ip)
 	if sh := t.cfg.Shared; sh != nil {
 		ctx, cancel := t.sharedCtx()
 		defer cancel()

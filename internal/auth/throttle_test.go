@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,5 +103,51 @@ func TestThrottleForgetsFloodOfNames(t *testing.T) {
 	th.mu.Unlock()
 	if n > 200 {
 		t.Fatalf("%d entries kept", n)
+	}
+}
+
+func TestThrottleKeys(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"not-an-address", "not-an-address"},
+	} {
+		if got := addrKey(c.in); got != c.want {
+			t.Errorf("addrKey(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if got := accountKey(" Alice "); got != "alice" {
+		t.Errorf("accountKey: %q", got)
+	}
+	long := strings.Repeat("x", 5000)
+	if got := accountKey(long); len(got) > maxAccountKey || got != accountKey(strings.ToUpper(long)) {
+		t.Errorf("accountKey of a 5000-character name: %d characters", len(got))
+	}
+	if got := accountKey(strings.Repeat("y", maxAccountKey)); got != strings.Repeat("y", maxAccountKey) {
+		t.Errorf("a 255-character name is hashed")
+	}
+}
+
+// TestThrottleAddressIPv6Prefix: failures from addresses rotating through
+// one IPv6 /64 share one budget, as one host's would.
+func TestThrottleAddressIPv6Prefix(t *testing.T) {
+	now := time.Unix(1000, 0)
+	th := NewThrottle(ThrottleConfig{AddressBurst: 3, AddressPerMinute: 60})
+	th.now = func() time.Time { return now }
+	for i := range 3 {
+		ip := fmt.Sprintf("2001:db8:0:1::%x", i+1)
+		if b, _ := th.AddressBlocked(ip); b {
+			t.Fatalf("blocked after %d", i)
+		}
+		th.Fail(ip, "")
+	}
+	if b, _ := th.AddressBlocked("2001:db8:0:1::ffff"); !b {
+		t.Fatal("another address of the /64 has a fresh budget")
+	}
+	if b, _ := th.AddressBlocked("2001:db8:0:2::1"); b {
+		t.Fatal("another /64 blocked")
 	}
 }
