@@ -26,12 +26,6 @@ const Prefix = "artifacts/"
 // ErrTooLarge reports an upload over the limit; nothing is stored.
 var ErrTooLarge = errors.New("artifacts archive too large")
 
-// ErrStore marks a failure of the object store itself (unreachable,
-// frozen, refusing), as opposed to the upload's (a client that hung up):
-// callers answer 503 naming the object store, and the runner retries. It
-// is blob.ErrUnavailable, which the job logs' reads use too.
-var ErrStore = blob.ErrUnavailable
-
 // opTimeout bounds the store operations of callers without a context of
 // their own (the sweeper's Delete and IDs).
 const opTimeout = 2 * time.Minute
@@ -104,7 +98,8 @@ func (l *limited) Read(p []byte) (int, error) {
 // Save streams r into job id's archive named name, replacing any previous
 // one (under any name); an over-limit or failed upload leaves the previous
 // archive in place. A failure of r is returned as is; one of the object
-// store matches ErrStore.
+// store itself (unreachable, frozen, refusing) matches blob.ErrUnavailable,
+// which callers answer with 503 naming the object store.
 func (s *Store) Save(ctx context.Context, id int64, name string, r io.Reader) (int64, error) {
 	key := Key(id, name)
 	lr := &limited{r: r, n: s.limit}
@@ -117,7 +112,7 @@ func (s *Store) Save(ctx context.Context, id int64, name string, r io.Reader) (i
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
 		}
-		return 0, fmt.Errorf("%w: %w", ErrStore, err)
+		return 0, blob.Unavailable(ctx, err)
 	}
 	// One archive per job: drop older ones under other names.
 	err := s.list(ctx, jobPrefix(id), func(k string) error {
@@ -127,7 +122,7 @@ func (s *Store) Save(ctx context.Context, id int64, name string, r io.Reader) (i
 		return s.blobs.Delete(ctx, k)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: removing the previous archive of job %d: %w", ErrStore, id, err)
+		return 0, blob.Unavailable(ctx, fmt.Errorf("removing the previous archive of job %d: %w", id, err))
 	}
 	return lr.read, nil
 }

@@ -127,7 +127,7 @@ func (b *brokenReader) Read(p []byte) (int, error) {
 
 // TestSaveStoreDown: a Save that fails because the object store is down
 // (a stopped S3 server: connection refused; a frozen one: no answer)
-// matches ErrStore, so that the runner API answers 503 naming the object
+// matches blob.ErrUnavailable, so that the runner API answers 503 naming the object
 // store; an upload that breaks on the client's side (a request body cut
 // short: io.ErrUnexpectedEOF) does not, and stores nothing.
 func TestSaveStoreDown(t *testing.T) {
@@ -144,8 +144,8 @@ func TestSaveStoreDown(t *testing.T) {
 	for name, st := range map[string]blob.Store{"dir": dir, "s3": s3} {
 		s := artifacts.New(st, 1<<20)
 		_, err := s.Save(ctx, 1, "a.zip", &brokenReader{n: 10})
-		if err == nil || errors.Is(err, artifacts.ErrStore) || !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("%s: Save of a broken upload: %v, want the client's error, not ErrStore", name, err)
+		if err == nil || errors.Is(err, blob.ErrUnavailable) || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%s: Save of a broken upload: %v, want the client's error, not blob.ErrUnavailable", name, err)
 		}
 		if _, err := s.Stat(ctx, 1, "a.zip"); !errors.Is(err, blob.ErrNotFound) {
 			t.Fatalf("%s: a broken upload left an archive: %v", name, err)
@@ -167,8 +167,8 @@ func TestSaveStoreDown(t *testing.T) {
 		s := artifacts.New(st, 1<<20)
 		start := time.Now()
 		_, err := s.Save(ctx, 1, "a.zip", strings.NewReader("PKdata"))
-		if !errors.Is(err, artifacts.ErrStore) {
-			t.Fatalf("Save to a %s store: %v, want ErrStore", name, err)
+		if !errors.Is(err, blob.ErrUnavailable) {
+			t.Fatalf("Save to a %s store: %v, want blob.ErrUnavailable", name, err)
 		}
 		t.Logf("Save to a %s store failed after %s: %v", name, time.Since(start).Round(time.Millisecond), err)
 	}

@@ -378,7 +378,7 @@ func (s *Service) uploadArtifacts(w http.ResponseWriter, r *http.Request) {
 				writeMessage(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large")
 				return
 			}
-			if errors.Is(err, artifacts.ErrStore) {
+			if errors.Is(err, blob.ErrUnavailable) {
 				s.log.Error("storing artifacts failed: object store unavailable", "job", j.ID, "err", err)
 				objectStoreUnavailable(w, "the artifacts archive was not stored")
 				return

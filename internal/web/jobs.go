@@ -176,21 +176,22 @@ func (w *Web) jobShow(q *req, id int64) {
 		return
 	}
 	if w.ReadTrace != nil {
-		_, size, err := w.ReadTrace(q.ctx, j.ID, 0, 0)
-		if errors.Is(err, blob.ErrUnavailable) {
-			w.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
-			d.LogUnavailable = logUnavailableNote
+		// read notes on the page a log the object store cannot give.
+		read := func(offset int64, max int) ([]byte, int64, error) {
+			data, size, err := w.ReadTrace(q.ctx, j.ID, offset, max)
+			if errors.Is(err, blob.ErrUnavailable) {
+				w.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
+				d.LogUnavailable = logUnavailableNote
+			}
+			return data, size, err
 		}
+		_, size, err := read(0, 0)
 		if err == nil {
 			start := int64(0)
 			if size > pageLogLimit {
 				start, d.Truncated = size-pageLogLimit, true
 			}
-			data, _, err := w.ReadTrace(q.ctx, j.ID, start, pageLogLimit)
-			if errors.Is(err, blob.ErrUnavailable) {
-				w.Log.Error("reading a job log failed: object store unavailable", "job", j.ID, "err", err)
-				d.LogUnavailable = logUnavailableNote
-			}
+			data, _, err := read(start, pageLogLimit)
 			if err == nil {
 				if d.Truncated {
 					// Start at a line boundary so no escape sequence is cut.
