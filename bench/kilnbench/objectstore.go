@@ -3,147 +3,59 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	rclient "github.com/kilnci/kiln/internal/runner/client"
+	"github.com/kilnci/kiln/internal/testenv"
 )
 
 // weedDefault is where bash .ci/run builds SeaweedFS (KILN_WEED overrides).
 const weedDefault = ".cache/kiln-weed/v0.0.0-20261109003541-7506e5f91cd6/weed"
 
-// Credentials of the SeaweedFS this scenario starts.
-const (
-	weedAccessKey = "kilnbench-access"
-	weedSecretKey = "kilnbench-secret-key"
-)
-
-// weed is a SeaweedFS server (master, volume, filer, S3 gateway) started
-// the way internal/testenv starts it for the tests.
-type weed struct {
-	endpoint string
-	cmd      *exec.Cmd
-	exit     chan struct{}
-}
-
-func weedBinary() string {
-	if p := os.Getenv("KILN_WEED"); p != "" {
-		return p
+// startWeed runs SeaweedFS as the tests do (internal/testenv), with its
+// data under work and 1 GiB volumes, and waits until it stores objects.
+func startWeed(work string) *testenv.S3Server {
+	bin := testenv.WeedBinary()
+	if bin == "" {
+		home, _ := os.UserHomeDir()
+		bin = filepath.Join(home, weedDefault)
 	}
-	if p, err := exec.LookPath("weed"); err == nil {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, weedDefault)
-}
-
-// startWeed runs SeaweedFS with its data under work and waits until it
-// stores objects.
-func startWeed(work string) *weed {
-	bin := weedBinary()
 	if _, err := os.Stat(bin); err != nil {
 		check(fmt.Errorf("SeaweedFS binary (KILN_WEED, weed on PATH or ~/%s): %v", weedDefault, err))
 	}
 	dir, err := os.MkdirTemp(work, "weed")
 	check(err)
-	cfg, _ := json.Marshal(map[string]any{"identities": []any{map[string]any{
-		"name":        "kilnbench",
-		"credentials": []any{map[string]string{"accessKey": weedAccessKey, "secretKey": weedSecretKey}},
-		"actions":     []string{"Admin", "Read", "Write", "List", "Tagging"},
-	}}})
-	cfgPath := filepath.Join(dir, "s3.json")
-	check(os.WriteFile(cfgPath, cfg, 0o600))
-	data := filepath.Join(dir, "data")
-	check(os.MkdirAll(data, 0o700))
-	var ports []string
-	for len(ports) < 8 {
-		_, p, _ := net.SplitHostPort(freePort())
-		if n, _ := strconv.Atoi(p); n > 55000 { // weed derives gRPC ports as port+10000
-			continue
-		}
-		ports = append(ports, p)
-	}
-	args := []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data,
-		"-master.port=" + ports[0], "-master.port.grpc=" + ports[1],
-		"-volume.port=" + ports[2], "-volume.port.grpc=" + ports[3], "-volume.max=0", "-volume.preStopSeconds=0",
-		"-master.volumeSizeLimitMB=1024",
-		"-filer", "-filer.port=" + ports[4], "-filer.port.grpc=" + ports[5],
-		"-s3", "-s3.port=" + ports[6], "-s3.port.grpc=" + ports[7], "-s3.port.iceberg=0", "-s3.port.lance=0",
-		"-s3.config=" + cfgPath}
-	logf, err := os.Create(filepath.Join(work, "weed.log"))
+	w, err := testenv.NewSeaweedFS(bin, dir, 1024)
 	check(err)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	check(cmd.Start())
-	logf.Close()
-	w := &weed{endpoint: "http://127.0.0.1:" + ports[6], cmd: cmd, exit: make(chan struct{})}
-	go func() { cmd.Wait(); close(w.exit) }()
-	c := w.client()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.PutObject(ctx, w.bucket("kiln-probe"), "probe", bytes.NewReader([]byte("ok")), 2, minio.PutObjectOptions{})
-		cancel()
-		if err == nil {
-			return w
-		}
-		select {
-		case <-w.exit:
-			check(fmt.Errorf("weed exited; see %s", logf.Name()))
-		default:
-		}
-		if time.Now().After(deadline) {
-			w.stop()
-			check(fmt.Errorf("SeaweedFS not ready after 90 s: %v", err))
-		}
-		time.Sleep(300 * time.Millisecond)
+	if err := w.Launch(); err != nil {
+		w.Close()
+		check(err)
 	}
+	return w
 }
 
-func (w *weed) client() *minio.Client {
-	u, _ := url.Parse(w.endpoint)
-	c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(weedAccessKey, weedSecretKey, ""),
-		Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
-	check(err)
-	return c
-}
-
-// bucket creates the bucket if needed and returns its name.
-func (w *weed) bucket(name string) string {
+// weedBucket creates the bucket if needed and returns its name.
+func weedBucket(w *testenv.S3Server, name string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := w.client()
+	c, err := w.NewClient()
+	check(err)
 	if ok, err := c.BucketExists(ctx, name); err == nil && !ok {
-		c.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1"})
+		c.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: w.Region})
 	}
 	return name
-}
-
-func (w *weed) stop() {
-	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-w.exit:
-	case <-time.After(15 * time.Second):
-	}
-	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // storeSetup is one object store under test: its servers (with two
@@ -285,10 +197,10 @@ func objectstore(bin, work, db, pg string, mb, runs int) {
 	rng := rand.NewChaCha8([32]byte{1})
 	rng.Read(data) // incompressible
 	w := startWeed(work)
-	defer w.stop()
-	bucket := w.bucket("kilnbench")
-	s3args := []string{"--object-store", "s3", "--s3-endpoint", w.endpoint, "--s3-bucket", bucket, "--s3-access-key", weedAccessKey}
-	os.Setenv("KILN_S3_SECRET_KEY", weedSecretKey) // inherited by the servers
+	defer w.Close()
+	bucket := weedBucket(w, "kilnbench")
+	s3args := []string{"--object-store", "s3", "--s3-endpoint", w.Endpoint, "--s3-bucket", bucket, "--s3-access-key", w.AccessKey}
+	os.Setenv("KILN_S3_SECRET_KEY", w.SecretKey) // inherited by the servers
 	common := []string{"--builtin-runners", "0", "--max-artifacts-size", strconv.Itoa(2*size + 1<<20)}
 	replicas := 1
 	if db == "postgres" {
@@ -311,7 +223,8 @@ func objectstore(bin, work, db, pg string, mb, runs int) {
 	for _, s := range setups {
 		wg.Go(func() { s.sampleRSS(stop) })
 	}
-	mc := w.client()
+	mc, err := w.NewClient()
+	check(err)
 	raw := map[string][]float64{}
 	for round := 0; round <= runs; round++ { // round 0 warms up
 		for _, s := range setups {

@@ -96,32 +96,9 @@ func SeaweedFS(t testing.TB) *S3Server {
 	if bin == "" {
 		missing(t, "SeaweedFS (a `weed` binary on PATH or at $KILN_WEED; bash .ci/run builds one)")
 	}
-	dir := t.TempDir()
-	cfg, _ := json.Marshal(map[string]any{"identities": []any{map[string]any{
-		"name":        "kiln-test",
-		"credentials": []any{map[string]string{"accessKey": weedAccessKey, "secretKey": weedSecretKey}},
-		"actions":     []string{"Admin", "Read", "Write", "List", "Tagging"},
-	}}})
-	cfgPath := filepath.Join(dir, "s3.json")
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+	s, err := NewSeaweedFS(bin, t.TempDir(), 64)
+	if err != nil {
 		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ports := freePorts(t, 8)
-	p := func(i int) string { return strconv.Itoa(ports[i]) }
-	s := &S3Server{
-		Endpoint: "http://127.0.0.1:" + p(6), AccessKey: weedAccessKey, SecretKey: weedSecretKey, Region: "us-east-1",
-		weed: bin, dir: dir, log: filepath.Join(dir, "weed.log"),
-		args: []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data,
-			"-master.port=" + p(0), "-master.port.grpc=" + p(1),
-			"-volume.port=" + p(2), "-volume.port.grpc=" + p(3), "-volume.max=0", "-volume.preStopSeconds=0",
-			"-master.volumeSizeLimitMB=64",
-			"-filer", "-filer.port=" + p(4), "-filer.port.grpc=" + p(5),
-			"-s3", "-s3.port=" + p(6), "-s3.port.grpc=" + p(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
-			"-s3.config=" + cfgPath},
 	}
 	t.Cleanup(func() {
 		s.stop()
@@ -133,6 +110,42 @@ func SeaweedFS(t testing.TB) *S3Server {
 	return s
 }
 
+// NewSeaweedFS prepares, without starting it (Launch or Start does), a
+// SeaweedFS server of binary bin with its configuration and data under
+// dir, on free loopback ports, with volumes of volumeSizeLimitMB. It
+// serves the tests (SeaweedFS) and the benchmarks (bench/kilnbench).
+func NewSeaweedFS(bin, dir string, volumeSizeLimitMB int) (*S3Server, error) {
+	cfg, _ := json.Marshal(map[string]any{"identities": []any{map[string]any{
+		"name":        "kiln-test",
+		"credentials": []any{map[string]string{"accessKey": weedAccessKey, "secretKey": weedSecretKey}},
+		"actions":     []string{"Admin", "Read", "Write", "List", "Tagging"},
+	}}})
+	cfgPath := filepath.Join(dir, "s3.json")
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(8)
+	if err != nil {
+		return nil, err
+	}
+	p := func(i int) string { return strconv.Itoa(ports[i]) }
+	return &S3Server{
+		Endpoint: "http://127.0.0.1:" + p(6), AccessKey: weedAccessKey, SecretKey: weedSecretKey, Region: "us-east-1",
+		weed: bin, dir: dir, log: filepath.Join(dir, "weed.log"),
+		args: []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data,
+			"-master.port=" + p(0), "-master.port.grpc=" + p(1),
+			"-volume.port=" + p(2), "-volume.port.grpc=" + p(3), "-volume.max=0", "-volume.preStopSeconds=0",
+			"-master.volumeSizeLimitMB=" + strconv.Itoa(volumeSizeLimitMB),
+			"-filer", "-filer.port=" + p(4), "-filer.port.grpc=" + p(5),
+			"-s3", "-s3.port=" + p(6), "-s3.port.grpc=" + p(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
+			"-s3.config=" + cfgPath},
+	}, nil
+}
+
 // Start (re)starts a SeaweedFS stopped by Stop and waits until it stores
 // objects.
 func (s *S3Server) Start(t testing.TB) {
@@ -140,12 +153,22 @@ func (s *S3Server) Start(t testing.TB) {
 	if s.weed == "" {
 		t.Fatal("Start: the S3 server is not one this test started")
 	}
+	if err := s.Launch(); err != nil {
+		s.dumpLog(t)
+		t.Fatal(err)
+	}
+}
+
+// Launch starts the server prepared by NewSeaweedFS (or stopped by Stop or
+// Close), if it is not running, and waits until it stores objects; its
+// output goes to weed.log in its directory.
+func (s *S3Server) Launch() error {
 	if s.cmd != nil {
-		return
+		return nil
 	}
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(s.weed, s.args...)
 	cmd.Dir = s.dir
@@ -153,7 +176,7 @@ func (s *S3Server) Start(t testing.TB) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("starting %s: %v", s.weed, err)
+		return fmt.Errorf("starting %s: %w", s.weed, err)
 	}
 	logf.Close()
 	exit := make(chan struct{})
@@ -161,9 +184,9 @@ func (s *S3Server) Start(t testing.TB) {
 	// The waiter reaps the process; stop waits for it.
 	go func() { cmd.Wait(); close(exit) }()
 	if err := s.waitReady(90 * time.Second); err != nil {
-		s.dumpLog(t)
-		t.Fatalf("SeaweedFS did not become ready: %v", err)
+		return fmt.Errorf("SeaweedFS did not become ready (log: %s): %w", s.log, err)
 	}
+	return nil
 }
 
 // Stop stops the SeaweedFS (its data stays for Start).
@@ -174,6 +197,9 @@ func (s *S3Server) Stop(t testing.TB) {
 	}
 	s.stop()
 }
+
+// Close stops a server started by Launch (its data stays).
+func (s *S3Server) Close() { s.stop() }
 
 func (s *S3Server) stop() {
 	if s.cmd == nil {
@@ -201,7 +227,7 @@ func (s *S3Server) dumpLog(t testing.TB) {
 // work only once the volume server has registered.
 func (s *S3Server) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	c, err := s.client()
+	c, err := s.NewClient()
 	if err != nil {
 		return err
 	}
@@ -237,7 +263,8 @@ func (s *S3Server) waitReady(limit time.Duration) error {
 	return fmt.Errorf("after %s: %v", limit, last)
 }
 
-func (s *S3Server) client() (*minio.Client, error) {
+// NewClient is a client of the server with its credentials.
+func (s *S3Server) NewClient() (*minio.Client, error) {
 	u, err := url.Parse(s.Endpoint)
 	if err != nil {
 		return nil, err
@@ -251,7 +278,7 @@ func (s *S3Server) client() (*minio.Client, error) {
 // Client is a client of the server with the test credentials.
 func (s *S3Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := s.client()
+	c, err := s.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +313,7 @@ func (s *S3Server) ObjectNames(t testing.TB, bucket, prefix string) []string {
 }
 
 // freePorts returns n distinct free loopback TCP ports.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -298,7 +324,7 @@ func freePorts(t testing.TB, n int) []int {
 	for len(out) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		port := l.Addr().(*net.TCPAddr).Port
@@ -309,5 +335,5 @@ func freePorts(t testing.TB, n int) []int {
 		}
 		out = append(out, port)
 	}
-	return out
+	return out, nil
 }
